@@ -1,0 +1,293 @@
+"""The Solver: UCMFH's training stages, evaluation and checkpoints.
+
+Stages (`task`): train_real trains the fusion transformer alone; train_hash
+trains it with the two hash heads (progressive tanh(scale*x) codes);
+test_real / test_hash load a checkpoint and score it. A hash run scores
+Hamming ranking of sign() codes; a real run scores cosine ranking of the fused
+embeddings. Query codes come from the query pair (UCMFH's protocol).
+"""
+from __future__ import annotations
+
+import time
+from datetime import datetime
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from config import ConfigError, to_dict
+from data import load_dataset
+from evaluate import retrieval_metrics
+from losses import contrastive_loss, ucmfh_loss
+from model import FuseTransEncoder, HashHead
+from runio import RunFolder, atomic_torch_save
+from schedules import ScaleSchedule, training_progress
+
+# Keys that may differ between a checkpoint and the run that resumes or tests it.
+RUNTIME_KEYS = {"task", "resume", "device", "output_dir", "eval_every", "save_every",
+                "eval_batch_size", "data_root", "checkpoint_dir", "hash_lens"}
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"--device {name}: CUDA is not available here; use --device cpu")
+    return torch.device(name)
+
+
+class Solver:
+    def __init__(self, cfg, bits: int | None = None, data=None, log=print, checkpoint_path=None):
+        self.cfg, self.bits, self.log = cfg, bits, log
+        self.hash_stage = cfg.task in ("train_hash", "test_hash")
+        if self.hash_stage and bits is None:
+            raise ValueError("a hash stage needs a code length")
+        self.device = resolve_device(cfg.device)
+        self.data = data if data is not None else load_dataset(cfg.dataset, cfg.data_root, cfg.wiki_text)
+        self.checkpoint_path = Path(checkpoint_path or Path(cfg.checkpoint_dir) / (
+            f"hash/{cfg.dataset}_hash_{bits}.pth" if self.hash_stage else f"real/{cfg.dataset}_fusion.pth"))
+        if cfg.task.startswith("test_") or cfg.resume:
+            self.checkpoint = self._read_checkpoint()
+            self.cfg = cfg = self._merge_checkpoint_config(cfg, self.checkpoint["config"])
+        else:
+            self.checkpoint = None
+        self._build(cfg)
+
+    # ----- construction -----
+    def _build(self, cfg):
+        torch.manual_seed(cfg.seed)
+        d = self.data
+        self.fusion = FuseTransEncoder(d.image_dim, d.text_dim, cfg.fusion_dim, cfg.fusion_layers,
+                                       cfg.fusion_heads, cfg.fusion_ff_dim, cfg.fusion_dropout).to(self.device)
+        self.optimizer_fusion = torch.optim.Adam(self.fusion.parameters(), lr=cfg.lr_fusion,
+                                                 betas=tuple(cfg.adam_betas))
+        self.heads = {}
+        if self.hash_stage:
+            half = cfg.fusion_dim // 2
+            make = lambda: HashHead(half, self.bits, cfg.hash_hidden, cfg.hash_dropout,
+                                    cfg.use_progressive_hash).to(self.device)
+            self.heads = {"image": make(), "text": make()}      # ImageMlp, TextMlp
+            head_params = [p for head in self.heads.values() for p in head.parameters()]
+            self.optimizer_hash = torch.optim.Adam(head_params, lr=cfg.lr_hash, betas=tuple(cfg.adam_betas))
+            # UCMFH's head schedule, stepped once per epoch so milestones are epochs
+            self.lr_scheduler = torch.optim.lr_scheduler.MultiStepLR(
+                self.optimizer_hash, milestones=cfg.lr_milestones, gamma=cfg.lr_gamma)
+        self.schedule = ScaleSchedule(cfg)
+        self.shuffle_generator = torch.Generator().manual_seed(cfg.seed)
+        self.epoch, self.iteration, self.train_seconds = 0, 0, 0.0
+        self.last_scores: dict = {}
+        train = self.data.train
+        self.train_image = torch.from_numpy(train.image).to(self.device)   # (N, Di)
+        self.train_text = torch.from_numpy(train.text).to(self.device)     # (N, Dt)
+        if self.checkpoint is not None:
+            self._load_state(self.checkpoint)
+        out = cfg.output_dir or f"runs/{cfg.dataset}_{self.bits or 'real'}{'bit' if self.bits else ''}_" \
+                                f"{datetime.now():%Y%m%d-%H%M%S}"
+        self.cfg.output_dir = out
+        self.run = RunFolder(out)
+
+    def _read_checkpoint(self) -> dict:
+        path = self.checkpoint_path
+        if not path.is_file():
+            how = "train it first with --task " + ("train_hash" if self.hash_stage else "train_real")
+            raise ConfigError(f"{path}: checkpoint not found ({how}, or set --checkpoint_dir)")
+        try:
+            return torch.load(path, map_location=self.device, weights_only=True)
+        except Exception as err:  # a truncated or foreign file: say which
+            raise ConfigError(f"{path}: not a readable checkpoint ({type(err).__name__})") from None
+
+    def _merge_checkpoint_config(self, cfg, saved: dict):
+        """Model and training keys come from the checkpoint; a resume must not change them."""
+        current = to_dict(cfg)
+        differing = sorted(k for k in saved if k not in RUNTIME_KEYS and saved[k] != current.get(k))
+        if cfg.resume and cfg.task.startswith("train_") and differing:
+            raise ConfigError(f"--resume: {self.checkpoint_path} was trained with other values of "
+                              f"{', '.join('--' + k for k in differing)}; pass the same values or drop --resume")
+        merged = {k: (current[k] if k in RUNTIME_KEYS else saved.get(k, current[k])) for k in current}
+        if not cfg.output_dir and cfg.resume:
+            merged["output_dir"] = saved.get("output_dir", "")
+        return type(cfg)(**merged)
+
+    def _state(self) -> dict:
+        """Everything needed to continue: models, optimisers, counters, RNG, config, scores."""
+        state = {"fusion": self.fusion.state_dict(), "optimizer_fusion": self.optimizer_fusion.state_dict(),
+                 "epoch": self.epoch, "iteration": self.iteration, "train_seconds": self.train_seconds,
+                 "config": to_dict(self.cfg), "metrics": self.last_scores, "bits": self.bits,
+                 "rng_torch": torch.get_rng_state(), "rng_shuffle": self.shuffle_generator.get_state()}
+        if self.hash_stage:
+            state.update(image_head=self.heads["image"].state_dict(), text_head=self.heads["text"].state_dict(),
+                         optimizer_hash=self.optimizer_hash.state_dict(),
+                         lr_scheduler=self.lr_scheduler.state_dict())
+        if self.device.type == "cuda":
+            state["rng_cuda"] = torch.cuda.get_rng_state(self.device)
+        return state
+
+    def _load_state(self, state: dict) -> None:
+        self.fusion.load_state_dict(state["fusion"])
+        self.optimizer_fusion.load_state_dict(state["optimizer_fusion"])
+        if self.hash_stage:
+            self.heads["image"].load_state_dict(state["image_head"])
+            self.heads["text"].load_state_dict(state["text_head"])
+            self.optimizer_hash.load_state_dict(state["optimizer_hash"])
+            self.lr_scheduler.load_state_dict(state["lr_scheduler"])
+        self.epoch, self.iteration = state["epoch"], state["iteration"]
+        self.train_seconds, self.last_scores = state["train_seconds"], dict(state["metrics"])
+        torch.set_rng_state(state["rng_torch"].cpu())
+        self.shuffle_generator.set_state(state["rng_shuffle"].cpu())
+        if "rng_cuda" in state and self.device.type == "cuda":
+            torch.cuda.set_rng_state(state["rng_cuda"].cpu(), self.device)
+
+    def save_checkpoint(self) -> None:
+        atomic_torch_save(self.checkpoint_path, self._state())
+
+    # ----- one epoch -----
+    def _batches(self):
+        """Shuffled index batches over every training pair; the last one may be short."""
+        order = torch.randperm(len(self.train_image), generator=self.shuffle_generator).to(self.device)
+        return order.split(self.cfg.batch_size)
+
+    def trainhash(self, scale) -> dict:
+        """One epoch of the hash stage. `scale`: a float, or a function of the iteration
+        (HashNet's per-iteration schedule). Returns the epoch's loss and code statistics."""
+        scale_at = scale if callable(scale) else (lambda _: scale)
+        self.fusion.train(); [head.train() for head in self.heads.values()]
+        sums = dict.fromkeys(("loss", "fused_loss", "hash_loss", "scale", "abs_h", "saturated", "quant_error"), 0.0)
+        sign_sum, rows, steps = 0.0, 0, 0
+        for idx in tqdm(self._batches(), desc=f"epoch {self.epoch + 1}", leave=False, disable=None):
+            step_scale = scale_at(self.iteration)
+            fused_image, fused_text = self.fusion(self.train_image[idx], self.train_text[idx])
+            hash_image = self.heads["image"](fused_image, step_scale)          # (B, bits)
+            hash_text = self.heads["text"](fused_text, step_scale)
+            loss, fused_term, hash_term = ucmfh_loss(fused_image, fused_text, hash_image, hash_text,
+                                                     self.cfg.temperature, self.cfg.hash_loss_weight)
+            self.optimizer_fusion.zero_grad(set_to_none=True)
+            self.optimizer_hash.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer_fusion.step()
+            self.optimizer_hash.step()
+            with torch.no_grad():  # code statistics over both modalities
+                h = torch.cat([hash_image, hash_text]).abs()
+                for key, value in (("loss", loss), ("fused_loss", fused_term), ("hash_loss", hash_term)):
+                    sums[key] += value.item() * len(idx)
+                sums["scale"] += step_scale * len(idx)
+                sums["abs_h"] += h.mean(1).sum().item() / 2
+                sums["saturated"] += (h > 0.95).float().mean(1).sum().item() / 2
+                sums["quant_error"] += ((h - 1) ** 2).mean(1).sum().item() / 2
+                sign_sum = sign_sum + torch.cat([hash_image, hash_text]).sign().sum(0)
+            rows, steps, self.iteration = rows + len(idx), steps + 1, self.iteration + 1
+        stats = {key: value / rows for key, value in sums.items()}
+        stats["bit_balance"] = 1.0 - (sign_sum / (2 * rows)).abs().mean().item()  # 1 = every bit split 50/50
+        return stats
+
+    def trainreal(self) -> dict:
+        """One epoch of the real-valued stage (fusion transformer alone)."""
+        self.fusion.train()
+        total, rows = 0.0, 0
+        for idx in tqdm(self._batches(), desc=f"epoch {self.epoch + 1}", leave=False, disable=None):
+            loss = contrastive_loss(*self.fusion(self.train_image[idx], self.train_text[idx]),
+                                    self.cfg.temperature)
+            self.optimizer_fusion.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer_fusion.step()
+            total, rows, self.iteration = total + loss.item() * len(idx), rows + len(idx), self.iteration + 1
+        return {"loss": total / rows}
+
+    # ----- evaluation -----
+    @torch.no_grad()
+    def encode(self, split) -> tuple:
+        """Image-side and text-side outputs for every row of a split: codes in a hash stage
+        (before sign), fused embeddings in a real stage. Batching cannot change them."""
+        self.fusion.eval(); [head.eval() for head in self.heads.values()]
+        outputs = ([], [])
+        for start in range(0, len(split), self.cfg.eval_batch_size):
+            rows = slice(start, start + self.cfg.eval_batch_size)
+            image = torch.from_numpy(split.image[rows]).to(self.device)
+            text = torch.from_numpy(split.text[rows]).to(self.device)
+            fused_image, fused_text = self.fusion(image, text)
+            if self.hash_stage:
+                fused_image = self.heads["image"](fused_image, self.schedule.eval_scale)
+                fused_text = self.heads["text"](fused_text, self.schedule.eval_scale)
+            outputs[0].append(fused_image.cpu())
+            outputs[1].append(fused_text.cpu())
+        return torch.cat(outputs[0]), torch.cat(outputs[1])
+
+    def evaluate(self) -> dict:
+        """I2T (query images vs database texts) and T2I scores on the query set."""
+        query, database = self.data.query, self.data.retrieval
+        query_image, query_text = self.encode(query)
+        db_image, db_text = self.encode(database)
+        distance = "hamming" if self.hash_stage else "cosine"
+        k = self.cfg.map_k or None
+        scores = {}
+        for name, q, db in (("i2t", query_image, db_text), ("t2i", query_text, db_image)):
+            m = retrieval_metrics(q, db, query.label, database.label, k=k, distance=distance)
+            scores.update({f"{name}_map": m["map_k"], f"{name}_map_all": m["map_all"],
+                           f"{name}_precision_k": m["precision_k"]})
+        return scores
+
+    # ----- stages -----
+    def train(self) -> dict:
+        cfg = self.cfg
+        if self.hash_stage:
+            self.log(self.schedule.describe())
+        self.run.path.mkdir(parents=True, exist_ok=True)
+        self.run.write_config(to_dict(cfg))
+        if self.epoch:
+            self.log(f"Resuming {self.checkpoint_path} after epoch {self.epoch} of {cfg.epoch}")
+            self.run.truncate_metrics(self.epoch)
+        for epoch in range(self.epoch, cfg.epoch):
+            start = time.time()
+            # 1. the scale for this epoch (HashNet's schedule varies it per iteration)
+            scale = (lambda it, e=epoch: self.schedule.at(e, it)) if self.schedule.per_iteration \
+                else self.schedule.at(epoch)
+            if self.hash_stage and self.schedule.enabled:
+                shown = self.schedule.at(epoch, self.iteration)
+                progress = training_progress(epoch, cfg.epoch)
+                self.log(f"epoch: {epoch + 1}/{cfg.epoch}\n  Progressive scale: {shown:.2f} "
+                         f"(progress: {progress * 100:.1f}%)")
+            # 2. one pass over every training pair
+            stats = self.trainhash(scale) if self.hash_stage else self.trainreal()
+            # 3. learning-rate schedule, once per epoch
+            if self.hash_stage:
+                self.lr_scheduler.step()
+            self.epoch = epoch + 1
+            self.train_seconds += time.time() - start
+            record = {"epoch": self.epoch, **stats, "seconds": time.time() - start}
+            # 4. score every eval_every epochs and at the end (reported, never used to pick a model)
+            if self.epoch == cfg.epoch or (cfg.eval_every and self.epoch % cfg.eval_every == 0):
+                self.last_scores = self.evaluate()
+                record.update(self.last_scores)
+            self.log(f"  epoch {self.epoch}: " + ", ".join(
+                f"{k} {v:.4f}" for k, v in record.items() if k not in ("epoch", "seconds")))
+            # 5. log, then checkpoint every save_every epochs and at the end
+            self.run.append_metrics(record)
+            if self.epoch == cfg.epoch or (cfg.save_every and self.epoch % cfg.save_every == 0):
+                self.save_checkpoint()
+            self.after_epoch()
+        if not self.last_scores:  # resumed a finished run
+            self.last_scores = self.evaluate()
+        return self.finish(self.last_scores)
+
+    def after_epoch(self) -> None:
+        """Hook run after each epoch's checkpoint (tests use it to simulate a crash)."""
+
+    def test(self) -> dict:
+        self.run.path.mkdir(parents=True, exist_ok=True)
+        self.run.write_config(to_dict(self.cfg))
+        self.log(f"Scoring {self.checkpoint_path} (trained {self.epoch} epochs)")
+        return self.finish(self.evaluate())
+
+    def finish(self, scores: dict) -> dict:
+        cfg = self.cfg
+        results = {"dataset": cfg.dataset, "task": cfg.task, "hash_lens": self.bits, "bits": self.bits,
+                   "use_progressive_hash": cfg.use_progressive_hash, "scale_schedule": cfg.scale_schedule,
+                   "scale_min": cfg.scale_min, "scale_max": cfg.scale_max, "eval_scale": self.schedule.eval_scale,
+                   "epoch": self.epoch, "seed": cfg.seed, "map_k": cfg.map_k or None, **scores,
+                   "train_seconds": self.train_seconds, "checkpoint": str(self.checkpoint_path),
+                   "output_dir": str(self.run.path), "num_train": len(self.data.train),
+                   "num_query": len(self.data.query), "num_retrieval": len(self.data.retrieval)}
+        self.run.write_results(results)
+        return results
+
+    def run_task(self) -> dict:
+        return self.train() if self.cfg.task.startswith("train_") else self.test()

@@ -1,0 +1,218 @@
+"""Every setting of a run in one place, with its default and the reason for it.
+
+Precedence, lowest first: the defaults below, `configs/<dataset>.yaml` (when it
+exists and no `--config` is given), the file named by `--config`, then
+`--key value` flags. Unknown keys and bad values raise `ConfigError`, a
+one-line message that names the key (and the file) and lists valid choices.
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+TASKS = ("train_real", "train_hash", "test_real", "test_hash")
+SCALE_SCHEDULES = ("linear", "exponential", "step", "hashnet", "constant")
+WIKI_TEXT_FEATURES = ("tfidf", "lda")
+CONFIG_DIR = Path(__file__).resolve().parent / "configs"
+
+
+class ConfigError(ValueError):
+    """A bad option, value or config file: the message is one line for the user."""
+
+
+@dataclass
+class Config:
+    # --- data ---
+    dataset: str = "demo"          # a built-in name, an alias (flickr, nus, coco) or a folder in data_root
+    data_root: str = "data"        # datasets live in <data_root>/<dataset>/
+    wiki_text: str = "tfidf"       # wiki only: 1000-d tf-idf or 10-d LDA text features
+    # --- what to run ---
+    task: str = "train_hash"       # train_real | train_hash | test_real | test_hash (UCMFH's 0-3 accepted)
+    hash_lens: list = field(default_factory=lambda: [64])  # code lengths; one model per length
+    # --- optimisation (UCMFH's values) ---
+    epoch: int = 100               # UCMFH: 100 mirflickr, 150 nus-wide, 500 mscoco
+    batch_size: int = 128
+    lr_fusion: float = 1e-4        # fusion transformer
+    lr_hash: float = 1e-3          # each hash head
+    adam_betas: list = field(default_factory=lambda: [0.5, 0.999])
+    lr_milestones: list = field(default_factory=lambda: [30, 80])  # in epochs, heads only
+    lr_gamma: float = 1.2          # UCMFH raises the head LR at the milestones (0.6 for mscoco)
+    temperature: float = 0.5       # InfoNCE temperature
+    hash_loss_weight: float = 0.5  # loss = fused-embedding loss + weight * hash-output loss
+    # --- model (UCMFH's sizes) ---
+    fusion_dim: int = 1024         # image half + text half; inputs of other sizes are projected
+    fusion_layers: int = 2
+    fusion_heads: int = 4
+    fusion_ff_dim: int = 2048      # PyTorch's TransformerEncoderLayer default, as UCMFH uses
+    fusion_dropout: float = 0.1    # likewise the PyTorch default
+    hash_hidden: int = 4096
+    hash_dropout: float = 0.3
+    # --- progressive hash learning (HashNet's continuation) ---
+    use_progressive_hash: bool = True
+    scale_min: float = 1.0         # tanh(1*x): continuous codes at the start
+    scale_max: float = 10.0        # tanh(10*x): nearly binary at the end; also the test-time scale
+    scale_schedule: str = "linear"
+    hashnet_gamma: float = 0.005   # hashnet schedule: scale_min * (1 + gamma*iter)^power ...
+    hashnet_power: float = 0.5
+    hashnet_step_size: int = 200   # ... updated every step_size iterations (HashNet's values)
+    # --- evaluation ---
+    eval_every: int = 10           # epochs between scorings (and at the end); 0 = only at the end
+    map_k: int = 50                # mAP@K as UCMFH reports it; 0 = whole ranking
+    eval_batch_size: int = 1024    # rows per forward pass when encoding query/database sets
+    # --- run ---
+    device: str = "auto"           # auto = cuda when available, else cpu
+    seed: int = 0
+    output_dir: str = ""           # empty: runs/<dataset>_<bits>bit_<time>/
+    checkpoint_dir: str = "checkpoints"
+    save_every: int = 10           # epochs between checkpoints (and at the end); 0 = only at the end
+    resume: bool = False           # continue from the stage's checkpoint in checkpoint_dir
+
+
+FIELDS = {f.name: f for f in dataclasses.fields(Config)}
+LIST_ITEM_TYPES = {"hash_lens": int, "adam_betas": float, "lr_milestones": int}
+TASK_NUMBERS = {str(i): name for i, name in enumerate(TASKS)}
+
+
+def _parse_bool(key, value):
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"--{key}: expected true or false, got {value!r}")
+
+
+def _parse_scalar(key, kind, value):
+    if kind is bool or kind == "bool":
+        return _parse_bool(key, value)
+    try:
+        if kind in (int, "int"):
+            if isinstance(value, float) and not value.is_integer():
+                raise ValueError
+            return int(value) if not isinstance(value, str) else int(value.strip())
+        if kind in (float, "float"):
+            return float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"--{key}: expected {getattr(kind, '__name__', kind)}, got {value!r}") from None
+    return str(value)
+
+
+def coerce(key, value):
+    """Convert a YAML or command-line value to the type of `key`."""
+    if key not in FIELDS:
+        close = difflib.get_close_matches(key, FIELDS, n=1)
+        hint = f" (did you mean --{close[0]}?)" if close else ""
+        raise ConfigError(f"unknown option --{key}{hint}; valid options: {', '.join(FIELDS)}")
+    if key in LIST_ITEM_TYPES:
+        items = value if isinstance(value, (list, tuple)) else str(value).replace(",", " ").split()
+        return [_parse_scalar(key, LIST_ITEM_TYPES[key], item) for item in items]
+    if key == "task":
+        return TASK_NUMBERS.get(str(value).strip(), str(value).strip())
+    kind = FIELDS[key].type
+    return _parse_scalar(key, kind, value)
+
+
+def _choice(key, value, choices):
+    if value not in choices:
+        raise ConfigError(f"--{key}: {value!r} is not one of {', '.join(choices)}")
+
+
+def validate(cfg: Config) -> Config:
+    _choice("task", cfg.task, TASKS + tuple(TASK_NUMBERS))
+    _choice("scale_schedule", cfg.scale_schedule, SCALE_SCHEDULES)
+    _choice("wiki_text", cfg.wiki_text, WIKI_TEXT_FEATURES)
+    if not (cfg.device in ("auto", "cpu", "cuda", "mps") or cfg.device.startswith("cuda:")):
+        raise ConfigError(f"--device: {cfg.device!r} is not one of auto, cpu, cuda, cuda:N, mps")
+    if not cfg.hash_lens or any(b < 1 for b in cfg.hash_lens):
+        raise ConfigError(f"--hash_lens: expected positive code lengths such as 16 32 64 128, got {cfg.hash_lens}")
+    for key in ("epoch", "batch_size", "fusion_dim", "fusion_layers", "fusion_heads",
+                "fusion_ff_dim", "hash_hidden", "eval_batch_size", "hashnet_step_size"):
+        if getattr(cfg, key) < 1:
+            raise ConfigError(f"--{key}: must be at least 1, got {getattr(cfg, key)}")
+    for key in ("eval_every", "save_every", "map_k", "seed"):
+        if getattr(cfg, key) < 0:
+            raise ConfigError(f"--{key}: must be 0 or more, got {getattr(cfg, key)}")
+    if cfg.fusion_dim % 2 or (cfg.fusion_dim % cfg.fusion_heads):
+        raise ConfigError(f"--fusion_dim: {cfg.fusion_dim} must be even and divisible by --fusion_heads {cfg.fusion_heads}")
+    if not 0 < cfg.scale_min <= cfg.scale_max:
+        raise ConfigError(f"--scale_min/--scale_max: need 0 < scale_min <= scale_max, got {cfg.scale_min} and {cfg.scale_max}")
+    if cfg.temperature <= 0:
+        raise ConfigError(f"--temperature: must be positive, got {cfg.temperature}")
+    if len(cfg.adam_betas) != 2:
+        raise ConfigError(f"--adam_betas: expected two numbers, got {cfg.adam_betas}")
+    for key in ("fusion_dropout", "hash_dropout"):
+        if not 0 <= getattr(cfg, key) < 1:
+            raise ConfigError(f"--{key}: must be in [0, 1), got {getattr(cfg, key)}")
+    return cfg
+
+
+def load_yaml(path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: config file not found")
+    try:
+        content = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from None
+    if not isinstance(content, dict):
+        raise ConfigError(f"{path}: expected a mapping of option: value")
+    out = {}
+    for key, value in content.items():
+        try:
+            out[key] = coerce(str(key), value)
+        except ConfigError as err:
+            raise ConfigError(f"{path}: {err}") from None
+    return out
+
+
+def parse_flags(argv) -> dict:
+    """`--key value [value ...]` and `--key=value` pairs; a flag with no value means true."""
+    pairs, key = {}, None
+    for token in argv:
+        if token.startswith("--"):
+            key, _, inline = token[2:].partition("=")
+            key = key.replace("-", "_")
+            pairs[key] = [inline] if inline else []
+        elif key is None:
+            raise ConfigError(f"unexpected argument {token!r}: options look like --key value")
+        else:
+            pairs[key].append(token)
+    out = {}
+    for key, values in pairs.items():
+        if key == "config":
+            out[key] = " ".join(values)
+            continue
+        value = values if key in LIST_ITEM_TYPES else (" ".join(values) if values else "true")
+        if key not in LIST_ITEM_TYPES and len(values) > 1:
+            raise ConfigError(f"--{key}: expected one value, got {' '.join(values)}")
+        out[key] = coerce(key, value)
+    return out
+
+
+def build_config(argv=None, overrides: dict | None = None) -> Config:
+    """Resolve defaults < configs/<dataset>.yaml or --config < flags < overrides."""
+    flags = parse_flags(argv or [])
+    flags.update({k: coerce(k, v) for k, v in (overrides or {}).items()})
+    config_file = flags.pop("config", None)
+    from data import canonical_dataset_name  # local import: data imports nothing from here
+    dataset = canonical_dataset_name(flags.get("dataset", Config.dataset))
+    values = {}
+    if config_file:
+        values.update(load_yaml(config_file))
+    elif (CONFIG_DIR / f"{dataset}.yaml").is_file():
+        values.update(load_yaml(CONFIG_DIR / f"{dataset}.yaml"))
+    values.update(flags)
+    values["dataset"] = canonical_dataset_name(values.get("dataset", dataset))
+    cfg = Config(**values)
+    cfg.task = TASK_NUMBERS.get(str(cfg.task), cfg.task)
+    return validate(cfg)
+
+
+def to_dict(cfg: Config) -> dict:
+    return dataclasses.asdict(cfg)

@@ -1,0 +1,77 @@
+"""Scale schedules for progressive hash learning: codes are tanh(scale * x).
+
+A small scale keeps codes continuous early in training (useful gradients); a
+large one makes them nearly binary by the end, so sign() at test time loses
+little. Epoch-based schedules take `progress = e / max(E - 1, 1)`, which runs
+from 0 at the first epoch to 1 at the last.
+"""
+from __future__ import annotations
+
+from config import SCALE_SCHEDULES
+
+
+def training_progress(epoch: int, total_epochs: int) -> float:
+    """0.0 at the first epoch, 1.0 at the last (epoch counts from 0)."""
+    return epoch / max(total_epochs - 1, 1)
+
+
+def epoch_scale(schedule: str, progress: float, scale_min: float, scale_max: float) -> float:
+    """The scale of an epoch-based schedule at `progress` in [0, 1]."""
+    if schedule == "linear":
+        return scale_min + progress * (scale_max - scale_min)
+    if schedule == "exponential":
+        return scale_min * (scale_max / scale_min) ** progress
+    if schedule == "step":
+        # hold scale_min for the first half, then rise linearly to scale_max
+        second_half = max(0.0, progress - 0.5) / 0.5
+        return scale_min + second_half * (scale_max - scale_min)
+    if schedule == "constant":
+        return scale_max
+    raise ValueError(f"scale_schedule {schedule!r} is not one of {', '.join(SCALE_SCHEDULES)}")
+
+
+def hashnet_scale(iteration: int, scale_min: float, gamma: float, power: float, step_size: int) -> float:
+    """HashNet's schedule: scale_min * (1 + gamma * it)^power, with `it` the
+    iteration count at the last multiple of `step_size` (the scale is updated
+    every step_size iterations). Not capped: it can pass scale_max."""
+    stepped = (iteration // step_size) * step_size
+    return scale_min * (1.0 + gamma * stepped) ** power
+
+
+class ScaleSchedule:
+    """The scale for every (epoch, iteration) of a run, built from a Config."""
+
+    def __init__(self, cfg):
+        self.enabled = cfg.use_progressive_hash
+        self.name = cfg.scale_schedule
+        self.total_epochs = cfg.epoch
+        self.scale_min, self.scale_max = cfg.scale_min, cfg.scale_max
+        self.hashnet = (cfg.hashnet_gamma, cfg.hashnet_power, cfg.hashnet_step_size)
+
+    @property
+    def per_iteration(self) -> bool:
+        return self.enabled and self.name == "hashnet"
+
+    def at(self, epoch: int, iteration: int = 0) -> float:
+        """Scale for a training step; 1.0 when progressive hashing is off."""
+        if not self.enabled:
+            return 1.0
+        if self.name == "hashnet":
+            return hashnet_scale(iteration, self.scale_min, *self.hashnet)
+        return epoch_scale(self.name, training_progress(epoch, self.total_epochs),
+                           self.scale_min, self.scale_max)
+
+    @property
+    def eval_scale(self) -> float:
+        """Test-time scale: scale_max when progressive, 1.0 (plain tanh) when off."""
+        return self.scale_max if self.enabled else 1.0
+
+    def describe(self) -> str:
+        if not self.enabled:
+            return "Progressive Hash Learning off - plain tanh codes"
+        if self.name == "hashnet":
+            gamma, power, step = self.hashnet
+            return (f"Using Progressive Hash Learning - HashNet schedule: scale {self.scale_min} * "
+                    f"(1 + {gamma} * iter)^{power}, updated every {step} iterations")
+        return (f"Using Progressive Hash Learning - Scale from {self.scale_min} to {self.scale_max}"
+                + ("" if self.name == "linear" else f" ({self.name} schedule)"))

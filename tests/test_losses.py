@@ -1,0 +1,43 @@
+import math
+
+import pytest
+import torch
+
+from losses import contrastive_loss, ucmfh_loss
+
+
+def loop_loss(image, text, temperature):
+    """UCMFH's NT-Xent written out element by element."""
+    z = [v / v.norm() for v in list(image) + list(text)]
+    n, batch = len(z), len(image)
+    total = 0.0
+    for i in range(n):
+        partner = (i + batch) % n
+        sims = [float(z[i] @ z[j]) / temperature for j in range(n)]
+        denominator = sum(math.exp(s) for j, s in enumerate(sims) if j != i)
+        total += -math.log(math.exp(sims[partner]) / denominator)
+    return total / n
+
+
+@pytest.mark.parametrize("batch", [1, 2, 5, 17])
+def test_matches_plain_loop(batch):
+    g = torch.Generator().manual_seed(batch)
+    image = torch.randn(batch, 8, generator=g, dtype=torch.float64)
+    text = torch.randn(batch, 8, generator=g, dtype=torch.float64)
+    assert contrastive_loss(image, text, 0.5).item() == pytest.approx(loop_loss(image, text, 0.5), rel=1e-10)
+
+
+def test_stable_for_extreme_temperature_and_has_gradients():
+    image = torch.randn(6, 4, requires_grad=True)
+    text = torch.randn(6, 4)
+    loss = contrastive_loss(image, text, temperature=1e-3)
+    loss.backward()
+    assert torch.isfinite(loss) and torch.isfinite(image.grad).all()
+
+
+def test_hash_stage_loss_is_weighted_sum():
+    a, b, c, d = (torch.randn(4, 8) for _ in range(4))
+    total, fused, hashed = ucmfh_loss(a, b, c, d, 0.5, 0.5)
+    assert total.item() == pytest.approx(contrastive_loss(a, b).item() + 0.5 * contrastive_loss(c, d).item())
+    assert fused.item() == pytest.approx(contrastive_loss(a, b).item())
+    assert hashed.item() == pytest.approx(contrastive_loss(c, d).item())

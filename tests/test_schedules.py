@@ -1,0 +1,50 @@
+import math
+
+import pytest
+
+from config import Config
+from schedules import ScaleSchedule, epoch_scale, hashnet_scale, training_progress
+
+
+def schedule(**kw):
+    return ScaleSchedule(Config(**kw))
+
+
+def test_linear_values_pinned_by_the_design_note():
+    s = schedule(epoch=101)
+    assert s.at(0) == pytest.approx(1.0)
+    assert s.at(50) == pytest.approx(5.5)
+    assert s.at(100) == pytest.approx(10.0)
+    assert s.eval_scale == 10.0
+
+
+def test_progress_runs_from_zero_to_one_and_survives_one_epoch():
+    assert training_progress(0, 10) == 0.0
+    assert training_progress(9, 10) == 1.0
+    assert training_progress(0, 1) == 0.0  # no division by zero
+
+
+def test_exponential_and_step_and_constant():
+    assert epoch_scale("exponential", 0.0, 1.0, 10.0) == pytest.approx(1.0)
+    assert epoch_scale("exponential", 0.5, 1.0, 10.0) == pytest.approx(math.sqrt(10.0))
+    assert epoch_scale("exponential", 1.0, 1.0, 10.0) == pytest.approx(10.0)
+    assert epoch_scale("step", 0.25, 1.0, 10.0) == 1.0
+    assert epoch_scale("step", 0.5, 1.0, 10.0) == 1.0
+    assert epoch_scale("step", 0.75, 1.0, 10.0) == pytest.approx(5.5)
+    assert epoch_scale("step", 1.0, 1.0, 10.0) == pytest.approx(10.0)
+    assert schedule(scale_schedule="constant").at(0) == 10.0
+
+
+def test_hashnet_is_updated_every_step_size_iterations():
+    assert hashnet_scale(0, 1.0, 0.005, 0.5, 200) == 1.0
+    assert hashnet_scale(199, 1.0, 0.005, 0.5, 200) == 1.0
+    assert hashnet_scale(200, 1.0, 0.005, 0.5, 200) == pytest.approx(math.sqrt(2.0))
+    assert hashnet_scale(10_000, 1.0, 0.005, 0.5, 200) == pytest.approx(math.sqrt(51.0))  # about 7.1
+    s = schedule(scale_schedule="hashnet")
+    assert s.per_iteration and s.at(epoch=3, iteration=400) == pytest.approx(math.sqrt(3.0))
+
+
+def test_off_means_plain_tanh_in_training_and_test():
+    s = schedule(use_progressive_hash=False, epoch=10)
+    assert [s.at(e) for e in range(10)] == [1.0] * 10
+    assert s.eval_scale == 1.0 and not s.per_iteration

@@ -1,0 +1,124 @@
+"""End to end: train.main on the demo set (a small model, so it runs in seconds)."""
+import json
+
+import pytest
+import torch
+
+import evaluate
+import train
+from conftest import WIKI_DIR
+from ICMR import Solver
+
+SMALL = ["--fusion_dim", "64", "--fusion_ff_dim", "64", "--hash_hidden", "128", "--batch_size", "256",
+         "--eval_every", "1", "--save_every", "1"]
+
+
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory):
+    return tmp_path_factory.mktemp("data")
+
+
+def args(tmp_path, data_root, *extra):
+    return ["--dataset", "demo", "--data_root", str(data_root), "--checkpoint_dir", str(tmp_path / "ck"),
+            "--output_dir", str(tmp_path / "run"), "--hash_lens", "16", "--epoch", "2", *SMALL, *extra]
+
+
+def test_two_epochs_write_checkpoint_and_results_then_test_hash_reproduces(tmp_path, data_root, capsys):
+    [result] = train.main(args(tmp_path, data_root))
+    out = capsys.readouterr().out
+    assert "Using Progressive Hash Learning - Scale from 1.0 to 10.0" in out
+    assert "Progressive scale: 1.00 (progress: 0.0%)" in out
+    assert "Progressive scale: 10.00 (progress: 100.0%)" in out
+    assert "I2T mAP@50" in out.splitlines()[-3]  # the final lines are the score table
+    saved = json.loads((tmp_path / "run" / "results.json").read_text())
+    for key in ("dataset", "hash_lens", "use_progressive_hash", "scale_schedule", "epoch", "seed",
+                "i2t_map", "t2i_map", "map_k", "i2t_map_all", "t2i_map_all", "train_seconds"):
+        assert key in saved
+    assert saved["dataset"] == "demo" and saved["hash_lens"] == 16 and saved["epoch"] == 2
+    assert 0.0 < saved["i2t_map"] < 1.0 and 0.0 < saved["t2i_map"] < 1.0
+    records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in records] == [1, 2]
+    assert records[0]["scale"] == 1.0 and records[1]["scale"] == 10.0
+    for key in ("loss", "fused_loss", "hash_loss", "abs_h", "saturated", "quant_error", "bit_balance", "seconds"):
+        assert key in records[1]
+    checkpoint = torch.load(tmp_path / "ck" / "hash" / "demo_hash_16.pth", weights_only=True)
+    assert checkpoint["epoch"] == 2 and checkpoint["config"]["hash_lens"] == [16]
+    assert {"fusion", "image_head", "text_head", "optimizer_fusion", "optimizer_hash"} <= set(checkpoint)
+    # test_hash loads the checkpoint (weights_only) and reproduces the final scores exactly
+    [tested] = train.main(args(tmp_path, data_root, "--task", "3", "--output_dir", str(tmp_path / "test")))
+    for key in ("i2t_map", "t2i_map", "i2t_map_all", "t2i_map_all"):
+        assert tested[key] == result[key]
+    # and so does evaluate.py's command line, given the checkpoint file
+    scored = evaluate.main(["--checkpoint", str(tmp_path / "ck" / "hash" / "demo_hash_16.pth"),
+                            "--data_root", str(data_root), "--output_dir", str(tmp_path / "eval")])
+    assert scored["i2t_map"] == result["i2t_map"] and scored["t2i_map_all"] == result["t2i_map_all"]
+    assert (tmp_path / "eval" / "results.json").is_file()
+
+
+def test_resume_after_a_crash_gives_the_unbroken_result(tmp_path, data_root, monkeypatch):
+    unbroken = train.main(args(tmp_path / "a", data_root, "--epoch", "3"))[0]
+
+    def crash(self):
+        if self.epoch == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(Solver, "after_epoch", crash)
+    with pytest.raises(KeyboardInterrupt):
+        train.main(args(tmp_path / "b", data_root, "--epoch", "3"))
+    monkeypatch.undo()
+    resumed = train.main(args(tmp_path / "b", data_root, "--epoch", "3", "--resume", "true"))[0]
+    for key in ("i2t_map", "t2i_map", "i2t_map_all", "t2i_map_all"):
+        assert resumed[key] == unbroken[key]
+    lines = (tmp_path / "b" / "run" / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line)["epoch"] for line in lines] == [1, 2, 3]
+    a = torch.load(tmp_path / "a" / "ck" / "hash" / "demo_hash_16.pth", weights_only=True)
+    b = torch.load(tmp_path / "b" / "ck" / "hash" / "demo_hash_16.pth", weights_only=True)
+    for name in ("fusion", "image_head", "text_head"):
+        for key in a[name]:
+            assert torch.equal(a[name][key], b[name][key]), (name, key)
+
+
+def test_resume_refuses_changed_training_settings(tmp_path, data_root, capsys):
+    train.main(args(tmp_path, data_root, "--epoch", "1"))
+    with pytest.raises(SystemExit) as exit_info:
+        train.main(args(tmp_path, data_root, "--epoch", "1", "--resume", "true", "--scale_max", "20"))
+    assert exit_info.value.code == 2
+    assert "--scale_max" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("extra,schedule_label", [(["--use_progressive_hash", "false"], False),
+                                                  (["--scale_schedule", "hashnet"], True)])
+def test_ablation_switches(tmp_path, data_root, capsys, extra, schedule_label):
+    [result] = train.main(args(tmp_path, data_root, "--epoch", "1", *extra))
+    out = capsys.readouterr().out
+    assert result["use_progressive_hash"] is schedule_label
+    assert ("Progressive scale" in out) is schedule_label
+    assert result["eval_scale"] == (10.0 if schedule_label else 1.0)
+
+
+def test_real_stage_trains_and_tests(tmp_path, data_root):
+    [trained] = train.main(args(tmp_path, data_root, "--task", "train_real", "--epoch", "1"))
+    assert (tmp_path / "ck" / "real" / "demo_fusion.pth").is_file()
+    [tested] = train.main(args(tmp_path, data_root, "--task", "test_real", "--output_dir", str(tmp_path / "t")))
+    assert tested["i2t_map"] == trained["i2t_map"] and trained["bits"] is None
+
+
+@pytest.mark.parametrize("extra,message", [
+    (["--dataset", "mirflickr"], "mirflickr/train.pkl not found"),
+    (["--task", "test_hash", "--hash_lens", "128"], "demo_hash_128.pth: checkpoint not found"),
+    (["--bogus", "1"], "unknown option --bogus"),
+])
+def test_errors_exit_2_with_one_line(tmp_path, data_root, capsys, extra, message):
+    with pytest.raises(SystemExit) as exit_info:
+        train.main(args(tmp_path, data_root, *extra))
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and message in err and err.count("\n") == 1
+
+
+@pytest.mark.skipif(not WIKI_DIR.is_dir(), reason="real wiki data not present (../shared/data/wiki)")
+def test_wiki_trains_on_real_data(tmp_path):
+    [result] = train.main(["--dataset", "wiki", "--data_root", str(WIKI_DIR.parent), "--epoch", "1",
+                           "--checkpoint_dir", str(tmp_path / "ck"), "--output_dir", str(tmp_path / "run"),
+                           "--hash_lens", "16", *SMALL])
+    assert result["num_query"] == 693 and result["num_retrieval"] == 2173
+    assert 0.0 < result["i2t_map"] < 1.0
