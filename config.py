@@ -16,7 +16,7 @@ import yaml
 
 TASKS = ("train_real", "train_hash", "test_real", "test_hash")
 SCALE_SCHEDULES = ("linear", "exponential", "step", "hashnet", "constant")
-WIKI_TEXT_FEATURES = ("tfidf", "lda")
+WIKI_TEXT_FEATURES = ("lda", "tfidf")
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 
 
@@ -29,7 +29,7 @@ class Config:
     # --- data ---
     dataset: str = "demo"          # a built-in name, an alias (flickr, nus, coco) or a folder in data_root
     data_root: str = "data"        # datasets live in <data_root>/<dataset>/
-    wiki_text: str = "tfidf"       # wiki only: 1000-d tf-idf or 10-d LDA text features
+    wiki_text: str = "lda"         # wiki only: 10-d LDA topics (scored far higher here) or 1000-d tf-idf
     # --- what to run ---
     task: str = "train_hash"       # train_real | train_hash | test_real | test_hash (UCMFH's 0-3 accepted)
     hash_lens: list = field(default_factory=lambda: [64])  # code lengths; one model per length

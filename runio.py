@@ -8,7 +8,7 @@ from __future__ import annotations
 import io
 import json
 import os
-import tempfile
+import secrets
 from pathlib import Path
 
 import torch
@@ -16,18 +16,23 @@ import yaml
 
 
 def atomic_write_bytes(path, payload: bytes) -> None:
-    """Write `payload` to `path` so that readers see the old file or the new one, never half."""
+    """Write `payload` to `path` so that readers see the old file or the new one, never half.
+
+    The temporary name is unique per process and call, so concurrent writers of
+    the same file just replace each other; open(..., "xb") keeps the usual
+    umask permissions (tempfile.mkstemp would make the file private).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
     try:
-        with os.fdopen(fd, "wb") as handle:
+        with open(tmp, "xb") as handle:
             handle.write(payload)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
 
 

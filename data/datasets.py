@@ -79,7 +79,7 @@ def _load_demo(folder):
                         "to regenerate it)") from None
 
 
-def load_dataset(name, data_root="data", wiki_text="tfidf"):
+def load_dataset(name, data_root="data", wiki_text="lda"):
     """Load ``name`` from ``<data_root>/<name>/`` as validated float32 splits.
 
     ``wiki_text`` ("tfidf" or "lda") applies to the ``wiki`` dataset only.

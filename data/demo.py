@@ -22,12 +22,12 @@ Splits follow MIRFlickr's protocol: query and retrieval are disjoint and the
 training pairs are drawn from the retrieval set.
 """
 
-import os
 import pickle
-import secrets
 from pathlib import Path
 
 import numpy as np
+
+from runio import atomic_write_bytes  # shared with checkpoints and results
 
 NUM_LABELS = 24
 LATENT_DIM = 64
@@ -115,24 +115,6 @@ def generate_demo_arrays(seed=0):
     }
 
 
-def _write_atomic(path, payload):
-    """Write bytes via a temp file in the same folder and ``os.replace``.
-
-    A crash or a concurrent reader never sees a half-written file, and two
-    processes generating at once just replace identical content.  The temp
-    name is unique per process and call; ``open(..., "xb")`` keeps the usual
-    umask-based permissions (``tempfile.mkstemp`` would make them 0600).
-    """
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    try:
-        with open(tmp, "xb") as handle:
-            handle.write(payload)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
 def make_demo_dataset(folder, seed=0):
     """Generate the demo set into ``folder`` (train/query/retrieval.pkl + README.txt).
 
@@ -142,8 +124,8 @@ def make_demo_dataset(folder, seed=0):
     folder.mkdir(parents=True, exist_ok=True)
     splits = generate_demo_arrays(seed)
     for split, arrays in splits.items():
-        _write_atomic(folder / f"{split}.pkl", pickle.dumps(arrays, protocol=4))
+        atomic_write_bytes(folder / f"{split}.pkl", pickle.dumps(arrays, protocol=4))
     text = _README.format(seed=seed, q=len(splits["query"]["label"]),
                           r=len(splits["retrieval"]["label"]),
                           t=len(splits["train"]["label"]))
-    _write_atomic(folder / "README.txt", text.encode("utf-8"))
+    atomic_write_bytes(folder / "README.txt", text.encode("utf-8"))

@@ -80,7 +80,7 @@ def _unit_rows(x):
     return (x / np.maximum(norms, np.finfo(x.dtype).tiny)).astype(np.float32)
 
 
-def load_wiki(folder, wiki_text="tfidf"):
+def load_wiki(folder, wiki_text="lda"):
     """Load the Wikipedia set from ``folder`` as :class:`DatasetSplits`.
 
     ``wiki_text`` picks the text features: ``"tfidf"`` (1000-d) or ``"lda"``
