@@ -56,3 +56,16 @@ def test_bad_options_are_one_line_errors(argv, message):
 def test_bare_flag_means_true():
     assert parse_flags(["--resume"]) == {"resume": True}
     assert Config().use_progressive_hash is True
+
+
+def test_readme_documents_every_config_key_with_its_default():
+    import dataclasses
+
+    from conftest import ROOT
+    readme = (ROOT / "README.md").read_text()
+    for f in dataclasses.fields(Config):
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        row = next((line for line in readme.splitlines() if line.startswith(f"| `{f.name}` |")), None)
+        assert row is not None, f"README lacks a row for {f.name}"
+        shown = str(default).lower() if isinstance(default, bool) else str(default)
+        assert (f"`{shown}`" in row) or (default == "" and "(empty)" in row), row
