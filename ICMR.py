@@ -12,6 +12,7 @@ import time
 from datetime import datetime
 from pathlib import Path
 
+import numpy as np
 import torch
 from tqdm import tqdm
 
@@ -77,8 +78,9 @@ class Solver:
         self.epoch, self.iteration, self.train_seconds = 0, 0, 0.0
         self.last_scores: dict = {}
         train = self.data.train
-        self.train_image = torch.from_numpy(train.image).to(self.device)   # (N, Di)
-        self.train_text = torch.from_numpy(train.text).to(self.device)     # (N, Dt)
+        # the training pairs stay on the device; np.asarray reads lazily stored (HDF5) features once
+        self.train_image = torch.from_numpy(np.asarray(train.image)).to(self.device)   # (N, Di)
+        self.train_text = torch.from_numpy(np.asarray(train.text)).to(self.device)     # (N, Dt)
         if self.checkpoint is not None:
             self._load_state(self.checkpoint)
         out = cfg.output_dir or f"runs/{cfg.dataset}_{self.bits or 'real'}{'bit' if self.bits else ''}_" \

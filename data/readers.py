@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import DataError, describe
+from .lazy import LazyRows
 from .safe_pickle import safe_load_pickle
 
 REQUIRED_KEYS = ("image", "text", "label")
@@ -67,6 +68,7 @@ def _read_npz(path):
 
 
 def _read_h5(path):
+    """Labels are read at once; image and text stay in the file as LazyRows."""
     import h5py  # imported here so .pkl/.npz users do not pay for it
 
     try:
@@ -81,7 +83,10 @@ def _read_h5(path):
             if not isinstance(node, h5py.Dataset):
                 raise DataError(f"{path}: key '{key}' must be a 2-D numeric "
                                 f"array, got an HDF5 {type(node).__name__}")
-            out[key] = node[()]
+            if key == "label" or node.ndim != 2 or node.dtype.kind not in "biuf":
+                out[key] = node[()]  # small, or malformed: validation reports it
+            else:
+                out[key] = LazyRows(path, key)
         return out
 
 

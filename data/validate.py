@@ -9,6 +9,7 @@ checked in a few numpy passes, with no Python loop over rows.
 import numpy as np
 
 from .errors import DataError
+from .lazy import LazyRows
 from .splits import FeatureSplit
 
 SPLIT_NAMES = ("train", "query", "retrieval")
@@ -25,7 +26,10 @@ def _describe_value(value):
 
 
 def _as_2d_float32(value, source, key):
-    """Check ``value`` is a 2-D numeric array and return it as float32."""
+    """Check ``value`` is a 2-D numeric array and return it as float32
+    (LazyRows from an HDF5 file stay lazy: they already yield float32)."""
+    if isinstance(value, LazyRows):
+        return value
     if not (isinstance(value, np.ndarray) and value.ndim == 2
             and value.dtype.kind in _NUMERIC_KINDS):
         raise DataError(f"{source}: key '{key}' must be a 2-D numeric array, "
@@ -39,7 +43,8 @@ def _as_2d_float32(value, source, key):
 def _check_finite(array, source, key):
     # Checked after the float32 cast so float64 values that overflow to inf
     # are caught too.
-    bad_rows = int(np.count_nonzero(~np.isfinite(array).all(axis=1)))
+    blocks = array.blocks() if isinstance(array, LazyRows) else [array]
+    bad_rows = sum(int(np.count_nonzero(~np.isfinite(block).all(axis=1))) for block in blocks)
     if bad_rows:
         raise DataError(f"{source}: key '{key}' has NaN or inf values in "
                         f"{bad_rows} of {len(array)} rows")

@@ -15,3 +15,16 @@ torch.set_num_threads(min(2, torch.get_num_threads()))
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
+
+
+def _import_script(module_name, path):
+    """Make a script in scripts/ importable under a module name, so tests call its main(argv)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module
+    spec.loader.exec_module(module)
+
+
+_import_script("extract_features_cli", ROOT / "scripts" / "extract_features.py")
