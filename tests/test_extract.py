@@ -201,3 +201,34 @@ def test_cli_without_weights_says_how_to_get_them(tmp_path, capsys):
         extract_features_cli.main(["--manifest", str(tmp_path / "m.csv"), "--data_root", str(tmp_path)])
     assert exit_info.value.code == 2
     assert "no CLIP weights given: pass --pretrained FILE" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("release", ["mirflickr", "coco"])
+def test_raw_release_to_training_end_to_end(tmp_path, release):
+    """A tiny fake tree in the release's real layout -> extract_features.py -> train.py."""
+    import extract_features_cli
+    import fake_raw
+    import train
+
+    make = {"mirflickr": fake_raw.make_fake_mirflickr, "coco": fake_raw.make_fake_coco}[release]
+    tree = make(tmp_path / "raw")
+    out = extract_features_cli.main(["--dataset", release, "--raw_root", str(tree.root), "--name", f"fake-{release}",
+                                     "--data_root", str(tmp_path / "data"), "--pretrained", "random",
+                                     "--device", "cpu", "--batch_size", "8", "--chunk_size", "16", "--workers", "0",
+                                     "--num_query", "5", "--num_train", "10"])
+    splits = json.loads((out / "splits.json").read_text())
+    assert sorted(splits["query"] + splits["retrieval"]) == sorted(tree.ids)
+    assert set(splits["train"]) <= set(splits["retrieval"]) and not set(splits["query"]) & set(splits["retrieval"])
+    [result] = train.main(["--dataset", f"fake-{release}", "--data_root", str(tmp_path / "data"), "--epoch", "1",
+                           "--hash_lens", "8", "--fusion_dim", "64", "--fusion_ff_dim", "64", "--hash_hidden", "32",
+                           "--checkpoint_dir", str(tmp_path / "ck"), "--output_dir", str(tmp_path / "run")])
+    assert result["num_train"] == 10 and result["num_query"] == 5
+
+
+def test_cli_names_the_first_missing_file_of_a_release(tmp_path, capsys):
+    import extract_features_cli
+
+    with pytest.raises(SystemExit):
+        extract_features_cli.main(["--dataset", "nus", "--raw_root", str(tmp_path), "--pretrained", "random"])
+    err = capsys.readouterr().err.strip()
+    assert "ImageList/Imagelist.txt not found" in err and "\n" not in err
