@@ -107,8 +107,9 @@ def main(argv=None) -> Path:
     skipped = len(raw) - kept
     print(f"{kept} pairs kept, {skipped} skipped (see {out_dir / 'extraction_report.json'}); "
           f"query {sizes['query']}, retrieval {sizes['retrieval']}, train {sizes['train']}")
+    root = "" if out_dir.parent == Path("data") else f" --data_root {out_dir.parent}"
     print(f"{len(raw) / max(seconds, 1e-9):.1f} items/s on {device}; train with: "
-          f"python train.py --dataset {name}" + (f" --data_root {args.data_root}" if args.data_root != "data" else ""))
+          f"python train.py --dataset {out_dir.name}{root}")
     return out_dir
 
 
