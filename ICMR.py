@@ -8,6 +8,7 @@ embeddings. Query codes come from the query pair (UCMFH's protocol).
 """
 from __future__ import annotations
 
+import io
 import time
 from datetime import datetime
 from pathlib import Path
@@ -19,14 +20,16 @@ from tqdm import tqdm
 from config import ConfigError, to_dict
 from data import load_dataset
 from evaluate import retrieval_metrics
-from losses import contrastive_loss, ucmfh_loss
+from losses import balanced_pairwise_loss, contrastive_loss, neighbour_similarity, ucmfh_loss
 from model import FuseTransEncoder, HashHead
-from runio import RunFolder, atomic_torch_save
+from runio import RunFolder, atomic_torch_save, atomic_write_bytes
 from schedules import ScaleSchedule, training_progress
 
 # Keys that may differ between a checkpoint and the run that resumes or tests it.
-RUNTIME_KEYS = {"task", "resume", "device", "output_dir", "eval_every", "save_every",
-                "eval_batch_size", "data_root", "checkpoint_dir", "hash_lens"}
+RUNTIME_KEYS = {"task", "resume", "device", "output_dir", "eval_every", "save_every", "eval_batch_size",
+                "data_root", "checkpoint_dir", "hash_lens", "record_histograms", "save_codes"}
+HISTOGRAM_POINTS = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)   # shares of training at which histograms are taken
+HISTOGRAM_EDGES = np.linspace(-1.0, 1.0, 51)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -154,6 +157,8 @@ class Solver:
         scale_at = scale if callable(scale) else (lambda _: scale)
         self.fusion.train(); [head.train() for head in self.heads.values()]
         sums = dict.fromkeys(("loss", "fused_loss", "hash_loss", "scale", "abs_h", "saturated", "quant_error"), 0.0)
+        if self.cfg.balanced_loss:
+            sums["balanced_loss"] = 0.0
         sign_sum, rows, steps = 0.0, 0, 0
         for idx in tqdm(self._batches(), desc=f"epoch {self.epoch + 1}", leave=False, disable=None):
             step_scale = scale_at(self.iteration)
@@ -162,6 +167,12 @@ class Solver:
             hash_text = self.heads["text"](fused_text, step_scale)
             loss, fused_term, hash_term = ucmfh_loss(fused_image, fused_text, hash_image, hash_text,
                                                      self.cfg.temperature, self.cfg.hash_loss_weight)
+            terms = [("loss", loss), ("fused_loss", fused_term), ("hash_loss", hash_term)]
+            if self.cfg.balanced_loss:  # neighbours come from the features, never from labels
+                similar = neighbour_similarity(fused_image, fused_text, self.cfg.balanced_knn)
+                balanced_term = balanced_pairwise_loss(hash_image, hash_text, similar)
+                loss = loss + self.cfg.balanced_weight * balanced_term
+                terms = [("loss", loss), *terms[1:], ("balanced_loss", balanced_term)]
             self.optimizer_fusion.zero_grad(set_to_none=True)
             self.optimizer_hash.zero_grad(set_to_none=True)
             loss.backward()
@@ -169,7 +180,7 @@ class Solver:
             self.optimizer_hash.step()
             with torch.no_grad():  # code statistics over both modalities
                 h = torch.cat([hash_image, hash_text]).abs()
-                for key, value in (("loss", loss), ("fused_loss", fused_term), ("hash_loss", hash_term)):
+                for key, value in terms:
                     sums[key] += value.item() * len(idx)
                 sums["scale"] += step_scale * len(idx)
                 sums["abs_h"] += h.mean(1).sum().item() / 2
@@ -196,9 +207,11 @@ class Solver:
 
     # ----- evaluation -----
     @torch.no_grad()
-    def encode(self, split) -> tuple:
+    def encode(self, split, scale=None) -> tuple:
         """Image-side and text-side outputs for every row of a split: codes in a hash stage
-        (before sign), fused embeddings in a real stage. Batching cannot change them."""
+        (before sign) at `scale` (default: the test-time scale), fused embeddings in a real stage.
+        Batching cannot change them."""
+        scale = self.schedule.eval_scale if scale is None else scale
         self.fusion.eval(); [head.eval() for head in self.heads.values()]
         outputs = ([], [])
         for start in range(0, len(split), self.cfg.eval_batch_size):
@@ -207,14 +220,16 @@ class Solver:
             text = torch.from_numpy(split.text[rows]).to(self.device)
             fused_image, fused_text = self.fusion(image, text)
             if self.hash_stage:
-                fused_image = self.heads["image"](fused_image, self.schedule.eval_scale)
-                fused_text = self.heads["text"](fused_text, self.schedule.eval_scale)
+                fused_image = self.heads["image"](fused_image, scale)
+                fused_text = self.heads["text"](fused_text, scale)
             outputs[0].append(fused_image.cpu())
             outputs[1].append(fused_text.cpu())
         return torch.cat(outputs[0]), torch.cat(outputs[1])
 
-    def evaluate(self) -> dict:
-        """I2T (query images vs database texts) and T2I scores on the query set."""
+    def evaluate(self, final=False) -> dict:
+        """I2T (query images vs database texts) and T2I scores on the query set. The final scoring
+        of a hash stage adds the mAP of the continuous outputs (cosine ranking before sign), so the
+        quantisation gap shows, and writes codes.npz when save_codes is set."""
         query, database = self.data.query, self.data.retrieval
         query_image, query_text = self.encode(query)
         db_image, db_text = self.encode(database)
@@ -225,7 +240,26 @@ class Solver:
             m = retrieval_metrics(q, db, query.label, database.label, k=k, distance=distance)
             scores.update({f"{name}_map": m["map_k"], f"{name}_map_all": m["map_all"],
                            f"{name}_precision_k": m["precision_k"]})
+            if final and self.hash_stage:
+                continuous = retrieval_metrics(q, db, query.label, database.label, k=k, distance="cosine",
+                                               want=("map_k",))
+                scores[f"{name}_map_continuous"] = continuous["map_k"]
+        if final and self.hash_stage and self.cfg.save_codes:
+            buffer = io.BytesIO()
+            np.savez(buffer, query_image=query_image.numpy(), query_text=query_text.numpy(),
+                     database_image=db_image.numpy(), database_text=db_text.numpy(),
+                     query_label=query.label.astype(np.uint8), database_label=database.label.astype(np.uint8))
+            atomic_write_bytes(self.run.path / "codes.npz", buffer.getvalue())
         return scores
+
+    def record_histogram(self, scale: float) -> None:
+        """Histogram of the hash outputs on the query set at the current training scale."""
+        image, text = self.encode(self.data.query, scale)
+        count = lambda h: np.histogram(h.numpy(), HISTOGRAM_EDGES)[0].tolist()
+        self.histograms.append({"epoch": self.epoch, "progress": self.epoch / self.cfg.epoch, "scale": scale,
+                                "image": count(image), "text": count(text)})
+        self.run.write_json("histograms.json", {"bin_edges": HISTOGRAM_EDGES.tolist(),
+                                                "snapshots": self.histograms})
 
     # ----- stages -----
     def train(self) -> dict:
@@ -237,6 +271,12 @@ class Solver:
         if self.epoch:
             self.log(f"Resuming {self.checkpoint_path} after epoch {self.epoch} of {cfg.epoch}")
             self.run.truncate_metrics(self.epoch)
+        histogram_epochs = {round(p * cfg.epoch) for p in HISTOGRAM_POINTS} \
+            if cfg.record_histograms and self.hash_stage else set()
+        self.histograms = [h for h in self.run.read_json("histograms.json", {}).get("snapshots", [])
+                           if h["epoch"] <= self.epoch]
+        if 0 in histogram_epochs and self.epoch == 0:
+            self.record_histogram(self.schedule.at(0))
         for epoch in range(self.epoch, cfg.epoch):
             start = time.time()
             # 1. the scale for this epoch (HashNet's schedule varies it per iteration)
@@ -257,8 +297,10 @@ class Solver:
             record = {"epoch": self.epoch, **stats, "seconds": time.time() - start}
             # 4. score every eval_every epochs and at the end (reported, never used to pick a model)
             if self.epoch == cfg.epoch or (cfg.eval_every and self.epoch % cfg.eval_every == 0):
-                self.last_scores = self.evaluate()
+                self.last_scores = self.evaluate(final=self.epoch == cfg.epoch)
                 record.update(self.last_scores)
+            if self.epoch in histogram_epochs:
+                self.record_histogram(self.schedule.at(epoch, self.iteration - 1))
             self.log(f"  epoch {self.epoch}: " + ", ".join(
                 f"{k} {v:.4f}" for k, v in record.items() if k not in ("epoch", "seconds")))
             # 5. log, then checkpoint every save_every epochs and at the end
@@ -267,7 +309,7 @@ class Solver:
                 self.save_checkpoint()
             self.after_epoch()
         if not self.last_scores:  # resumed a finished run
-            self.last_scores = self.evaluate()
+            self.last_scores = self.evaluate(final=True)
         return self.finish(self.last_scores)
 
     def after_epoch(self) -> None:
@@ -277,7 +319,7 @@ class Solver:
         self.run.path.mkdir(parents=True, exist_ok=True)
         self.run.write_config(to_dict(self.cfg))
         self.log(f"Scoring {self.checkpoint_path} (trained {self.epoch} epochs)")
-        return self.finish(self.evaluate())
+        return self.finish(self.evaluate(final=True))
 
     def finish(self, scores: dict) -> dict:
         cfg = self.cfg

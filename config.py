@@ -43,6 +43,9 @@ class Config:
     lr_gamma: float = 1.2          # UCMFH raises the head LR at the milestones (0.6 for mscoco)
     temperature: float = 0.5       # InfoNCE temperature
     hash_loss_weight: float = 0.5  # loss = fused-embedding loss + weight * hash-output loss
+    balanced_loss: bool = False    # add HashNet's S/S1, S/S0-weighted pairwise loss (unsupervised neighbours)
+    balanced_knn: int = 5          # neighbours: the k most similar fused embeddings of a batch, both ways
+    balanced_weight: float = 1.0   # weight of that term in the hash-stage loss
     # --- model (UCMFH's sizes) ---
     fusion_dim: int = 1024         # image half + text half; inputs of other sizes are projected
     fusion_layers: int = 2
@@ -63,6 +66,8 @@ class Config:
     eval_every: int = 10           # epochs between scorings (and at the end); 0 = only at the end
     map_k: int = 50                # mAP@K as UCMFH reports it; 0 = whole ranking
     eval_batch_size: int = 1024    # rows per forward pass when encoding query/database sets
+    record_histograms: bool = False  # histograms.json: query-set hash outputs at 0/20/40/60/80/100% of training
+    save_codes: bool = False       # codes.npz: final continuous query/database outputs, for re-scoring and plots
     # --- run ---
     device: str = "auto"           # auto = cuda when available, else cpu
     seed: int = 0
@@ -135,7 +140,7 @@ def validate(cfg: Config) -> Config:
                 "fusion_ff_dim", "hash_hidden", "eval_batch_size", "hashnet_step_size"):
         if getattr(cfg, key) < 1:
             raise ConfigError(f"--{key}: must be at least 1, got {getattr(cfg, key)}")
-    for key in ("eval_every", "save_every", "map_k", "seed"):
+    for key in ("eval_every", "save_every", "map_k", "seed", "balanced_knn"):
         if getattr(cfg, key) < 0:
             raise ConfigError(f"--{key}: must be 0 or more, got {getattr(cfg, key)}")
     if cfg.fusion_dim % 2 or (cfg.fusion_dim % cfg.fusion_heads):

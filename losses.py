@@ -29,3 +29,30 @@ def ucmfh_loss(fused_image, fused_text, hash_image, hash_text, temperature=0.5, 
     fused_term = contrastive_loss(fused_image, fused_text, temperature)
     hash_term = contrastive_loss(hash_image, hash_text, temperature)
     return fused_term + hash_weight * hash_term, fused_term, hash_term
+
+
+def neighbour_similarity(fused_image: torch.Tensor, fused_text: torch.Tensor, k: int) -> torch.Tensor:
+    """Unsupervised similarity S for the balanced loss, from the features, never labels: pairs i, j
+    are similar when one is among the other's k nearest fused pair embeddings (cosine) in the batch.
+    (B, F/2), (B, F/2) -> (B, B) bool, symmetric, with a true diagonal."""
+    pair = F.normalize(torch.cat([fused_image, fused_text], dim=1).detach(), dim=1)   # (B, F)
+    nearest = (pair @ pair.T).topk(min(k, len(pair) - 1) + 1, dim=1).indices          # self + k others
+    similar = torch.zeros(len(pair), len(pair), dtype=torch.bool, device=pair.device)
+    similar.scatter_(1, nearest, True)
+    return similar | similar.T
+
+
+def balanced_pairwise_loss(hash_image: torch.Tensor, hash_text: torch.Tensor, similar: torch.Tensor) -> torch.Tensor:
+    """HashNet's weighted pairwise loss between image codes and text codes.
+
+    theta_ij = (10 / bits) <h_i^img, h_j^txt>; l_ij = log(1 + exp(theta_ij)) - s_ij theta_ij.
+    HashNet weights similar pairs by S/S1 and dissimilar ones by S/S0 (S1, S0: their counts in the
+    batch, S = S1 + S0); averaged over the S pairs this is
+        L = mean over similar pairs of l_ij + mean over dissimilar pairs of l_ij,
+    so the few similar pairs weigh as much as the many dissimilar ones."""
+    theta = (10.0 / hash_image.shape[1]) * hash_image @ hash_text.T      # (B, B)
+    pair_loss = F.softplus(theta) - similar.float() * theta
+    loss = pair_loss[similar].mean()
+    if (~similar).any():
+        loss = loss + pair_loss[~similar].mean()
+    return loss

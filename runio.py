@@ -74,6 +74,13 @@ class RunFolder:
         kept = [r for r in self.read_metrics() if r.get("epoch", 0) <= last_epoch]
         atomic_write_text(self.path / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in kept))
 
+    def read_json(self, name: str, default=None):
+        file = self.path / name
+        return json.loads(file.read_text()) if file.is_file() else default
+
+    def write_json(self, name: str, obj) -> None:
+        atomic_write_json(self.path / name, obj)
+
     def write_results(self, results: dict) -> None:
         atomic_write_json(self.path / "results.json", results)
 

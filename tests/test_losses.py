@@ -41,3 +41,37 @@ def test_hash_stage_loss_is_weighted_sum():
     assert total.item() == pytest.approx(contrastive_loss(a, b).item() + 0.5 * contrastive_loss(c, d).item())
     assert fused.item() == pytest.approx(contrastive_loss(a, b).item())
     assert hashed.item() == pytest.approx(contrastive_loss(c, d).item())
+
+
+def test_neighbour_similarity_is_symmetric_knn_from_features():
+    from losses import neighbour_similarity
+
+    fused_image, fused_text = torch.randn(7, 4), torch.randn(7, 4)
+    similar = neighbour_similarity(fused_image, fused_text, k=2)
+    pair = torch.nn.functional.normalize(torch.cat([fused_image, fused_text], 1), dim=1)
+    cos = pair @ pair.T
+    for i in range(7):
+        others = sorted((j for j in range(7) if j != i), key=lambda j: -cos[i, j].item())[:2]
+        for j in range(7):
+            expected = i == j or j in others or i in sorted((m for m in range(7) if m != j),
+                                                             key=lambda m: -cos[j, m].item())[:2]
+            assert similar[i, j].item() == expected
+
+
+def test_balanced_loss_matches_weighted_loop():
+    from losses import balanced_pairwise_loss
+
+    g = torch.Generator().manual_seed(3)
+    hi, ht = torch.tanh(torch.randn(5, 8, generator=g, dtype=torch.float64)), torch.tanh(
+        torch.randn(5, 8, generator=g, dtype=torch.float64))
+    similar = torch.rand(5, 5, generator=g) < 0.3
+    similar |= torch.eye(5, dtype=torch.bool)
+    s1 = int(similar.sum()); s0 = 25 - s1
+    total = 0.0
+    for i in range(5):
+        for j in range(5):
+            theta = 10.0 / 8 * float(hi[i] @ ht[j])
+            s = float(similar[i, j])
+            weight = 25 / s1 if s else 25 / s0
+            total += weight * (math.log1p(math.exp(theta)) - s * theta)
+    assert balanced_pairwise_loss(hi, ht, similar).item() == pytest.approx(total / 25, rel=1e-10)

@@ -122,3 +122,24 @@ def test_wiki_trains_on_real_data(tmp_path):
                            "--hash_lens", "16", *SMALL])
     assert result["num_query"] == 693 and result["num_retrieval"] == 2173
     assert 0.0 < result["i2t_map"] < 1.0
+
+
+def test_histograms_codes_continuous_map_and_balanced_loss(tmp_path, data_root):
+    import numpy as np
+
+    [result] = train.main(args(tmp_path, data_root, "--epoch", "5", "--record_histograms", "true",
+                               "--save_codes", "true", "--balanced_loss", "true"))
+    histograms = json.loads((tmp_path / "run" / "histograms.json").read_text())
+    assert [h["epoch"] for h in histograms["snapshots"]] == [0, 1, 2, 3, 4, 5]
+    assert [h["scale"] for h in histograms["snapshots"]] == [1.0, 1.0, 3.25, 5.5, 7.75, 10.0]
+    assert all(sum(h["image"]) == result["num_query"] * 16 for h in histograms["snapshots"])
+    assert len(histograms["bin_edges"]) == 51
+    records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert all(r["balanced_loss"] > 0 for r in records)
+    assert 0 < result["i2t_map_continuous"] <= 1 and 0 < result["t2i_map_continuous"] <= 1
+    with np.load(tmp_path / "run" / "codes.npz") as codes:
+        assert codes["query_image"].shape == (result["num_query"], 16)
+        assert codes["database_text"].shape == (result["num_retrieval"], 16)
+        rescored = evaluate.retrieval_metrics(codes["query_image"], codes["database_text"], codes["query_label"],
+                                              codes["database_label"], k=50)
+    assert rescored["map_k"] == result["i2t_map"]
