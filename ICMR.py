@@ -325,6 +325,7 @@ class Solver:
         cfg = self.cfg
         results = {"dataset": cfg.dataset, "task": cfg.task, "hash_lens": self.bits, "bits": self.bits,
                    "use_progressive_hash": cfg.use_progressive_hash, "scale_schedule": cfg.scale_schedule,
+                   "balanced_loss": cfg.balanced_loss,
                    "scale_min": cfg.scale_min, "scale_max": cfg.scale_max, "eval_scale": self.schedule.eval_scale,
                    "epoch": self.epoch, "seed": cfg.seed, "map_k": cfg.map_k or None, **scores,
                    "train_seconds": self.train_seconds, "checkpoint": str(self.checkpoint_path),

@@ -1,0 +1,129 @@
+"""Summaries of many runs: mean ± std over seeds, and progressive vs plain with a paired test.
+
+A cell is (dataset, bits, method). Its runs differ only in the seed. The
+comparison pairs each method's run with the `plain` run of the same dataset,
+code length, balanced-loss setting and seed, and reports the mean difference
+and the two-sided paired t-test p-value over seeds (scipy.stats.ttest_rel;
+empty with fewer than two pairs or when every difference is the same).
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+from scipy import stats
+
+from runio import atomic_write_text, format_table
+
+METRICS = ("i2t_map", "t2i_map", "i2t_map_all", "t2i_map_all")
+COMPARED = ("i2t_map", "t2i_map")
+
+
+def method_label(result: dict) -> str:
+    """`plain`, `progressive-<schedule>` (+ `-smax<value>` off the default 10) (+ `+balanced`), or `cca`."""
+    if result.get("method"):
+        return result["method"]
+    if not result.get("use_progressive_hash"):
+        label = "plain"
+    else:
+        label = f"progressive-{result.get('scale_schedule', 'linear')}"
+        if result.get("scale_schedule") != "hashnet" and float(result.get("scale_max", 10.0)) != 10.0:
+            label += f"-smax{result['scale_max']:g}"
+    return label + ("+balanced" if result.get("balanced_loss") else "")
+
+
+def collect_results(root) -> list:
+    """Every results.json under `root`, each with its method label and folder."""
+    found = []
+    for path in sorted(Path(root).rglob("results.json")):
+        result = json.loads(path.read_text())
+        found.append({**result, "method": method_label(result), "run_dir": str(path.parent)})
+    return found
+
+
+def mean_std(values) -> tuple:
+    """Mean and sample standard deviation (ddof=1; None for a single value)."""
+    values = np.asarray(values, dtype=float)
+    return float(values.mean()), (float(values.std(ddof=1)) if len(values) > 1 else None)
+
+
+def paired_test(a, b) -> tuple:
+    """Mean of a - b and the two-sided paired t-test p-value (None when undefined)."""
+    diff = np.asarray(a, dtype=float) - np.asarray(b, dtype=float)
+    if len(diff) < 2 or np.allclose(diff, diff[0]):
+        return float(diff.mean()) if len(diff) else None, None
+    p = float(stats.ttest_rel(a, b).pvalue)
+    return float(diff.mean()), (None if math.isnan(p) else p)
+
+
+def summarize(results: list) -> list:
+    """One row per (dataset, bits, method), sorted; see the module docstring."""
+    cells = {}
+    for r in results:
+        cells.setdefault((r["dataset"], r["bits"], r["method"]), []).append(r)
+    rows = []
+    for (dataset, bits, method), runs in sorted(cells.items(), key=lambda kv: (kv[0][0], kv[0][1], kv[0][2])):
+        row = {"dataset": dataset, "bits": bits, "method": method, "n_seeds": len(runs),
+               "seeds": " ".join(str(r.get("seed")) for r in sorted(runs, key=lambda r: r.get("seed", 0)))}
+        for metric in METRICS:
+            row[f"{metric}_mean"], row[f"{metric}_std"] = mean_std([r[metric] for r in runs])
+        row["train_seconds_mean"] = mean_std([r.get("train_seconds", 0.0) for r in runs])[0]
+        base_method = "plain+balanced" if method.endswith("+balanced") else "plain"
+        base = {r.get("seed"): r for r in cells.get((dataset, bits, base_method), [])}
+        pairs = [(r, base[r.get("seed")]) for r in runs if r.get("seed") in base]
+        for metric in COMPARED:
+            if method != base_method and method != "cca" and pairs:
+                row[f"delta_{metric}"], row[f"p_{metric}"] = paired_test([a[metric] for a, _ in pairs],
+                                                                          [b[metric] for _, b in pairs])
+            else:
+                row[f"delta_{metric}"], row[f"p_{metric}"] = None, None
+        rows.append(row)
+    return rows
+
+
+def _cell(mean, std):
+    return f"{mean:.4f}" + (f" ± {std:.4f}" if std is not None else "")
+
+
+def to_markdown(rows: list) -> str:
+    header = ["dataset", "bits", "method", "seeds", "I2T mAP@K", "T2I mAP@K", "I2T mAP@all", "T2I mAP@all",
+              "Δ I2T vs plain (p)", "Δ T2I vs plain (p)", "train s"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for r in rows:
+        delta = lambda m: ("" if r[f"delta_{m}"] is None else f"{r[f'delta_{m}']:+.4f}" + (
+            f" (p={r[f'p_{m}']:.3f})" if r[f"p_{m}"] is not None else ""))
+        lines.append("| " + " | ".join([r["dataset"], str(r["bits"]), r["method"], str(r["n_seeds"]),
+                                        *(_cell(r[f"{m}_mean"], r[f"{m}_std"]) for m in METRICS),
+                                        delta("i2t_map"), delta("t2i_map"),
+                                        f"{r['train_seconds_mean']:.0f}"]) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def to_csv(rows: list) -> str:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]) if rows else ["dataset"], lineterminator="\n")
+    writer.writeheader()
+    for r in rows:
+        writer.writerow({k: ("" if v is None else v) for k, v in r.items()})
+    return buffer.getvalue()
+
+
+def write_summary(root) -> list:
+    """Collect the runs under `root`; write summary.csv and summary.md there; return the rows."""
+    rows = summarize(collect_results(root))
+    atomic_write_text(Path(root) / "summary.csv", to_csv(rows))
+    atomic_write_text(Path(root) / "summary.md", to_markdown(rows))
+    return rows
+
+
+def console_table(rows: list) -> str:
+    columns = [("dataset", "dataset", "{}"), ("bits", "bits", "{}"), ("method", "method", "{}"),
+               ("n", "n_seeds", "{}"), ("I2T mAP@K", "i2t_map_mean", "{:.4f}"), ("±", "i2t_map_std", "{:.4f}"),
+               ("T2I mAP@K", "t2i_map_mean", "{:.4f}"), ("±", "t2i_map_std", "{:.4f}"),
+               ("ΔI2T", "delta_i2t_map", "{:+.4f}"), ("p", "p_i2t_map", "{:.3f}"),
+               ("ΔT2I", "delta_t2i_map", "{:+.4f}"), ("p", "p_t2i_map", "{:.3f}")]
+    return format_table(rows, columns)
