@@ -1,15 +1,7 @@
-"""Figures of runs and ablations: one function per figure, each returning the PNG it wrote.
-
-    plot_progressive_visualization(progressive_run, plain_run, out)  # hash-output histograms over training
-    plot_scale_comparison(out)                                       # scale schedules and tanh(scale * x)
-    plot_training_curves(run, out)                                   # metrics.jsonl against epoch
-    plot_map_vs_bits(summary_csv, out)                               # ablation summary.csv: mAP vs code length
-    plot_pr_curves(runs, out) / plot_precision_at_k(runs, out)      # curves.json of several runs
-
-A run folder holds config.yaml, metrics.jsonl, results.json and optionally
-histograms.json and curves.json (README, "What a run writes"). A missing or
-malformed input raises PlotInputError with a one-line message naming the file.
-PNGs are written atomically (dpi 150, tight bounding box).
+"""Figures of runs and ablations: one function per figure, each taking input paths and the output
+PNG's path and returning that path. Inputs: a run folder's config.yaml, metrics.jsonl, results.json,
+histograms.json, curves.json (README, "What a run writes") and an ablation's summary.csv. A missing or
+malformed input raises PlotInputError, one line naming the file. PNGs (dpi 150) are written atomically.
 """
 from __future__ import annotations
 
@@ -26,10 +18,11 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import yaml  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
-from matplotlib.ticker import FixedLocator, NullLocator  # noqa: E402
+from matplotlib.ticker import FixedLocator, MaxNLocator, NullLocator  # noqa: E402
 
 from runio import atomic_write_bytes  # noqa: E402
 from schedules import epoch_scale, hashnet_scale  # noqa: E402
+from summary import method_label  # noqa: E402  (the ablation's method names: plain, progressive-linear, ...)
 
 DPI = 150
 HASHNET_DEFAULTS = {"gamma": 0.005, "power": 0.5, "step_size": 200}
@@ -40,7 +33,6 @@ class PlotInputError(ValueError):
     """A missing or malformed input file; the message names the file."""
 
 
-# ---------------------------------------------------------------- reading inputs
 
 def _read_json(path) -> dict:
     path = Path(path)
@@ -77,10 +69,8 @@ def read_metrics(run) -> list:
 
 
 def describe_run(run) -> dict:
-    """dataset, bits, seed, method ('plain' or 'progressive-<schedule>'), map_k and a label.
-
-    Read from results.json, else config.yaml (a run still training), else the folder name only.
-    """
+    """dataset, bits, seed, method (summary.method_label: plain, progressive-linear, ...), map_k, label; from
+    results.json, else config.yaml (a run still training), else the folder name only."""
     run = Path(run)
     info = {}
     if (run / "results.json").is_file():
@@ -95,16 +85,12 @@ def describe_run(run) -> dict:
     bits = info.get("bits", info.get("hash_lens"))
     if isinstance(bits, list):
         bits = bits[0] if len(bits) == 1 else None
-    if "use_progressive_hash" in info:
-        method = f"progressive-{info.get('scale_schedule', 'linear')}" if info["use_progressive_hash"] else "plain"
-    else:
-        method = None
+    method = method_label(info) if "use_progressive_hash" in info or info.get("method") else None
     desc = {"dataset": info.get("dataset"), "bits": bits, "seed": info.get("seed"), "method": method,
             "map_k": info.get("map_k"), "folder": run.name}
-    parts = [str(desc["dataset"]) if desc["dataset"] else None, f"{bits}-bit" if bits else None, method,
-             f"seed {desc['seed']}" if desc["seed"] is not None else None]
-    parts = [p for p in parts if p]
-    desc["label"] = " ".join(parts) if parts else run.name
+    parts = [desc["dataset"] and str(desc["dataset"]), bits and f"{bits}-bit", method,
+             desc["seed"] is not None and f"seed {desc['seed']}"]
+    desc["label"] = " ".join(p for p in parts if p) or run.name
     return desc
 
 
@@ -116,9 +102,9 @@ def read_histograms(run) -> dict:
         raise PlotInputError(f"{path}: needs 'bin_edges' (list) and a non-empty 'snapshots' list")
     for i, snap in enumerate(snaps):
         for key in ("epoch", "progress", "scale", "image", "text"):
-            if key not in snap:
+            if not isinstance(snap, dict) or key not in snap:
                 raise PlotInputError(f"{path}: snapshot {i} has no '{key}'")
-        if len(snap["image"]) != len(edges) - 1 or len(snap["text"]) != len(edges) - 1:
+        if any(not isinstance(snap[m], list) or len(snap[m]) != len(edges) - 1 for m in ("image", "text")):
             raise PlotInputError(f"{path}: snapshot {i} needs {len(edges) - 1} counts per modality")
     return data
 
@@ -153,7 +139,8 @@ def read_summary(summary_csv, metric: str = "map") -> list:
         rows = []
         for number, row in enumerate(reader, 2):
             try:
-                parsed = {"dataset": row["dataset"], "method": row["method"], "bits": int(float(row["bits"]))}
+                parsed = {"dataset": row["dataset"], "method": row["method"], "bits": int(float(row["bits"])),
+                          "map_k": (row.get("map_k") or "").strip()}
                 for column in needed[3:]:
                     text = (row[column] or "").strip()
                     parsed[column] = float(text) if text else math.nan
@@ -167,7 +154,6 @@ def read_summary(summary_csv, metric: str = "map") -> list:
     return rows
 
 
-# ---------------------------------------------------------------- helpers
 
 def _save(fig, out) -> Path:
     """Render `fig` to PNG in memory, then write it atomically."""
@@ -184,10 +170,6 @@ def _series(records, key):
     """(epochs, values) of the records that hold a numeric `key`."""
     pairs = [(r["epoch"], r[key]) for r in records if isinstance(r.get(key), (int, float))]
     return [p[0] for p in pairs], [p[1] for p in pairs]
-
-
-def _map_name(map_k) -> str:
-    return f"mAP@{map_k}" if map_k else "mAP@all"
 
 
 def _run_labels(runs, labels):
@@ -208,7 +190,6 @@ def _floats(values):
     return np.array([math.nan if v is None else float(v) for v in values], dtype=float)
 
 
-# ---------------------------------------------------------------- 1. hash-output histograms
 
 def plot_progressive_visualization(progressive_run, plain_run, out) -> Path:
     """Histograms of the hash outputs h at each snapshot: one row per run (either may be None)."""
@@ -248,27 +229,28 @@ def plot_progressive_visualization(progressive_run, plain_run, out) -> Path:
     return _save(fig, out)
 
 
-# ---------------------------------------------------------------- 2. scale schedules
 
 def plot_scale_comparison(out, epochs=100, iters_per_epoch=40, scale_min=1.0, scale_max=10.0) -> Path:
     """Left: scale against epoch for every schedule. Right: tanh(scale * x) at several scales."""
     if epochs < 1 or iters_per_epoch < 1:
         raise ValueError("epochs and iters_per_epoch must be at least 1")
     fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.6))
-    epoch_axis = np.arange(1, epochs + 1)
+    # x = epochs elapsed: an epoch schedule holds its value for the whole epoch [e, e + 1)
+    elapsed = np.arange(epochs + 1)
     for name in ("linear", "exponential", "step", "constant"):
         values = [epoch_scale(name, e / max(epochs - 1, 1), scale_min, scale_max) for e in range(epochs)]
-        left.plot(epoch_axis, values, label=name, linewidth=1.8, linestyle="--" if name == "constant" else "-")
-    its = np.arange(epochs * iters_per_epoch)
+        left.plot(elapsed, values + values[-1:], drawstyle="steps-post", label=name, linewidth=1.8,
+                  linestyle="--" if name == "constant" else "-")
+    its = np.arange(epochs * iters_per_epoch + 1)
     hashnet = [hashnet_scale(int(it), scale_min, HASHNET_DEFAULTS["gamma"], HASHNET_DEFAULTS["power"],
                              HASHNET_DEFAULTS["step_size"]) for it in its]
-    left.plot(1 + its / iters_per_epoch, hashnet, linewidth=1.8,
+    left.plot(its / iters_per_epoch, hashnet, linewidth=1.8,
               label=f"hashnet (γ={HASHNET_DEFAULTS['gamma']}, power {HASHNET_DEFAULTS['power']}, "
-                    f"every {HASHNET_DEFAULTS['step_size']} it; {iters_per_epoch} it/epoch)")
+                    f"updated every {HASHNET_DEFAULTS['step_size']} it; {iters_per_epoch} it/epoch)")
     left.set(title=f"Scale schedules ({epochs} epochs, scale {scale_min:g} → {scale_max:g})",
-             xlabel="epoch", ylabel="scale")
+             xlabel="epochs of training elapsed (epoch)", ylabel="scale", xlim=(0, epochs))
     left.grid(alpha=0.3)
-    left.legend(fontsize=8, loc="best")
+    left.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2, frameon=False)
 
     x = np.linspace(-1.5, 1.5, 600)  # an even count: no sample at exactly 0
     for scale in (1, 2, 5, 10, 20):
@@ -282,7 +264,6 @@ def plot_scale_comparison(out, epochs=100, iters_per_epoch=40, scale_min=1.0, sc
     return _save(fig, out)
 
 
-# ---------------------------------------------------------------- 3. training curves
 
 def _panel(ax, records, keys, title, ylabel):
     drawn = False
@@ -303,7 +284,7 @@ def plot_training_curves(run, out) -> Path:
     """Loss terms, scale, code saturation, quantisation error, bit balance and mAP against epoch."""
     records = read_metrics(run)
     desc = describe_run(run)
-    k = _map_name(desc["map_k"])
+    k = f"mAP@{desc['map_k']}" if desc["map_k"] else "mAP@all"
     fig, axes = plt.subplots(2, 3, figsize=(15, 8))
     _panel(axes[0, 0], records, [("loss", "total loss", "-"), ("fused_loss", "fused-embedding loss", "-"),
                                  ("hash_loss", "hash-output loss", "-")], "Loss terms", "loss (per step, mean)")
@@ -317,14 +298,17 @@ def plot_training_curves(run, out) -> Path:
     _panel(axes[1, 2], records, [("i2t_map", f"I2T {k}", "-o"), ("t2i_map", f"T2I {k}", "-s"),
                                  ("i2t_map_all", "I2T mAP@all", "--o"), ("t2i_map_all", "T2I mAP@all", "--s")],
            "Retrieval on the query set (scored epochs)", "mAP")
-    for ax in axes.flat:
-        ax.margins(x=0.02)
+    first, last = records[0]["epoch"], records[-1]["epoch"]
+    pad = max(0.02 * (last - first), 0.1)
+    for ax in axes.flat:  # one epoch range for all panels (mAP is only at the scored epochs)
+        ax.set_xlim(first - pad, last + pad)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    axes[0, 1].set_ylim(bottom=0)
     fig.suptitle(f"Training curves: {desc['label']}", fontsize=12)
     fig.tight_layout()
     return _save(fig, out)
 
 
-# ---------------------------------------------------------------- 4. mAP against code length
 
 def plot_map_vs_bits(summary_csv, out, metric="map") -> Path:
     """One row per dataset, I2T and T2I side by side, one line per method with std error bars."""
@@ -332,10 +316,12 @@ def plot_map_vs_bits(summary_csv, out, metric="map") -> Path:
         raise ValueError("metric must be 'map' or 'map_all'")
     rows = read_summary(summary_csv, metric)
     datasets = list(dict.fromkeys(r["dataset"] for r in rows))
-    methods = list(dict.fromkeys(r["method"] for r in rows))
+    methods = sorted(dict.fromkeys(r["method"] for r in rows),  # plain first, then progressive, then others
+                     key=lambda m: 0 if m.startswith("plain") else 1 if m.startswith("progressive") else 2)
     colours = {m: plt.cm.tab10(i % 10) for i, m in enumerate(methods)}
     offsets = {m: 0.06 * (i - (len(methods) - 1) / 2) for i, m in enumerate(methods)}  # log2 jitter
-    ylabel = "mAP@K" if metric == "map" else "mAP@all"
+    ks = {r["map_k"] for r in rows}  # an optional map_k column names K
+    ylabel = "mAP@all" if metric == "map_all" else (f"mAP@{ks.pop()}" if len(ks) == 1 and "" not in ks else "mAP@K")
     fig, axes = plt.subplots(len(datasets), 2, figsize=(12, 3.9 * len(datasets)), squeeze=False)
     for row, dataset in enumerate(datasets):
         cells = [r for r in rows if r["dataset"] == dataset]
@@ -367,7 +353,6 @@ def plot_map_vs_bits(summary_csv, out, metric="map") -> Path:
     return _save(fig, out)
 
 
-# ---------------------------------------------------------------- 5. precision-recall and precision@K
 
 def plot_pr_curves(runs, out, labels=None) -> Path:
     """Top: precision against recall, one point per Hamming radius. Bottom: both against the radius."""
@@ -384,13 +369,13 @@ def plot_pr_curves(runs, out, labels=None) -> Path:
             axes[1, col].plot(radius, precision, "-", color=colour, linewidth=1.5)
             axes[1, col].plot(radius, recall, "--", color=colour, linewidth=1.5)
     for col, (_, title) in enumerate(DIRECTIONS):
-        axes[0, col].set(title=f"{title}: precision-recall (points = Hamming radius 0, 1, ...)",
-                         xlabel="recall", ylabel="precision", xlim=(-0.02, 1.02))
+        axes[0, col].set(title=f"{title}: precision-recall", xlabel="recall (one point per Hamming radius)",
+                         ylabel="precision", xlim=(-0.02, 1.02))
         axes[1, col].set(title=f"{title}: within Hamming radius", xlabel="Hamming radius",
                          ylabel="precision / recall")
         styles = [Line2D([], [], color="gray", linestyle="-", label="precision"),
                   Line2D([], [], color="gray", linestyle="--", label="recall")]
-        axes[1, col].legend(handles=styles, fontsize=8, loc="center right")
+        axes[1, col].legend(handles=styles, fontsize=8, loc="best")
         for ax in axes[:, col]:
             ax.grid(alpha=0.3)
     handles, labs = axes[0, 0].get_legend_handles_labels()
@@ -411,7 +396,11 @@ def plot_precision_at_k(runs, out, labels=None) -> Path:
             pk = curve[direction]["pk"]
             ax.plot(_floats(pk["k"]), _floats(pk["precision"]), "-o", color=plt.cm.tab10(i % 10),
                     markersize=3, linewidth=1.5, label=name)
+    ks = np.concatenate([_floats(c[d]["pk"]["k"]) for c in curves for d, _ in DIRECTIONS])
+    ks = ks[np.isfinite(ks)]
     for ax, (_, title) in zip(axes, DIRECTIONS):
+        if ks.size and ks.min() >= 1 and ks.max() / ks.min() >= 100:  # K spread over decades
+            ax.set_xscale("log")
         ax.set(title=f"{title}: precision@K", xlabel="top K retrieved (items)", ylabel="precision@K")
         ax.grid(alpha=0.3)
     handles, labs = axes[0].get_legend_handles_labels()

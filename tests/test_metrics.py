@@ -1,11 +1,15 @@
 """Tests for evaluate.py's metric library against the loop oracles."""
+import json
+
 import numpy as np
 import pytest
 import torch
 
-from evaluate import hamming_distance, retrieval_metrics, to_sign_codes
-from tests.oracles import (cosine_map_at_k_loop, map_at_k_loop,
-                           precision_at_k_loop)
+from evaluate import (hamming_distance, pr_curve_by_radius, precision_at_k_curve,
+                      retrieval_metrics, to_sign_codes)
+from tests.oracles import (cosine_map_at_k_loop, map_at_k_loop, pr_by_radius_loop,
+                           precision_at_k_loop, tie_aware_map_loop,
+                           tie_aware_map_patterns, tie_aware_map_rational)
 
 TOL = 1e-9
 
@@ -186,3 +190,139 @@ def test_bad_arguments_raise(args, kwargs, match):
         retrieval_metrics(*args, **kwargs)
     with pytest.raises(ValueError, match="database_codes"):
         hamming_distance(np.ones((2, 4)), np.ones((3, 5)))
+
+
+# --- tie-aware mAP (expectation over random orders of equal-distance items) ---
+
+TIES = ("map_k_tie", "map_all_tie")
+METRICS_AND_TIES = ("map_k", "map_all", "precision_k", *TIES)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_tie_aware_matches_all_permutations(seed):
+    # 6-8 items, 2-3 bits: many ties; every cut-off k, so rank k cuts each group
+    rng = np.random.default_rng(100 + seed)
+    n_db, n_bits = 6 + seed % 3, 2 + seed % 2
+    q, d, ql, dl = random_problem(4, n_db, n_bits, n_labels=3, seed=100 + seed)
+    dl[rng.random(n_db) < 0.3] = 1          # more relevant items
+    want_all = tie_aware_map_loop(q, d, ql, dl, None)
+    for k in list(range(1, n_db + 2)) + [None]:
+        got = retrieval_metrics(q, d, ql, dl, k=k, want=TIES)
+        assert set(got) == {*TIES, "k"} and all(type(got[w]) is float for w in TIES)
+        assert abs(got["map_k_tie"] - tie_aware_map_loop(q, d, ql, dl, k)) < TOL, k
+        assert abs(got["map_all_tie"] - want_all) < TOL
+    alone = retrieval_metrics(q, d, ql, dl, k=3, want="map_k_tie", chunk_size=1)
+    assert set(alone) == {"map_k_tie", "k"}
+    assert abs(alone["map_k_tie"] - tie_aware_map_loop(q, d, ql, dl, 3)) < TOL
+
+
+def test_tie_aware_one_big_tie():
+    # all 8 items at the same distance from each query: 8! = 40320 orders
+    q = np.array([[1.0, 1.0, -1.0], [-1.0, -1.0, 1.0]])
+    d = np.repeat(q[:1], 8, axis=0)
+    ql = np.array([[1, 0], [0, 1]])
+    dl = np.array([[1, 0], [0, 0], [0, 1], [1, 1], [0, 0], [0, 0], [1, 0], [0, 0]])
+    for k in (1, 3, None):
+        got = retrieval_metrics(q, d, ql, dl, k=k, want=TIES)
+        assert abs(got["map_k_tie"] - tie_aware_map_loop(q, d, ql, dl, k)) < TOL
+    # whole ranking: E[AP] of r relevant among n shuffled, by hand for query 0
+    # (3 of 8) and query 1 (2 of 8): (1/r) sum_s (r/n)(1 + (s-1)(r-1)/(n-1)) / s
+    def expected(r, n):
+        return sum((r / n) * (1 + (s - 1) * (r - 1) / (n - 1)) / s for s in range(1, n + 1)) / r
+    assert abs(got["map_all_tie"] - (expected(3, 8) + expected(2, 8)) / 2) < TOL
+
+
+def test_tie_aware_larger_groups_against_exact_oracles(monkeypatch):
+    # groups of up to ~10 items: placements of the relevant items (combinations)
+    q, d, ql, dl = random_problem(4, 16, 2, n_labels=3, seed=21)
+    for k in (1, 4, 7, 9, 16, None):
+        got = retrieval_metrics(q, d, ql, dl, k=k, want=TIES, chunk_size=3)
+        assert abs(got["map_k_tie"] - tie_aware_map_patterns(q, d, ql, dl, k)) < TOL
+    # groups of ~40-200 items (hypergeometric over large cut groups): rationals
+    q, d, ql, dl = random_problem(5, 600, 4, n_labels=4, seed=22)
+    for k in (1, 50, 333, 599, None):
+        got = retrieval_metrics(q, d, ql, dl, k=k, want=TIES)
+        assert abs(got["map_k_tie"] - tie_aware_map_rational(q, d, ql, dl, k)) < TOL
+    import evaluate
+    monkeypatch.setattr(evaluate, "_CUT_ELEMENTS", 50)   # the (queries, X) arrays in slices
+    again = retrieval_metrics(q, d, ql, dl, k=333, want="map_k_tie")
+    assert abs(again["map_k_tie"] - tie_aware_map_rational(q, d, ql, dl, 333)) < TOL
+    assert abs(got["map_all_tie"] - tie_aware_map_rational(q, d, ql, dl, None)) < TOL
+
+
+def test_tie_aware_equals_index_order_without_ties():
+    # item i differs from query 0 in i bits (and from query 1 = -query 0 in
+    # B - i bits): all distances distinct, so only one ranking exists
+    rng = np.random.default_rng(4)
+    n_bits = 12
+    q0 = np.where(rng.random(n_bits) < 0.5, 1.0, -1.0)
+    d = np.array([np.where(np.arange(n_bits) < i, -q0, q0) for i in range(n_bits + 1)])
+    d = d[rng.permutation(n_bits + 1)]                  # index order != rank order
+    q = np.stack([q0, -q0])
+    ql = np.array([[1, 0], [0, 1]])
+    dl = (rng.random((n_bits + 1, 2)) < 0.4).astype(int)
+    for k in (1, 4, 13, None):
+        got = retrieval_metrics(q, d, ql, dl, k=k, want=METRICS_AND_TIES)
+        assert abs(got["map_k_tie"] - got["map_k"]) < TOL
+        assert abs(got["map_all_tie"] - got["map_all"]) < TOL
+
+
+def test_tie_aware_chunking_continuous_and_cosine():
+    q, d, ql, dl = random_problem(23, 3000, 6, seed=8)
+    got = retrieval_metrics(q, d, ql, dl, k=100, want=METRICS_AND_TIES)
+    assert retrieval_metrics(q, d, ql, dl, k=100) == {w: got[w] for w in ("k", "map_k", "map_all", "precision_k")}
+    for chunk in (1, 5, 23):
+        again = retrieval_metrics(q, d, ql, dl, k=100, want=TIES, chunk_size=chunk)
+        assert all(abs(again[w] - got[w]) < 1e-12 for w in TIES)
+    noisy = q * np.random.default_rng(0).uniform(0.1, 3.0, q.shape)   # same signs
+    assert retrieval_metrics(torch.tensor(noisy), d, ql, dl, k=100, want=TIES) == \
+        {w: got[w] for w in (*TIES, "k")}
+    whole = retrieval_metrics(q, d, ql, dl, k=None, want=TIES)
+    assert abs(whole["map_k_tie"] - whole["map_all_tie"]) < TOL
+    assert 0.0 <= got["map_k_tie"] <= 1.0
+    # cosine: documented to equal the index-ordered values
+    cos = retrieval_metrics(noisy, d, ql, dl, k=20, distance="cosine", want=METRICS_AND_TIES)
+    assert cos["map_k_tie"] == cos["map_k"] and cos["map_all_tie"] == cos["map_all"]
+
+
+# --- curves ---
+
+@pytest.mark.parametrize("n_query, n_db, n_bits, chunk_size", [
+    (9, 40, 3, None),       # few radii, everything within radius 3
+    (14, 300, 8, 4),        # radius 0 often empty (precision skips queries)
+    (6, 50, 16, 1),         # long codes: small radii empty for every query -> None
+])
+def test_pr_curve_by_radius_matches_loop(n_query, n_db, n_bits, chunk_size):
+    q, d, ql, dl = random_problem(n_query, n_db, n_bits, seed=n_db + n_bits)
+    got = pr_curve_by_radius(torch.tensor(q * 0.3), d, ql, dl, chunk_size=chunk_size)
+    precision, recall = pr_by_radius_loop(q, d, ql, dl)
+    assert got["radius"] == list(range(n_bits + 1))
+    for g, w in zip(got["precision"] + got["recall"], precision + recall):
+        assert (g is None and w is None) or abs(g - w) < TOL
+    assert got["recall"][-1] == pytest.approx(1.0)          # radius B: everything
+    assert got["precision_queries"][-1] == n_query
+    json.dumps(got, allow_nan=False)                         # plain JSON types
+
+
+def test_pr_curve_no_relevant_items_anywhere():
+    q, d, _, _ = random_problem(3, 20, 4, seed=3)
+    got = pr_curve_by_radius(q, d, np.zeros((3, 2)), np.ones((20, 2)))
+    assert got["recall"] == [None] * 5
+    assert all(p is None or p == 0.0 for p in got["precision"])
+
+
+def test_precision_at_k_curve_matches_loop():
+    q, d, ql, dl = random_problem(11, 700, 6, seed=12)
+    ks = [1, 5, 17, 43, 699, 700, 1000, None]
+    got = precision_at_k_curve(torch.tensor(q), d, ql, dl, ks, chunk_size=4)
+    assert got["k"] == ks and len(got["precision"]) == len(ks)
+    for k, p in zip(ks, got["precision"]):
+        assert abs(p - precision_at_k_loop(q, d, ql, dl, k)) < TOL
+    small = precision_at_k_curve(q, d, ql, dl, [3, 10, 20])      # top-K search path
+    for k, p in zip([3, 10, 20], small["precision"]):
+        assert abs(p - precision_at_k_loop(q, d, ql, dl, k)) < TOL
+    json.dumps(got, allow_nan=False)
+    with pytest.raises(ValueError, match="k"):
+        precision_at_k_curve(q, d, ql, dl, [5, 0])
+    with pytest.raises(ValueError, match="ks"):
+        precision_at_k_curve(q, d, ql, dl, [])
