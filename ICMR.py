@@ -19,8 +19,9 @@ from tqdm import tqdm
 
 from config import ConfigError, to_dict
 from data import load_dataset
-from evaluate import retrieval_metrics
+from evaluate import TIE_METRICS, retrieval_metrics
 from losses import balanced_pairwise_loss, contrastive_loss, neighbour_similarity, ucmfh_loss
+from metrics_curves import write_curves
 from model import FuseTransEncoder, HashHead
 from runio import RunFolder, atomic_torch_save, atomic_write_bytes
 from schedules import ScaleSchedule, training_progress
@@ -241,15 +242,18 @@ class Solver:
             scores.update({f"{name}_map": m["map_k"], f"{name}_map_all": m["map_all"],
                            f"{name}_precision_k": m["precision_k"]})
             if final and self.hash_stage:
+                tie = retrieval_metrics(q, db, query.label, database.label, k=k, want=TIE_METRICS)
                 continuous = retrieval_metrics(q, db, query.label, database.label, k=k, distance="cosine",
                                                want=("map_k",))
-                scores[f"{name}_map_continuous"] = continuous["map_k"]
+                scores.update({f"{name}_map_tie": tie["map_k_tie"], f"{name}_map_all_tie": tie["map_all_tie"],
+                               f"{name}_map_continuous": continuous["map_k"]})
         if final and self.hash_stage and self.cfg.save_codes:
             buffer = io.BytesIO()
             np.savez(buffer, query_image=query_image.numpy(), query_text=query_text.numpy(),
                      database_image=db_image.numpy(), database_text=db_text.numpy(),
                      query_label=query.label.astype(np.uint8), database_label=database.label.astype(np.uint8))
             atomic_write_bytes(self.run.path / "codes.npz", buffer.getvalue())
+            write_curves(self.run.path)
         return scores
 
     def record_histogram(self, scale: float) -> None:

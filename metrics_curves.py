@@ -81,3 +81,24 @@ def precision_at_k_curve(query, database, query_labels, database_labels, ks,
         cum = torch.cumsum(rel[:, :top], dim=1, dtype=torch.int64)     # (c, K)
         hits += cum[:, cols].sum(dim=0).numpy()
     return {"k": ks, "precision": (hits / (q.shape[0] * cuts)).tolist()}
+
+
+CURVE_KS = (1, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000)
+
+
+def write_curves(run_dir) -> dict:
+    """curves.json of a run from its codes.npz: PR by Hamming radius and P@K, for I2T and T2I."""
+    from pathlib import Path
+
+    from runio import atomic_write_json
+
+    run_dir = Path(run_dir)
+    with np.load(run_dir / "codes.npz", allow_pickle=False) as codes:
+        c = {key: codes[key] for key in codes.files}
+    curves = {}
+    for name, q, db in (("i2t", "query_image", "database_text"), ("t2i", "query_text", "database_image")):
+        ks = [k for k in CURVE_KS if k <= len(c[db])]
+        curves[name] = {"pr": pr_curve_by_radius(c[q], c[db], c["query_label"], c["database_label"]),
+                        "pk": precision_at_k_curve(c[q], c[db], c["query_label"], c["database_label"], ks)}
+    atomic_write_json(run_dir / "curves.json", curves)
+    return curves

@@ -26,6 +26,7 @@ from tqdm import tqdm
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from config import SCALE_SCHEDULES, ConfigError, build_config  # noqa: E402
 from data import DataError, canonical_dataset_name, load_dataset  # noqa: E402
+from metrics_curves import write_curves  # noqa: E402
 from runio import atomic_write_json  # noqa: E402
 from summary import console_table, method_label, write_summary  # noqa: E402
 
@@ -128,6 +129,9 @@ def main(argv=None):
     else:
         for item in tqdm(work, desc="runs", disable=None):
             run_one(*item)
+    for codes in sorted(args.out.rglob("codes.npz")):  # runs made before curves were written
+        if not (codes.parent / "curves.json").is_file():
+            write_curves(codes.parent)
     rows = write_summary(args.out)
     print(console_table(rows))
     print(f"\nsummary: {args.out / 'summary.md'} and {args.out / 'summary.csv'}")

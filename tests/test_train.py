@@ -137,6 +137,9 @@ def test_histograms_codes_continuous_map_and_balanced_loss(tmp_path, data_root):
     records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert all(r["balanced_loss"] > 0 for r in records)
     assert 0 < result["i2t_map_continuous"] <= 1 and 0 < result["t2i_map_continuous"] <= 1
+    assert 0 < result["i2t_map_tie"] <= 1 and 0 < result["t2i_map_all_tie"] <= 1
+    curves = json.loads((tmp_path / "run" / "curves.json").read_text())
+    assert len(curves["i2t"]["pr"]["radius"]) == 17 and curves["t2i"]["pk"]["k"][0] == 1
     with np.load(tmp_path / "run" / "codes.npz") as codes:
         assert codes["query_image"].shape == (result["num_query"], 16)
         assert codes["database_text"].shape == (result["num_retrieval"], 16)
