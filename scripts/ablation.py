@@ -9,7 +9,8 @@ x balanced loss off/on x seeds (0..seeds-1). Each run goes to
 <out>/<dataset>/<bits>bit/<method>/seed<k>/ (with histograms.json and codes.npz);
 a run whose results.json exists is skipped, so an interrupted grid resumes where it
 stopped and a finished one does no work. Then summary.csv and summary.md are
-written to <out>. Flags after `--` go to train.py (e.g. `-- --epoch 10`).
+written to <out>, and the plots of `scripts/plot.py all` (unless --no_plots).
+Flags after `--` go to train.py (e.g. `-- --epoch 10`).
 """
 from __future__ import annotations
 
@@ -46,6 +47,7 @@ def parse_args(argv):
     p.add_argument("--out", help="grid folder (default runs/ablation_<datasets>)")
     p.add_argument("--jobs", type=int, default=1, help="runs in parallel processes (threads are shared out)")
     p.add_argument("--keep_checkpoints", action="store_true")
+    p.add_argument("--no_plots", action="store_true", help="skip `scripts/plot.py all` at the end")
     args = p.parse_args(argv)
     args.train_flags = train_flags
     args.dataset = [canonical_dataset_name(d) for d in args.dataset]
@@ -107,6 +109,16 @@ def run_one(folder, argv, dataset, bits, data_root, threads, keep_checkpoints):
     return folder
 
 
+def plot_all(folder) -> list:
+    """`python scripts/plot.py all <folder>`: training curves, mAP vs bits, histograms, PR and P@K."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("plot_cli", Path(__file__).with_name("plot.py"))
+    plot_cli = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(plot_cli)
+    return plot_cli.main(["all", str(folder)])
+
+
 def main(argv=None):
     args = parse_args(sys.argv[1:] if argv is None else list(argv))
     try:
@@ -135,6 +147,8 @@ def main(argv=None):
     rows = write_summary(args.out)
     print(console_table(rows))
     print(f"\nsummary: {args.out / 'summary.md'} and {args.out / 'summary.csv'}")
+    if not args.no_plots and (todo or not (args.out / "map_vs_bits.png").is_file()):
+        plot_all(args.out)
     return rows
 
 

@@ -70,6 +70,8 @@ def test_interrupted_grid_resumes_and_a_finished_one_does_no_work(tmp_path, monk
     assert {r["method"] for r in rows} == {"cca", "plain", "progressive-linear"}
     assert all(r["n_seeds"] == 2 for r in rows if r["method"] != "cca")
     assert (tmp_path / "grid" / "summary.md").is_file() and (tmp_path / "grid" / "summary.csv").is_file()
+    assert (tmp_path / "grid" / "map_vs_bits.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (tmp_path / "grid" / "progressive_hash_visualization_demo_8bit.png").is_file()
     ablation_cli.main(argv)
     assert len(calls) == 5  # re-running does no work
     run = tmp_path / "grid" / "demo" / "8bit" / "plain" / "seed1"
