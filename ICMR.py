@@ -19,7 +19,7 @@ from tqdm import tqdm
 
 from config import ConfigError, to_dict
 from data import load_dataset
-from evaluate import TIE_METRICS, retrieval_metrics
+from evaluate import METRICS, TIE_METRICS, retrieval_metrics
 from losses import balanced_pairwise_loss, contrastive_loss, neighbour_similarity, ucmfh_loss
 from metrics_curves import write_curves
 from model import FuseTransEncoder, HashHead
@@ -237,15 +237,15 @@ class Solver:
         distance = "hamming" if self.hash_stage else "cosine"
         k = self.cfg.map_k or None
         scores = {}
+        want = METRICS + TIE_METRICS if final and self.hash_stage else METRICS  # one call per direction
         for name, q, db in (("i2t", query_image, db_text), ("t2i", query_text, db_image)):
-            m = retrieval_metrics(q, db, query.label, database.label, k=k, distance=distance)
+            m = retrieval_metrics(q, db, query.label, database.label, k=k, distance=distance, want=want)
             scores.update({f"{name}_map": m["map_k"], f"{name}_map_all": m["map_all"],
                            f"{name}_precision_k": m["precision_k"]})
             if final and self.hash_stage:
-                tie = retrieval_metrics(q, db, query.label, database.label, k=k, want=TIE_METRICS)
                 continuous = retrieval_metrics(q, db, query.label, database.label, k=k, distance="cosine",
                                                want=("map_k",))
-                scores.update({f"{name}_map_tie": tie["map_k_tie"], f"{name}_map_all_tie": tie["map_all_tie"],
+                scores.update({f"{name}_map_tie": m["map_k_tie"], f"{name}_map_all_tie": m["map_all_tie"],
                                f"{name}_map_continuous": continuous["map_k"]})
         if final and self.hash_stage and self.cfg.save_codes:
             buffer = io.BytesIO()
