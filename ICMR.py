@@ -4,7 +4,10 @@ Stages (`task`): train_real trains the fusion transformer alone; train_hash
 trains it with the two hash heads (progressive tanh(scale*x) codes);
 test_real / test_hash load a checkpoint and score it. A hash run scores
 Hamming ranking of sign() codes; a real run scores cosine ranking of the fused
-embeddings. Query codes come from the query pair (UCMFH's protocol).
+embeddings. Every scoring runs both protocols: `paired` (UCMFH's: an item's
+codes come from its image-text pair) and `unimodal` (image codes from the
+image alone, text codes from the text alone, as a real search needs); the
+unimodal scores carry a `unimodal_` prefix.
 """
 from __future__ import annotations
 
@@ -22,7 +25,7 @@ from data import load_dataset
 from evaluate import METRICS, TIE_METRICS, retrieval_metrics
 from losses import balanced_pairwise_loss, contrastive_loss, neighbour_similarity, ucmfh_loss
 from metrics_curves import write_curves
-from model import FuseTransEncoder, HashHead
+from trained_model import build_model, encode_split, load_weights
 from runio import RunFolder, atomic_torch_save, atomic_write_bytes
 from schedules import ScaleSchedule, training_progress
 
@@ -31,6 +34,7 @@ RUNTIME_KEYS = {"task", "resume", "device", "output_dir", "eval_every", "save_ev
                 "data_root", "checkpoint_dir", "hash_lens", "record_histograms", "save_codes"}
 HISTOGRAM_POINTS = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)   # shares of training at which histograms are taken
 HISTOGRAM_EDGES = np.linspace(-1.0, 1.0, 51)
+PROTOCOLS = {"paired": "", "unimodal": "unimodal_"}   # protocol -> prefix of its score keys
 
 
 def resolve_device(name: str) -> torch.device:
@@ -62,22 +66,17 @@ class Solver:
     def _build(self, cfg):
         torch.manual_seed(cfg.seed)
         d = self.data
-        self.fusion = FuseTransEncoder(d.image_dim, d.text_dim, cfg.fusion_dim, cfg.fusion_layers,
-                                       cfg.fusion_heads, cfg.fusion_ff_dim, cfg.fusion_dropout).to(self.device)
-        self.optimizer_fusion = torch.optim.Adam(self.fusion.parameters(), lr=cfg.lr_fusion,
+        self.schedule = ScaleSchedule(cfg)
+        self.model = build_model(cfg, d.image_dim, d.text_dim, self.bits if self.hash_stage else None,
+                                 self.schedule.eval_scale).to(self.device)
+        self.optimizer_fusion = torch.optim.Adam(self.model.fusion.parameters(), lr=cfg.lr_fusion,
                                                  betas=tuple(cfg.adam_betas))
-        self.heads = {}
         if self.hash_stage:
-            half = cfg.fusion_dim // 2
-            make = lambda: HashHead(half, self.bits, cfg.hash_hidden, cfg.hash_dropout,
-                                    cfg.use_progressive_hash).to(self.device)
-            self.heads = {"image": make(), "text": make()}      # ImageMlp, TextMlp
-            head_params = [p for head in self.heads.values() for p in head.parameters()]
+            head_params = [*self.model.image_head.parameters(), *self.model.text_head.parameters()]
             self.optimizer_hash = torch.optim.Adam(head_params, lr=cfg.lr_hash, betas=tuple(cfg.adam_betas))
             # UCMFH's head schedule, stepped once per epoch so milestones are epochs
             self.lr_scheduler = torch.optim.lr_scheduler.MultiStepLR(
                 self.optimizer_hash, milestones=cfg.lr_milestones, gamma=cfg.lr_gamma)
-        self.schedule = ScaleSchedule(cfg)
         self.shuffle_generator = torch.Generator().manual_seed(cfg.seed)
         self.epoch, self.iteration, self.train_seconds = 0, 0, 0.0
         self.last_scores: dict = {}
@@ -116,12 +115,12 @@ class Solver:
 
     def _state(self) -> dict:
         """Everything needed to continue: models, optimisers, counters, RNG, config, scores."""
-        state = {"fusion": self.fusion.state_dict(), "optimizer_fusion": self.optimizer_fusion.state_dict(),
+        state = {"fusion": self.model.fusion.state_dict(), "optimizer_fusion": self.optimizer_fusion.state_dict(),
                  "epoch": self.epoch, "iteration": self.iteration, "train_seconds": self.train_seconds,
                  "config": to_dict(self.cfg), "metrics": self.last_scores, "bits": self.bits,
                  "rng_torch": torch.get_rng_state(), "rng_shuffle": self.shuffle_generator.get_state()}
         if self.hash_stage:
-            state.update(image_head=self.heads["image"].state_dict(), text_head=self.heads["text"].state_dict(),
+            state.update(image_head=self.model.image_head.state_dict(), text_head=self.model.text_head.state_dict(),
                          optimizer_hash=self.optimizer_hash.state_dict(),
                          lr_scheduler=self.lr_scheduler.state_dict())
         if self.device.type == "cuda":
@@ -129,11 +128,9 @@ class Solver:
         return state
 
     def _load_state(self, state: dict) -> None:
-        self.fusion.load_state_dict(state["fusion"])
+        load_weights(self.model, state, str(self.checkpoint_path), self.log)
         self.optimizer_fusion.load_state_dict(state["optimizer_fusion"])
         if self.hash_stage:
-            self.heads["image"].load_state_dict(state["image_head"])
-            self.heads["text"].load_state_dict(state["text_head"])
             self.optimizer_hash.load_state_dict(state["optimizer_hash"])
             self.lr_scheduler.load_state_dict(state["lr_scheduler"])
         self.epoch, self.iteration = state["epoch"], state["iteration"]
@@ -152,20 +149,26 @@ class Solver:
         order = torch.randperm(len(self.train_image), generator=self.shuffle_generator).to(self.device)
         return order.split(self.cfg.batch_size)
 
+    def _forward(self, idx, scale=None):
+        """The model on training rows `idx`, with modality dropout: each pair is encoded one side
+        at a time (image alone, text alone) with probability cfg.modality_dropout, which is how
+        the placeholders of the unimodal protocol are learned."""
+        rate = self.cfg.modality_dropout
+        unimodal = torch.rand(len(idx), device=self.device) < rate if rate > 0 else None   # (B,) bool
+        return self.model(self.train_image[idx], self.train_text[idx], scale, unimodal)
+
     def trainhash(self, scale) -> dict:
         """One epoch of the hash stage. `scale`: a float, or a function of the iteration
         (HashNet's per-iteration schedule). Returns the epoch's loss and code statistics."""
         scale_at = scale if callable(scale) else (lambda _: scale)
-        self.fusion.train(); [head.train() for head in self.heads.values()]
+        self.model.train()
         sums = dict.fromkeys(("loss", "fused_loss", "hash_loss", "scale", "abs_h", "saturated", "quant_error"), 0.0)
         if self.cfg.balanced_loss:
             sums["balanced_loss"] = 0.0
         sign_sum, rows, steps = 0.0, 0, 0
         for idx in tqdm(self._batches(), desc=f"epoch {self.epoch + 1}", leave=False, disable=None):
             step_scale = scale_at(self.iteration)
-            fused_image, fused_text = self.fusion(self.train_image[idx], self.train_text[idx])
-            hash_image = self.heads["image"](fused_image, step_scale)          # (B, bits)
-            hash_text = self.heads["text"](fused_text, step_scale)
+            fused_image, fused_text, hash_image, hash_text = self._forward(idx, step_scale)  # (B, F/2), (B, bits)
             loss, fused_term, hash_term = ucmfh_loss(fused_image, fused_text, hash_image, hash_text,
                                                      self.cfg.temperature, self.cfg.hash_loss_weight)
             terms = [("loss", loss), ("fused_loss", fused_term), ("hash_loss", hash_term)]
@@ -195,11 +198,10 @@ class Solver:
 
     def trainreal(self) -> dict:
         """One epoch of the real-valued stage (fusion transformer alone)."""
-        self.fusion.train()
+        self.model.train()
         total, rows = 0.0, 0
         for idx in tqdm(self._batches(), desc=f"epoch {self.epoch + 1}", leave=False, disable=None):
-            loss = contrastive_loss(*self.fusion(self.train_image[idx], self.train_text[idx]),
-                                    self.cfg.temperature)
+            loss = contrastive_loss(*self._forward(idx), self.cfg.temperature)
             self.optimizer_fusion.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer_fusion.step()
@@ -207,51 +209,39 @@ class Solver:
         return {"loss": total / rows}
 
     # ----- evaluation -----
-    @torch.no_grad()
-    def encode(self, split, scale=None) -> tuple:
+    def encode(self, split, scale=None, protocol="paired") -> tuple:
         """Image-side and text-side outputs for every row of a split: codes in a hash stage
-        (before sign) at `scale` (default: the test-time scale), fused embeddings in a real stage.
-        Batching cannot change them."""
-        scale = self.schedule.eval_scale if scale is None else scale
-        self.fusion.eval(); [head.eval() for head in self.heads.values()]
-        outputs = ([], [])
-        for start in range(0, len(split), self.cfg.eval_batch_size):
-            rows = slice(start, start + self.cfg.eval_batch_size)
-            image = torch.from_numpy(split.image[rows]).to(self.device)
-            text = torch.from_numpy(split.text[rows]).to(self.device)
-            fused_image, fused_text = self.fusion(image, text)
-            if self.hash_stage:
-                fused_image = self.heads["image"](fused_image, scale)
-                fused_text = self.heads["text"](fused_text, scale)
-            outputs[0].append(fused_image.cpu())
-            outputs[1].append(fused_text.cpu())
-        return torch.cat(outputs[0]), torch.cat(outputs[1])
+        (before sign) at `scale` (default: the test-time scale), fused embeddings in a real stage."""
+        return encode_split(self.model, split, protocol, self.cfg.eval_batch_size, self.device, scale)
 
     def evaluate(self, final=False) -> dict:
         """I2T (query images vs database texts) and T2I scores on the query set. The final scoring
         of a hash stage adds the mAP of the continuous outputs (cosine ranking before sign), so the
         quantisation gap shows, and writes codes.npz when save_codes is set."""
         query, database = self.data.query, self.data.retrieval
-        query_image, query_text = self.encode(query)
-        db_image, db_text = self.encode(database)
         distance = "hamming" if self.hash_stage else "cosine"
         k = self.cfg.map_k or None
-        scores = {}
+        scores, codes = {}, {}
         want = METRICS + TIE_METRICS if final and self.hash_stage else METRICS  # one call per direction
-        for name, q, db in (("i2t", query_image, db_text), ("t2i", query_text, db_image)):
-            m = retrieval_metrics(q, db, query.label, database.label, k=k, distance=distance, want=want)
-            scores.update({f"{name}_map": m["map_k"], f"{name}_map_all": m["map_all"],
-                           f"{name}_precision_k": m["precision_k"]})
-            if final and self.hash_stage:
-                continuous = retrieval_metrics(q, db, query.label, database.label, k=k, distance="cosine",
-                                               want=("map_k",))
-                scores.update({f"{name}_map_tie": m["map_k_tie"], f"{name}_map_all_tie": m["map_all_tie"],
-                               f"{name}_map_continuous": continuous["map_k"]})
+        for protocol, prefix in PROTOCOLS.items():
+            query_image, query_text = self.encode(query, protocol=protocol)
+            db_image, db_text = self.encode(database, protocol=protocol)
+            codes.update({f"{prefix}query_image": query_image.numpy(), f"{prefix}query_text": query_text.numpy(),
+                          f"{prefix}database_image": db_image.numpy(), f"{prefix}database_text": db_text.numpy()})
+            for direction, q, db in (("i2t", query_image, db_text), ("t2i", query_text, db_image)):
+                name = prefix + direction
+                m = retrieval_metrics(q, db, query.label, database.label, k=k, distance=distance, want=want)
+                scores.update({f"{name}_map": m["map_k"], f"{name}_map_all": m["map_all"],
+                               f"{name}_precision_k": m["precision_k"]})
+                if final and self.hash_stage:
+                    continuous = retrieval_metrics(q, db, query.label, database.label, k=k, distance="cosine",
+                                                   want=("map_k",))
+                    scores.update({f"{name}_map_tie": m["map_k_tie"], f"{name}_map_all_tie": m["map_all_tie"],
+                                   f"{name}_map_continuous": continuous["map_k"]})
         if final and self.hash_stage and self.cfg.save_codes:
             buffer = io.BytesIO()
-            np.savez(buffer, query_image=query_image.numpy(), query_text=query_text.numpy(),
-                     database_image=db_image.numpy(), database_text=db_text.numpy(),
-                     query_label=query.label.astype(np.uint8), database_label=database.label.astype(np.uint8))
+            np.savez(buffer, **codes, query_label=query.label.astype(np.uint8),
+                     database_label=database.label.astype(np.uint8))
             atomic_write_bytes(self.run.path / "codes.npz", buffer.getvalue())
             write_curves(self.run.path)
         return scores
@@ -329,6 +319,7 @@ class Solver:
         cfg = self.cfg
         results = {"dataset": cfg.dataset, "task": cfg.task, "hash_lens": self.bits, "bits": self.bits,
                    "use_progressive_hash": cfg.use_progressive_hash, "scale_schedule": cfg.scale_schedule,
+                   "modality_dropout": cfg.modality_dropout, "protocols": list(PROTOCOLS),
                    "balanced_loss": cfg.balanced_loss,
                    "scale_min": cfg.scale_min, "scale_max": cfg.scale_max, "eval_scale": self.schedule.eval_scale,
                    "epoch": self.epoch, "seed": cfg.seed, "map_k": cfg.map_k or None, **scores,

@@ -46,6 +46,8 @@ class Config:
     balanced_loss: bool = False    # add HashNet's S/S1, S/S0-weighted pairwise loss (unsupervised neighbours)
     balanced_knn: int = 5          # neighbours: the k most similar fused embeddings of a batch, both ways
     balanced_weight: float = 1.0   # weight of that term in the hash-stage loss
+    modality_dropout: float = 0.5  # share of training pairs encoded one side at a time (image alone, text
+                                   # alone) so the placeholders of the unimodal protocol are learned
     # --- model (UCMFH's sizes) ---
     fusion_dim: int = 1024         # image half + text half; inputs of other sizes are projected
     fusion_layers: int = 2
@@ -151,6 +153,8 @@ def validate(cfg: Config) -> Config:
         raise ConfigError(f"--temperature: must be positive, got {cfg.temperature}")
     if len(cfg.adam_betas) != 2:
         raise ConfigError(f"--adam_betas: expected two numbers, got {cfg.adam_betas}")
+    if not 0 <= cfg.modality_dropout <= 1:
+        raise ConfigError(f"--modality_dropout: must be in [0, 1], got {cfg.modality_dropout}")
     for key in ("fusion_dropout", "hash_dropout"):
         if not 0 <= getattr(cfg, key) < 1:
             raise ConfigError(f"--{key}: must be in [0, 1), got {getattr(cfg, key)}")

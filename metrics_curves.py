@@ -87,7 +87,9 @@ CURVE_KS = (1, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000)
 
 
 def write_curves(run_dir) -> dict:
-    """curves.json of a run from its codes.npz: PR by Hamming radius and P@K, for I2T and T2I."""
+    """curves.json of a run from its codes.npz: PR by Hamming radius and P@K, for I2T and T2I under
+    the paired protocol (keys i2t, t2i) and, when codes.npz has its codes, the unimodal one
+    (unimodal_i2t, unimodal_t2i)."""
     from pathlib import Path
 
     from runio import atomic_write_json
@@ -96,7 +98,10 @@ def write_curves(run_dir) -> dict:
     with np.load(run_dir / "codes.npz", allow_pickle=False) as codes:
         c = {key: codes[key] for key in codes.files}
     curves = {}
-    for name, q, db in (("i2t", "query_image", "database_text"), ("t2i", "query_text", "database_image")):
+    for name, q, db in [(prefix + direction, prefix + q, prefix + db)
+                        for prefix in ("", "unimodal_") if prefix + "query_image" in c
+                        for direction, q, db in (("i2t", "query_image", "database_text"),
+                                                 ("t2i", "query_text", "database_image"))]:
         ks = [k for k in CURVE_KS if k <= len(c[db])]
         curves[name] = {"pr": pr_curve_by_radius(c[q], c[db], c["query_label"], c["database_label"]),
                         "pk": precision_at_k_curve(c[q], c[db], c["query_label"], c["database_label"], ks)}

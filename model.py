@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 
 class FuseTransEncoder(nn.Module):
-    """Image and text features of a pair in, fused image and text embeddings out.
+    """Image and text features of a pair (or one side alone) in, fused image and text embeddings out.
 
     The two inputs are concatenated into one F-d token and passed through a
     TransformerEncoder as a sequence of length 1, in training and evaluation
@@ -28,10 +28,31 @@ class FuseTransEncoder(nn.Module):
         self.text_proj = nn.Identity() if text_dim == self.half else nn.Linear(text_dim, self.half)
         layer = nn.TransformerEncoderLayer(fusion_dim, num_heads, ff_dim, dropout, batch_first=True)
         self.encoder = nn.TransformerEncoder(layer, num_layers, enable_nested_tensor=False)
+        # Learned stand-ins for an absent side, in the projected (F/2) space: an image alone is
+        # encoded as (image, text_placeholder), a text alone as (image_placeholder, text).
+        self.image_placeholder = nn.Parameter(torch.zeros(self.half))
+        self.text_placeholder = nn.Parameter(torch.zeros(self.half))
 
-    def forward(self, image: torch.Tensor, text: torch.Tensor):
-        """(B, Di), (B, Dt) -> fused image (B, F/2) and text (B, F/2) embeddings."""
-        tokens = torch.cat([self.image_proj(image), self.text_proj(text)], dim=1)  # (B, F)
+    def _side(self, features, proj, placeholder, absent, batch):
+        """(B, D) features -> (B, F/2) projected tokens; rows where `absent` (B,) bool is set, or all
+        rows when `features` is None, become the placeholder."""
+        if features is None:
+            return placeholder.expand(batch, -1)
+        tokens = proj(features)
+        return tokens if absent is None else torch.where(absent.unsqueeze(1), placeholder, tokens)
+
+    def forward(self, image: torch.Tensor | None, text: torch.Tensor | None,
+                image_absent: torch.Tensor | None = None, text_absent: torch.Tensor | None = None):
+        """(B, Di), (B, Dt) -> fused image (B, F/2) and text (B, F/2) embeddings.
+
+        A side passed as None, or the rows of it marked in `image_absent` / `text_absent` ((B,) bool),
+        is replaced by that side's learned placeholder, so the output depends on the other side only."""
+        if image is None and text is None:
+            raise ValueError("FuseTransEncoder needs image or text features (or both)")
+        batch = len(image if image is not None else text)
+        tokens = torch.cat([self._side(image, self.image_proj, self.image_placeholder, image_absent, batch),
+                            self._side(text, self.text_proj, self.text_placeholder, text_absent, batch)],
+                           dim=1)                                                    # (B, F)
         fused = self.encoder(tokens.unsqueeze(1)).squeeze(1)                       # (B, 1, F) -> (B, F)
         fused = F.normalize(fused, dim=1)
         return fused[:, :self.half], fused[:, self.half:]
@@ -61,3 +82,75 @@ class HashHead(nn.Module):
 # UCMFH's names for the two heads: one class, two instances.
 ImageMlp = HashHead
 TextMlp = HashHead
+
+
+class CrossModalHasher(nn.Module):
+    """The fusion transformer and, in a hash stage, the image and text hash heads: the model a
+    checkpoint holds, with the encoding API that evaluation, indexing and search use.
+
+    encode_pair(image, text)  UCMFH's protocol ("paired"): both codes of an item come from its pair.
+    encode_image(image)       an image alone (text side = placeholder): a real image query.
+    encode_text(text)         a text alone (image side = placeholder): a real text query.
+    Without heads (the real-valued stage) they return the fused embeddings instead of hash outputs.
+    Hash outputs are tanh(scale * x) in (-1, 1); `default_scale` is the test-time scale; sign()
+    of them gives the binary codes.
+    """
+
+    def __init__(self, fusion: FuseTransEncoder, image_head: HashHead | None = None,
+                 text_head: HashHead | None = None, default_scale: float = 1.0):
+        super().__init__()
+        if (image_head is None) != (text_head is None):
+            raise ValueError("CrossModalHasher needs both hash heads or neither")
+        self.fusion, self.image_head, self.text_head = fusion, image_head, text_head
+        self.default_scale = default_scale
+
+    @property
+    def hashing(self) -> bool:
+        return self.image_head is not None
+
+    def _image_out(self, fused_image, scale):
+        return self.image_head(fused_image, self.default_scale if scale is None else scale) \
+            if self.hashing else fused_image
+
+    def _text_out(self, fused_text, scale):
+        return self.text_head(fused_text, self.default_scale if scale is None else scale) \
+            if self.hashing else fused_text
+
+    def encode_pair(self, image: torch.Tensor, text: torch.Tensor, scale: float | None = None):
+        """(B, Di), (B, Dt) -> image-side and text-side outputs, (B, b) each (b = bits, or F/2)."""
+        fused_image, fused_text = self.fusion(image, text)
+        return self._image_out(fused_image, scale), self._text_out(fused_text, scale)
+
+    def encode_image(self, image: torch.Tensor, scale: float | None = None) -> torch.Tensor:
+        """(B, Di) image features alone -> (B, b) image-side outputs."""
+        return self._image_out(self.fusion(image, None)[0], scale)
+
+    def encode_text(self, text: torch.Tensor, scale: float | None = None) -> torch.Tensor:
+        """(B, Dt) text features alone -> (B, b) text-side outputs."""
+        return self._text_out(self.fusion(None, text)[1], scale)
+
+    def forward(self, image: torch.Tensor, text: torch.Tensor, scale: float | None = None,
+                unimodal: torch.Tensor | None = None):
+        """Training pass with modality dropout. (B, Di), (B, Dt), `unimodal` (B,) bool -> fused image,
+        fused text (B, F/2) and, with heads, hash image, hash text (B, bits).
+
+        Row i is encoded as a pair, or, where unimodal[i] is set, one side at a time: its image half
+        from (image_i, text placeholder) and its text half from (image placeholder, text_i). The
+        extra text-alone rows ride in the same forward pass: B + (number of unimodal rows) tokens.
+        """
+        if unimodal is None or not bool(unimodal.any()):
+            fused_image, fused_text = self.fusion(image, text)
+        else:
+            alone = unimodal.nonzero().squeeze(1)                                  # (U,)
+            batch, extra = len(image), len(alone)
+            no = torch.zeros(batch, dtype=torch.bool, device=image.device)
+            yes = torch.ones(extra, dtype=torch.bool, device=image.device)
+            fused_image_all, fused_text_all = self.fusion(
+                torch.cat([image, image[alone]]), torch.cat([text, text[alone]]),
+                image_absent=torch.cat([no, yes]), text_absent=torch.cat([unimodal, ~yes]))  # (B+U, F/2)
+            text_rows = torch.arange(batch, device=image.device)
+            text_rows[alone] = batch + torch.arange(extra, device=image.device)
+            fused_image, fused_text = fused_image_all[:batch], fused_text_all[text_rows]
+        if not self.hashing:
+            return fused_image, fused_text
+        return fused_image, fused_text, self._image_out(fused_image, scale), self._text_out(fused_text, scale)

@@ -96,10 +96,13 @@ def format_table(rows: list, columns: list) -> str:
     return "\n".join(lines)
 
 
+# paired = UCMFH's protocol (codes from the pair); unimodal = image alone / text alone
 SCORE_COLUMNS = [("dataset", "dataset", "{}"), ("bits", "bits", "{}"),
                  ("progressive", "scale_schedule_label", "{}"),
                  ("I2T mAP@K", "i2t_map", "{:.4f}"), ("T2I mAP@K", "t2i_map", "{:.4f}"),
                  ("I2T mAP@all", "i2t_map_all", "{:.4f}"), ("T2I mAP@all", "t2i_map_all", "{:.4f}"),
+                 ("unimodal I2T mAP@K", "unimodal_i2t_map", "{:.4f}"),
+                 ("unimodal T2I mAP@K", "unimodal_t2i_map", "{:.4f}"),
                  ("train s", "train_seconds", "{:.0f}")]
 
 

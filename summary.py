@@ -19,7 +19,9 @@ from scipy import stats
 
 from runio import atomic_write_text, format_table
 
-METRICS = ("i2t_map", "t2i_map", "i2t_map_all", "t2i_map_all")
+# paired protocol (UCMFH's), then unimodal (image alone / text alone); runs from before the
+# unimodal protocol existed have no unimodal keys and show empty cells there
+METRICS = ("i2t_map", "t2i_map", "i2t_map_all", "t2i_map_all", "unimodal_i2t_map", "unimodal_t2i_map")
 COMPARED = ("i2t_map", "t2i_map")
 
 
@@ -70,7 +72,8 @@ def summarize(results: list) -> list:
         row = {"dataset": dataset, "bits": bits, "method": method, "n_seeds": len(runs),
                "seeds": " ".join(str(r.get("seed")) for r in sorted(runs, key=lambda r: r.get("seed", 0)))}
         for metric in METRICS:
-            row[f"{metric}_mean"], row[f"{metric}_std"] = mean_std([r[metric] for r in runs])
+            values = [r[metric] for r in runs if r.get(metric) is not None]
+            row[f"{metric}_mean"], row[f"{metric}_std"] = mean_std(values) if values else (None, None)
         row["train_seconds_mean"] = mean_std([r.get("train_seconds", 0.0) for r in runs])[0]
         base_method = "plain+balanced" if method.endswith("+balanced") else "plain"
         base = {r.get("seed"): r for r in cells.get((dataset, bits, base_method), [])}
@@ -86,11 +89,14 @@ def summarize(results: list) -> list:
 
 
 def _cell(mean, std):
+    if mean is None:
+        return ""
     return f"{mean:.4f}" + (f" ± {std:.4f}" if std is not None else "")
 
 
 def to_markdown(rows: list) -> str:
     header = ["dataset", "bits", "method", "seeds", "I2T mAP@K", "T2I mAP@K", "I2T mAP@all", "T2I mAP@all",
+              "unimodal I2T mAP@K", "unimodal T2I mAP@K",
               "Δ I2T vs plain (p)", "Δ T2I vs plain (p)", "train s"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for r in rows:
@@ -125,5 +131,6 @@ def console_table(rows: list) -> str:
                ("n", "n_seeds", "{}"), ("I2T mAP@K", "i2t_map_mean", "{:.4f}"), ("±", "i2t_map_std", "{:.4f}"),
                ("T2I mAP@K", "t2i_map_mean", "{:.4f}"), ("±", "t2i_map_std", "{:.4f}"),
                ("ΔI2T", "delta_i2t_map", "{:+.4f}"), ("p", "p_i2t_map", "{:.3f}"),
-               ("ΔT2I", "delta_t2i_map", "{:+.4f}"), ("p", "p_t2i_map", "{:.3f}")]
+               ("ΔT2I", "delta_t2i_map", "{:+.4f}"), ("p", "p_t2i_map", "{:.3f}"),
+               ("uni I2T", "unimodal_i2t_map_mean", "{:.4f}"), ("uni T2I", "unimodal_t2i_map_mean", "{:.4f}")]
     return format_table(rows, columns)

@@ -1,8 +1,9 @@
 """Reading one split file (.pkl, .npz or .h5) into a dict of raw arrays.
 
 All three formats hold the same thing: top-level entries ``image``,
-``text`` and ``label``.  Other entries (ids, captions, ...) are allowed and
-ignored, and in .npz/.h5 files they are not even read.  The arrays are
+``text`` and ``label``, and optionally ``ids`` (one id per row, which code
+indexes and search results show).  Other entries (captions, ...) are allowed
+and ignored, and in .npz/.h5 files they are not even read.  The arrays are
 returned as stored; :mod:`data.validate` checks and converts them.
 """
 
@@ -15,6 +16,7 @@ from .lazy import LazyRows
 from .safe_pickle import safe_load_pickle
 
 REQUIRED_KEYS = ("image", "text", "label")
+OPTIONAL_KEYS = ("ids",)
 
 # Search order for a split's file: UCMFH's pickles first (the documented
 # layout), then .npz, then .h5.  The first one that exists is used.
@@ -36,7 +38,7 @@ def _select_required(mapping, path):
         if key not in mapping:
             found = ", ".join(repr(k) for k in mapping) or "none"
             raise DataError(f"{path}: missing key '{key}' (found keys: {found})")
-    return {key: mapping[key] for key in REQUIRED_KEYS}
+    return {key: mapping[key] for key in REQUIRED_KEYS + OPTIONAL_KEYS if key in mapping}
 
 
 def _read_pickle(path):
@@ -83,7 +85,9 @@ def _read_h5(path):
             if not isinstance(node, h5py.Dataset):
                 raise DataError(f"{path}: key '{key}' must be a 2-D numeric "
                                 f"array, got an HDF5 {type(node).__name__}")
-            if key == "label" or node.ndim != 2 or node.dtype.kind not in "biuf":
+            if key == "ids":
+                out[key] = np.array([v.decode() if isinstance(v, bytes) else v for v in node[()]])
+            elif key == "label" or node.ndim != 2 or node.dtype.kind not in "biuf":
                 out[key] = node[()]  # small, or malformed: validation reports it
             else:
                 out[key] = LazyRows(path, key)

@@ -1,5 +1,7 @@
 """Containers for loaded, validated features."""
 
+from __future__ import annotations
+
 from dataclasses import dataclass
 
 import numpy as np
@@ -12,12 +14,15 @@ class FeatureSplit:
     Row ``i`` of ``image``, ``text`` and ``label`` describe the same pair.
     ``image`` and ``text`` are float32; ``label`` is float32 multi-hot (0/1).
     ``source`` is the file or folder the split came from, for messages.
+    ``ids`` (N,) str, when the file has them (features this framework
+    extracts do); None otherwise.
     """
 
     image: np.ndarray
     text: np.ndarray
     label: np.ndarray
     source: str
+    ids: np.ndarray | None = None
 
     def __len__(self):
         return len(self.image)

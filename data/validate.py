@@ -85,7 +85,21 @@ def validate_split(raw, source, dataset, require_label, names=None):
     for key in ("image", "text"):
         _check_finite(arrays[key], source, names[key])
     _check_labels(arrays["label"], source, names["label"], require_label, dataset)
-    return FeatureSplit(arrays["image"], arrays["text"], arrays["label"], str(source))
+    return FeatureSplit(arrays["image"], arrays["text"], arrays["label"], str(source),
+                        _check_ids(raw.get("ids"), source, counts["image"]))
+
+
+def _check_ids(ids, source, rows):
+    """Optional ids: a 1-D array of numbers or strings, one per row, returned as str."""
+    if ids is None:
+        return None
+    ids = np.asarray(ids)
+    if ids.dtype == object and ids.ndim == 1 and all(isinstance(v, (str, int)) for v in ids):
+        ids = ids.astype(str)
+    if ids.ndim != 1 or len(ids) != rows or ids.dtype.kind not in "iuU":
+        raise DataError(f"{source}: key 'ids' must be a 1-D array of {rows} numbers or strings "
+                        f"(one per row), got {_describe_value(ids)}")
+    return ids.astype(str)
 
 
 def check_same_widths(splits):
