@@ -46,7 +46,7 @@ class Config:
     balanced_loss: bool = False    # add HashNet's S/S1, S/S0-weighted pairwise loss (unsupervised neighbours)
     balanced_knn: int = 5          # neighbours: the k most similar fused embeddings of a batch, both ways
     balanced_weight: float = 1.0   # weight of that term in the hash-stage loss
-    modality_dropout: float = 0.5  # share of training pairs encoded one side at a time (image alone, text
+    modality_dropout: float = 0.75 # share of training pairs encoded one side at a time (image alone, text
                                    # alone) so the placeholders of the unimodal protocol are learned
     # --- model (UCMFH's sizes) ---
     fusion_dim: int = 1024         # image half + text half; inputs of other sizes are projected

@@ -40,12 +40,15 @@ def main(argv=None):
     parser.add_argument("--bits", type=int, default=64)
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--modality_dropout", default=None,
+                        help="share of pairs encoded one side at a time (default: the config default)")
     args = parser.parse_args(argv)
     rng = np.random.default_rng(0)
     data = DatasetSplits("synthetic", synthetic_split(args.pairs, rng), synthetic_split(8, rng),
                          synthetic_split(8, rng))
     cfg = build_config(["--dataset", "synthetic", "--batch_size", str(args.batch_size), "--epoch", "100",
-                        "--device", args.device, "--output_dir", "/tmp/bench_epoch"])
+                        "--device", args.device, "--output_dir", "/tmp/bench_epoch",
+                        *(["--modality_dropout", args.modality_dropout] if args.modality_dropout else [])])
     solver = Solver(cfg, bits=args.bits, data=data, log=lambda *_: None)
     times = []
     for epoch in range(args.epochs):
@@ -57,6 +60,7 @@ def main(argv=None):
         print(f"epoch {epoch + 1}: {times[-1]:.2f} s")
     median = statistics.median(times)
     print(f"\n{args.pairs} pairs x {data.image_dim}-d, batch {args.batch_size}, {args.bits} bits, "
+          f"modality_dropout {cfg.modality_dropout}, "
           f"{torch.get_num_threads()} threads, {args.device}")
     print(f"seconds per epoch (median of {args.epochs}): {median:.2f}")
     print(f"reference UCMFH code (reference notes): {REFERENCE_SECONDS:.0f} s -> "
