@@ -141,27 +141,38 @@ def search(args) -> dict:
     target = args.target or OTHER[modality]
     searcher = make_searcher(index, target, args.kind, args.backend)
     distances, rows = searcher.search(code, args.top_k)
+    label_names = None
+    if index.labels is not None:
+        label_names = index.label_names or [f"label {c}" for c in range(index.labels.shape[1])]
+    labels_of = lambda row: [label_names[c] for c in np.flatnonzero(index.labels[row])]
     results = []
     for rank, (distance, row) in enumerate(zip(distances[0].tolist(), rows[0].tolist()), start=1):
         if row < 0:  # an approximate search found fewer than k
             break
         item = {"rank": rank, "id": str(index.ids[row]), "row": row, "distance": distance}
-        if index.labels is not None:
-            names = index.label_names or [f"label {c}" for c in range(index.labels.shape[1])]
-            item["labels"] = [names[c] for c in np.flatnonzero(index.labels[row])]
+        if label_names is not None:
+            item["labels"] = labels_of(row)
         if index.captions is not None:
             item["caption"] = str(index.captions[row])
         results.append(item)
-    query = {"modality": modality, "code": code[0].tobytes().hex(), **({"id": args.query_id} if args.query_id is not None else
-                                      {"text": args.text} if args.text is not None else {"image": args.image})}
+    query = {"modality": modality, "code": code[0].tobytes().hex()}
+    if args.query_id is not None:
+        query["id"] = args.query_id
+        if label_names is not None:
+            query["labels"] = labels_of(index.row_of(args.query_id))
+    else:
+        query.update({"text": args.text} if args.text is not None else {"image": args.image})
     return {"index": str(args.index), "bits": index.bits, "protocol": index.meta.get("protocol"),
             "query": query, "target": target, "search": searcher.describe(), "results": results}
 
 
 def format_results(found: dict) -> str:
     query = found["query"]
-    said = query.get("text") or query.get("image") or f"item {query['id']} ({query['modality']} code)"
-    lines = [f"{query['modality']} query {said!r} -> {found['target']}s in {found['index']} "
+    if "id" in query:
+        said = f"item {query['id']}" + (f" [{', '.join(query['labels'])}]" if query.get("labels") else "")
+    else:
+        said = repr(query.get("text") or query.get("image"))
+    lines = [f"{query['modality']} query {said} -> {found['target']}s in {found['index']} "
              f"({found['bits']} bits, {found['protocol']} codes, {found['search']['kind']} search)"]
     width = max([len(r["id"]) for r in found["results"]] + [2])
     lines.append(f"{'rank':>4}  {'id':<{width}}  {'distance':>8}  labels / caption")

@@ -175,3 +175,23 @@ def test_build_index_rejects_bad_input(built, capsys, tmp_path):
             build_index_cli.main([*argv, "--out", str(tmp_path / "x.npz")])
         assert stop.value.code == 2 and expected in capsys.readouterr().err
     assert not (tmp_path / "x.npz").exists()
+
+
+def test_encoder_and_label_names_come_from_the_features_metadata(built, capsys, tmp_path):
+    """Features made by extract_features.py carry metadata.json: the index takes the encoder and
+    the label names from it, so --text works without --clip_model flags."""
+    import shutil
+
+    root, checkpoint, _ = built
+    data_root = tmp_path / "data"
+    shutil.copytree(root / "data" / "demo", data_root / "demo")
+    names = [f"concept{c}" for c in range(24)]
+    (data_root / "demo" / "metadata.json").write_text(json.dumps(
+        {"clip_model": "ViT-B-32", "pretrained": "random", "weights_file": None, "label_names": names}))
+    path = build_index_cli.main(["--checkpoint", str(checkpoint), "--data_root", str(data_root),
+                                 "--out", str(tmp_path / "meta.npz")])
+    index = load_index(path)
+    assert index.meta["encoder"]["clip_model"] == "ViT-B-32" and index.label_names == names
+    found, out = run_search(capsys, "--index", str(path), "--text", "two dogs", "--top_k", "2")
+    assert len(found["results"]) == 2 and set(found["results"][0]["labels"]) <= set(names)
+    assert "concept" in out
