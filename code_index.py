@@ -28,13 +28,14 @@ from __future__ import annotations
 
 import io
 import json
-import sys
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import torch
 
+from evaluate import to_sign_codes
 from runio import atomic_write_bytes
 
 __all__ = ["FORMAT_VERSION", "IndexFileError", "CodeIndex", "pack_codes", "unpack_codes",
@@ -58,29 +59,16 @@ def packed_width(bits: int) -> int:
 def pack_codes(codes) -> np.ndarray:
     """(N, B) real values or +-1 codes (numpy array or torch tensor) -> (N, ceil(B/8)) uint8.
 
-    Bit = 1 where value >= 0. Bool input is rejected: {0, 1} codes would all
-    pack to ones (pass 2 * x - 1).
+    Bit = 1 where evaluate.to_sign_codes gives +1 (value >= 0), so a packed code
+    and the evaluation's code are the same; bool and NaN input are rejected there.
     """
-    torch = sys.modules.get("torch")          # only a tensor if torch is already imported
-    if torch is not None and isinstance(codes, torch.Tensor):
-        t = codes.detach()
-        if t.dtype == torch.bool:
-            raise ValueError("codes is bool; convert {0,1} codes to +-1 first (2*x-1)")
-        if t.is_floating_point() and bool(torch.isnan(t).any()):
-            raise ValueError("codes contains NaN")
-        ones = (t >= 0).cpu().numpy()
-    else:
-        a = np.asarray(codes)
-        if a.dtype == np.bool_:
-            raise ValueError("codes is bool; convert {0,1} codes to +-1 first (2*x-1)")
-        if not (np.issubdtype(a.dtype, np.integer) or np.issubdtype(a.dtype, np.floating)):
-            raise ValueError(f"codes must be numeric, got dtype {a.dtype}")
-        if np.issubdtype(a.dtype, np.floating) and np.isnan(a).any():
-            raise ValueError("codes contains NaN")
-        ones = a >= 0
-    if ones.ndim != 2:
-        raise ValueError(f"codes must be 2-D (N, bits), got shape {ones.shape}")
-    return np.packbits(ones, axis=1, bitorder="big")
+    if not isinstance(codes, torch.Tensor):
+        codes = np.asarray(codes)
+        if codes.dtype != np.bool_ and not (np.issubdtype(codes.dtype, np.integer)
+                                            or np.issubdtype(codes.dtype, np.floating)):
+            raise ValueError(f"codes must be numeric, got dtype {codes.dtype}")
+    signs = to_sign_codes(codes, name="codes")                   # (N, B) float32 +-1
+    return np.packbits(signs.numpy() > 0, axis=1, bitorder="big")
 
 
 def unpack_codes(packed, bits: int) -> np.ndarray:

@@ -71,13 +71,14 @@ def _signs(t: torch.Tensor, name: str) -> torch.Tensor:
     return torch.where(t >= 0, 1.0, -1.0).to(torch.float32)
 
 
-def to_sign_codes(x) -> torch.Tensor:
+def to_sign_codes(x, name: str = "x") -> torch.Tensor:
     """Binarise (Q, B) real values (tensor or array) into float32 +1/-1 codes.
 
     value >= 0 -> +1 (an exact 0, and -0.0, maps to +1), value < 0 -> -1.
     Bool input is rejected ({0, 1} codes would all map to +1; pass 2*x-1).
+    `name` is what error messages call the input.
     """
-    return _signs(_as_2d(x, "x"), "x")
+    return _signs(_as_2d(x, name), name)
 
 
 def hamming_distance(query_codes, database_codes) -> torch.Tensor:
