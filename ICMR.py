@@ -25,7 +25,7 @@ from data import load_dataset
 from evaluate import METRICS, TIE_METRICS, retrieval_metrics
 from losses import balanced_pairwise_loss, contrastive_loss, neighbour_similarity, ucmfh_loss
 from metrics_curves import write_curves
-from trained_model import build_model, encode_split, load_weights
+from trained_model import build_model, encode_split, load_weights, read_checkpoint
 from runio import RunFolder, atomic_torch_save, atomic_write_bytes
 from schedules import ScaleSchedule, training_progress
 
@@ -96,10 +96,7 @@ class Solver:
         if not path.is_file():
             how = "train it first with --task " + ("train_hash" if self.hash_stage else "train_real")
             raise ConfigError(f"{path}: checkpoint not found ({how}, or set --checkpoint_dir)")
-        try:
-            return torch.load(path, map_location=self.device, weights_only=True)
-        except Exception as err:  # a truncated or foreign file: say which
-            raise ConfigError(f"{path}: not a readable checkpoint ({type(err).__name__})") from None
+        return read_checkpoint(path, self.device)
 
     def _merge_checkpoint_config(self, cfg, saved: dict):
         """Model and training keys come from the checkpoint; a resume must not change them."""

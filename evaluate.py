@@ -439,6 +439,7 @@ def main(argv=None) -> dict:
     from data import DataError
     from ICMR import Solver
     from runio import score_table
+    from trained_model import read_checkpoint
 
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or any(a in ("-h", "--help") for a in argv):
@@ -449,11 +450,9 @@ def main(argv=None) -> dict:
             raise ConfigError("--checkpoint PATH is required (a .pth file written by train.py)")
         at = argv.index("--checkpoint")
         path, rest = argv[at + 1], argv[:at] + argv[at + 2:]
+        saved = read_checkpoint(path)
         try:
-            saved = torch.load(path, map_location="cpu", weights_only=True)
             bits, dataset = saved["bits"], saved["config"]["dataset"]
-        except FileNotFoundError:
-            raise ConfigError(f"{path}: checkpoint not found") from None
         except Exception as err:
             raise ConfigError(f"{path}: not a checkpoint written by train.py ({type(err).__name__})") from None
         cfg = build_config(rest, overrides={"dataset": dataset, "task": "test_hash" if bits else "test_real"})

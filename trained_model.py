@@ -6,27 +6,39 @@ so a code computed at evaluation, at indexing and at search time is the same.
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import torch
 
-from config import ConfigError
+from config import FIELDS, Config, ConfigError
 from model import CrossModalHasher, FuseTransEncoder, HashHead
+from schedules import ScaleSchedule
 
 PLACEHOLDER_KEYS = ("image_placeholder", "text_placeholder")
 
 
-def _get(cfg, key):
-    return cfg[key] if isinstance(cfg, dict) else getattr(cfg, key)
+def read_checkpoint(path, device="cpu") -> dict:
+    """A checkpoint file written by the Solver, loaded with weights_only=True (no code from the file
+    runs). Raises ConfigError (one line naming the file) when it is missing or unreadable."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: checkpoint not found")
+    try:
+        return torch.load(path, map_location=device, weights_only=True)
+    except Exception as err:  # truncated, foreign or not a checkpoint at all
+        raise ConfigError(f"{path}: not a readable checkpoint ({type(err).__name__})") from None
 
 
-def build_model(cfg, image_dim: int, text_dim: int, bits: int | None, default_scale: float) -> CrossModalHasher:
-    """A CrossModalHasher with the sizes in `cfg` (a Config or its dict); hash heads when `bits`."""
-    fusion = FuseTransEncoder(image_dim, text_dim, _get(cfg, "fusion_dim"), _get(cfg, "fusion_layers"),
-                              _get(cfg, "fusion_heads"), _get(cfg, "fusion_ff_dim"), _get(cfg, "fusion_dropout"))
+def build_model(cfg: Config, image_dim: int, text_dim: int, bits: int | None,
+                default_scale: float) -> CrossModalHasher:
+    """A CrossModalHasher with the sizes in `cfg`; hash heads when `bits`."""
+    fusion = FuseTransEncoder(image_dim, text_dim, cfg.fusion_dim, cfg.fusion_layers, cfg.fusion_heads,
+                              cfg.fusion_ff_dim, cfg.fusion_dropout)
     heads = (None, None)
     if bits:
-        make = lambda: HashHead(_get(cfg, "fusion_dim") // 2, bits, _get(cfg, "hash_hidden"),
-                                _get(cfg, "hash_dropout"), _get(cfg, "use_progressive_hash"))
+        make = lambda: HashHead(cfg.fusion_dim // 2, bits, cfg.hash_hidden, cfg.hash_dropout,
+                                cfg.use_progressive_hash)
         heads = (make(), make())                                   # ImageMlp, TextMlp
     return CrossModalHasher(fusion, *heads, default_scale=default_scale)
 
@@ -93,19 +105,11 @@ MODEL_KEYS = ("fusion_dim", "fusion_layers", "fusion_heads", "fusion_ff_dim", "h
 def load_trained_model(path, device="cpu", log=print):
     """A hash-stage checkpoint -> (CrossModalHasher in eval mode, info dict with bits, image_dim,
     text_dim, config and the model keys). Raises ConfigError (one line naming the file)."""
-    from pathlib import Path
-
-    from config import FIELDS, Config
-    from schedules import ScaleSchedule
-
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"{path}: checkpoint not found")
+    state = read_checkpoint(path, device)
     try:
-        state = torch.load(path, map_location=device, weights_only=True)
         saved = dict(state["config"])
         bits = state.get("bits")
-    except Exception as err:  # truncated, foreign or not a checkpoint at all
+    except Exception as err:  # a loadable file that is not one of our checkpoints
         raise ConfigError(f"{path}: not a readable checkpoint ({type(err).__name__})") from None
     if not bits or "image_head" not in state:
         raise ConfigError(f"{path}: a real-valued (train_real) checkpoint has no hash heads; "
