@@ -108,26 +108,23 @@ class CrossModalHasher(nn.Module):
     def hashing(self) -> bool:
         return self.image_head is not None
 
-    def _image_out(self, fused_image, scale):
-        return self.image_head(fused_image, self.default_scale if scale is None else scale) \
-            if self.hashing else fused_image
-
-    def _text_out(self, fused_text, scale):
-        return self.text_head(fused_text, self.default_scale if scale is None else scale) \
-            if self.hashing else fused_text
+    def _out(self, head, fused, scale):
+        """A side's output: its hash head's at `scale` (default: the test-time scale), or the fused
+        embedding itself when there are no heads."""
+        return head(fused, self.default_scale if scale is None else scale) if self.hashing else fused
 
     def encode_pair(self, image: torch.Tensor, text: torch.Tensor, scale: float | None = None):
         """(B, Di), (B, Dt) -> image-side and text-side outputs, (B, b) each (b = bits, or F/2)."""
         fused_image, fused_text = self.fusion(image, text)
-        return self._image_out(fused_image, scale), self._text_out(fused_text, scale)
+        return self._out(self.image_head, fused_image, scale), self._out(self.text_head, fused_text, scale)
 
     def encode_image(self, image: torch.Tensor, scale: float | None = None) -> torch.Tensor:
         """(B, Di) image features alone -> (B, b) image-side outputs."""
-        return self._image_out(self.fusion(image, None)[0], scale)
+        return self._out(self.image_head, self.fusion(image, None)[0], scale)
 
     def encode_text(self, text: torch.Tensor, scale: float | None = None) -> torch.Tensor:
         """(B, Dt) text features alone -> (B, b) text-side outputs."""
-        return self._text_out(self.fusion(None, text)[1], scale)
+        return self._out(self.text_head, self.fusion(None, text)[1], scale)
 
     def forward(self, image: torch.Tensor, text: torch.Tensor, scale: float | None = None,
                 unimodal: torch.Tensor | None = None):
@@ -153,4 +150,5 @@ class CrossModalHasher(nn.Module):
             fused_image, fused_text = fused_image_all[:batch], fused_text_all[text_rows]
         if not self.hashing:
             return fused_image, fused_text
-        return fused_image, fused_text, self._image_out(fused_image, scale), self._text_out(fused_text, scale)
+        return (fused_image, fused_text, self._out(self.image_head, fused_image, scale),
+                self._out(self.text_head, fused_text, scale))
