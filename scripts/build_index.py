@@ -62,9 +62,23 @@ def parse_args(argv):
     return p.parse_args(argv)
 
 
-def encoder_record(folder: Path, clip_model: str, clip_pretrained: str) -> dict | None:
-    """The CLIP encoder that made the features: from the flags, else from metadata.json that
-    extract_features.py writes beside them; None when neither says (then only --query_id works)."""
+def read_metadata(folder: Path) -> dict:
+    """The metadata.json that extract_features.py writes beside the features ({} when absent)."""
+    metadata = folder / "metadata.json"
+    if not metadata.is_file():
+        return {}
+    try:
+        saved = json.loads(metadata.read_text())
+    except ValueError:
+        raise DataError(f"{metadata}: not valid JSON") from None
+    if not isinstance(saved, dict):
+        raise DataError(f"{metadata}: expected a JSON object, got {type(saved).__name__}")
+    return saved
+
+
+def encoder_record(metadata: dict, clip_model: str, clip_pretrained: str) -> dict | None:
+    """The CLIP encoder that made the features: from the flags, else from the features' metadata;
+    None when neither says (then only --query_id works)."""
     if bool(clip_model) != bool(clip_pretrained):
         raise ConfigError("--clip_model and --clip_pretrained go together (the model and its weights)")
     if clip_model:
@@ -75,27 +89,16 @@ def encoder_record(folder: Path, clip_model: str, clip_pretrained: str) -> dict 
             record.update(pretrained=str(weights.resolve()), weights_file=str(weights.resolve()),
                           weights_sha256=sha256_of(weights))
         return record
-    metadata = folder / "metadata.json"
-    if metadata.is_file():
-        try:
-            saved = json.loads(metadata.read_text())
-        except ValueError:
-            raise DataError(f"{metadata}: not valid JSON") from None
-        if saved.get("clip_model") and saved.get("pretrained"):
-            return {k: saved.get(k) for k in ("clip_model", "pretrained", "weights_file", "weights_sha256")}
+    if metadata.get("clip_model") and metadata.get("pretrained"):
+        return {k: metadata.get(k) for k in ("clip_model", "pretrained", "weights_file", "weights_sha256")}
     return None
 
 
-def label_names(folder: Path, count: int) -> list | None:
-    """Label names from the dataset's metadata.json, when it lists `count` of them."""
-    metadata = folder / "metadata.json"
-    if metadata.is_file():
-        try:
-            names = json.loads(metadata.read_text()).get("label_names")
-        except ValueError:
-            return None
-        if isinstance(names, list) and len(names) == count:
-            return [str(n) for n in names]
+def label_names(metadata: dict, count: int) -> list | None:
+    """Label names from the features' metadata, when it lists `count` of them."""
+    names = metadata.get("label_names")
+    if isinstance(names, list) and len(names) == count:
+        return [str(n) for n in names]
     return None
 
 
@@ -129,7 +132,7 @@ def build(args, log=print) -> CodeIndex:
     if (data.image_dim, data.text_dim) != (info["image_dim"], info["text_dim"]):
         raise ConfigError(f"{args.checkpoint} was trained on {info['image_dim']}-d image and {info['text_dim']}-d "
                           f"text features; {data.name} has {data.image_dim}-d and {data.text_dim}-d")
-    folder = Path(data_root) / data.name
+    metadata = read_metadata(Path(data_root) / data.name)
     log(f"encoding {len(split)} {data.name}/{args.split} items with {args.checkpoint} "
         f"({info['bits']} bits, {args.protocol} protocol)")
     start = time.time()
@@ -140,7 +143,7 @@ def build(args, log=print) -> CodeIndex:
         "checkpoint": str(Path(args.checkpoint).resolve()), "checkpoint_sha256": sha256_of(args.checkpoint),
         "bits": info["bits"], "protocol": args.protocol, "dataset": data.name, "split": args.split,
         "data_root": str(Path(data_root).resolve()), "image_dim": info["image_dim"], "text_dim": info["text_dim"],
-        "model": info["model"], "encoder": encoder_record(folder, args.clip_model, args.clip_pretrained),
+        "model": info["model"], "encoder": encoder_record(metadata, args.clip_model, args.clip_pretrained),
         # query features are scaled to these norms, so they look like the features the model saw
         "feature_norms": {"image": mean_norm(split.image), "text": mean_norm(split.text)},
         "built": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -148,7 +151,7 @@ def build(args, log=print) -> CodeIndex:
     index = CodeIndex(bits=info["bits"], ids=ids, meta=meta,
                       codes={"image": pack_codes(image_codes), "text": pack_codes(text_codes)},
                       labels=np.asarray(split.label).astype(np.uint8),
-                      label_names=label_names(folder, split.label.shape[1]),
+                      label_names=label_names(metadata, split.label.shape[1]),
                       captions=read_captions(args.captions, ids))
     if args.kind != "flat":
         for modality in MODALITIES:
