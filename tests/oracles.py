@@ -85,6 +85,15 @@ def _tie_groups(query_code, db_codes):
     return [list(np.flatnonzero(hamming == h)) for h in np.unique(hamming)]
 
 
+def _queries_with_tie_groups(query_codes, db_codes, query_labels, db_labels):
+    """Per query: relevant (N,) bool and its Hamming tie groups, nearest group first."""
+    query_codes, db_codes = _check_pm1(query_codes), _check_pm1(db_codes)
+    query_labels = np.asarray(query_labels, dtype=np.float64)
+    db_labels = np.asarray(db_labels, dtype=np.float64)
+    for q in range(query_codes.shape[0]):
+        yield (query_labels[q] @ db_labels.T) > 0, _tie_groups(query_codes[q], db_codes)
+
+
 def tie_aware_map_loop(query_codes, db_codes, query_labels, db_labels, k):
     """Tie-aware mAP@k by brute force: for each query, the plain mean of the
     index-ordered AP@k over EVERY ranking that orders the Hamming tie groups by
@@ -95,20 +104,14 @@ def tie_aware_map_loop(query_codes, db_codes, query_labels, db_labels, k):
     """
     import itertools
 
-    query_codes, db_codes = _check_pm1(query_codes), _check_pm1(db_codes)
-    query_labels = np.asarray(query_labels, dtype=np.float64)
-    db_labels = np.asarray(db_labels, dtype=np.float64)
     aps = []
-    for q in range(query_codes.shape[0]):
-        relevant = (query_labels[q] @ db_labels.T) > 0
-        groups = _tie_groups(query_codes[q], db_codes)
-        kk = _cut(k, db_codes.shape[0])
-        total, count = 0.0, 0
+    for relevant, groups in _queries_with_tie_groups(query_codes, db_codes, query_labels, db_labels):
+        kk = _cut(k, len(relevant))
+        values = []
         for orders in itertools.product(*(itertools.permutations(g) for g in groups)):
             ranking = [i for order in orders for i in order]
-            total += _average_precision(relevant[ranking[:kk]])
-            count += 1
-        aps.append(total / count)
+            values.append(_average_precision(relevant[ranking[:kk]]))
+        aps.append(sum(values) / len(values))
     return float(np.mean(aps))
 
 
@@ -119,25 +122,19 @@ def tie_aware_map_patterns(query_codes, db_codes, query_labels, db_labels, k):
     larger groups."""
     import itertools
 
-    query_codes, db_codes = _check_pm1(query_codes), _check_pm1(db_codes)
-    query_labels = np.asarray(query_labels, dtype=np.float64)
-    db_labels = np.asarray(db_labels, dtype=np.float64)
     aps = []
-    for q in range(query_codes.shape[0]):
-        relevant = (query_labels[q] @ db_labels.T) > 0
-        groups = _tie_groups(query_codes[q], db_codes)
+    for relevant, groups in _queries_with_tie_groups(query_codes, db_codes, query_labels, db_labels):
+        kk = _cut(k, len(relevant))
         choices = [itertools.combinations(range(len(g)), int(relevant[g].sum())) for g in groups]
-        kk = _cut(k, db_codes.shape[0])
-        total, count = 0.0, 0
+        values = []
         for placement in itertools.product(*choices):
             pattern = []
             for g, pos in zip(groups, placement):
                 in_group = np.zeros(len(g), dtype=bool)
                 in_group[list(pos)] = True
                 pattern.extend(in_group)
-            total += _average_precision(np.array(pattern[:kk]))
-            count += 1
-        aps.append(total / count)
+            values.append(_average_precision(np.array(pattern[:kk])))
+        aps.append(sum(values) / len(values))
     return float(np.mean(aps))
 
 
