@@ -181,6 +181,12 @@ def _run_labels(runs, labels):
     return [f"{lab} ({Path(run).name})" if labels.count(lab) > 1 else lab for lab, run in zip(labels, runs)]
 
 
+def _curves_and_names(runs, labels):
+    """The curves.json of each run and the legend name of each."""
+    runs = list(runs)
+    return [read_curves(run) for run in runs], _run_labels(runs, labels)
+
+
 def _figure_legend(fig, handles, labels, ncol=3):
     fig.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=min(ncol, len(labels)),
                frameon=False, fontsize=9)
@@ -353,12 +359,9 @@ def plot_map_vs_bits(summary_csv, out, metric="map") -> Path:
     return _save(fig, out)
 
 
-
 def plot_pr_curves(runs, out, labels=None) -> Path:
     """Top: precision against recall, one point per Hamming radius. Bottom: both against the radius."""
-    runs = list(runs)
-    curves = [read_curves(run) for run in runs]
-    names = _run_labels(runs, labels)
+    curves, names = _curves_and_names(runs, labels)
     fig, axes = plt.subplots(2, 2, figsize=(12, 8.5))
     for i, (curve, name) in enumerate(zip(curves, names)):
         colour = plt.cm.tab10(i % 10)
@@ -387,9 +390,7 @@ def plot_pr_curves(runs, out, labels=None) -> Path:
 
 def plot_precision_at_k(runs, out, labels=None) -> Path:
     """Precision of the top K retrieved items against K, I2T and T2I panels."""
-    runs = list(runs)
-    curves = [read_curves(run) for run in runs]
-    names = _run_labels(runs, labels)
+    curves, names = _curves_and_names(runs, labels)
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.6))
     for i, (curve, name) in enumerate(zip(curves, names)):
         for ax, (direction, _) in zip(axes, DIRECTIONS):
