@@ -4,11 +4,18 @@ Precedence, lowest first: the defaults below, `configs/<dataset>.yaml` (when it
 exists and no `--config` is given), the file named by `--config`, then
 `--key value` flags. Unknown keys and bad values raise `ConfigError`, a
 one-line message that names the key (and the file) and lists valid choices.
+
+Two kinds of setting: those marked `RUN` belong to the run itself (what to do,
+where to read and write, what and how often to score); all others decide the
+trained model and come from the checkpoint when a run tests or resumes one
+(see merge_checkpoint_config).
 """
 from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,15 +31,19 @@ class ConfigError(ValueError):
     """A bad option, value or config file: the message is one line for the user."""
 
 
+RUN = {"scope": "run"}   # field metadata: a setting of the run, never taken from a checkpoint
+
+
 @dataclass
 class Config:
     # --- data ---
     dataset: str = "demo"          # a built-in name, an alias (flickr, nus, coco) or a folder in data_root
-    data_root: str = "data"        # datasets live in <data_root>/<dataset>/
+    data_root: str = field(default="data", metadata=RUN)   # datasets live in <data_root>/<dataset>/
     wiki_text: str = "lda"         # wiki only: 10-d LDA topics (scored far higher here) or 1000-d tf-idf
     # --- what to run ---
-    task: str = "train_hash"       # train_real | train_hash | test_real | test_hash (UCMFH's 0-3 accepted)
-    hash_lens: list = field(default_factory=lambda: [64])  # code lengths; one model per length
+    task: str = field(default="train_hash", metadata=RUN)  # train_real | train_hash | test_real | test_hash
+                                                           # (UCMFH's 0-3 accepted)
+    hash_lens: list = field(default_factory=lambda: [64], metadata=RUN)   # code lengths; one model each
     # --- optimisation (UCMFH's values) ---
     epoch: int = 100               # UCMFH: 100 mirflickr, 150 nus-wide, 500 mscoco
     batch_size: int = 128
@@ -59,27 +70,32 @@ class Config:
     # --- progressive hash learning (HashNet's continuation) ---
     use_progressive_hash: bool = True
     scale_min: float = 1.0         # tanh(1*x): continuous codes at the start
-    scale_max: float = 10.0        # tanh(10*x): nearly binary at the end; also the test-time scale
+    scale_max: float = 10.0        # tanh(10*x): nearly binary at the end (epoch schedules reach it)
     scale_schedule: str = "linear"
     hashnet_gamma: float = 0.005   # hashnet schedule: scale_min * (1 + gamma*iter)^power ...
     hashnet_power: float = 0.5
     hashnet_step_size: int = 200   # ... updated every step_size iterations (HashNet's values)
     # --- evaluation ---
-    eval_every: int = 10           # epochs between scorings (and at the end); 0 = only at the end
-    map_k: int = 50                # mAP@K as UCMFH reports it; 0 = whole ranking
-    eval_batch_size: int = 1024    # rows per forward pass when encoding query/database sets
-    record_histograms: bool = False  # histograms.json: query-set hash outputs at 0/20/40/60/80/100% of training
-    save_codes: bool = False       # codes.npz: final continuous query/database outputs, for re-scoring and plots
+    eval_every: int = field(default=10, metadata=RUN)      # epochs between scorings (and at the end);
+                                                           # 0 = only at the end
+    map_k: int = field(default=50, metadata=RUN)           # mAP@K as UCMFH reports it; 0 = whole ranking
+    eval_batch_size: int = field(default=1024, metadata=RUN)   # rows per forward pass when encoding
+    record_histograms: bool = field(default=False, metadata=RUN)  # histograms.json: query-set hash outputs
+                                                                  # at 0/20/40/60/80/100% of training
+    save_codes: bool = field(default=False, metadata=RUN)  # codes.npz: final continuous outputs + curves.json
     # --- run ---
-    device: str = "auto"           # auto = cuda when available, else cpu
+    device: str = field(default="auto", metadata=RUN)      # auto = cuda when available, else cpu
     seed: int = 0
-    output_dir: str = ""           # empty: runs/<dataset>_<bits>bit_<time>/
-    checkpoint_dir: str = "checkpoints"
-    save_every: int = 10           # epochs between checkpoints (and at the end); 0 = only at the end
-    resume: bool = False           # continue from the stage's checkpoint in checkpoint_dir
+    output_dir: str = field(default="", metadata=RUN)      # empty: runs/<dataset>_<bits>bit_<time>/
+    checkpoint_dir: str = field(default="checkpoints", metadata=RUN)
+    save_every: int = field(default=10, metadata=RUN)      # epochs between checkpoints (and at the end);
+                                                           # 0 = only at the end
+    resume: bool = field(default=False, metadata=RUN)      # continue from the stage's checkpoint
 
 
 FIELDS = {f.name: f for f in dataclasses.fields(Config)}
+RUN_KEYS = frozenset(name for name, f in FIELDS.items() if f.metadata.get("scope") == "run")
+CHECKPOINT_KEYS = frozenset(FIELDS) - RUN_KEYS   # decide the trained model: a checkpoint's values win
 LIST_ITEM_TYPES = {"hash_lens": int, "adam_betas": float, "lr_milestones": int}
 TASK_NUMBERS = {str(i): name for i, name in enumerate(TASKS)}
 
@@ -98,15 +114,23 @@ def _parse_bool(key, value):
 def _parse_scalar(key, kind, value):
     if kind is bool or kind == "bool":
         return _parse_bool(key, value)
+    name = getattr(kind, "__name__", kind)
     try:
+        if isinstance(value, bool) and kind in (int, "int", float, "float"):
+            raise ValueError          # YAML's true/false is not a number (int(True) would be 1)
         if kind in (int, "int"):
             if isinstance(value, float) and not value.is_integer():
                 raise ValueError
             return int(value) if not isinstance(value, str) else int(value.strip())
         if kind in (float, "float"):
-            return float(value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"--{key}: expected {getattr(kind, '__name__', kind)}, got {value!r}") from None
+            number = float(value)
+            if not math.isfinite(number):
+                raise ConfigError(f"--{key}: expected a finite number, got {value!r}")
+            return number
+    except (TypeError, ValueError, OverflowError) as err:
+        if isinstance(err, ConfigError):
+            raise
+        raise ConfigError(f"--{key}: expected {name}, got {value!r}") from None
     return str(value)
 
 
@@ -134,10 +158,13 @@ def validate(cfg: Config) -> Config:
     _choice("task", cfg.task, TASKS + tuple(TASK_NUMBERS))
     _choice("scale_schedule", cfg.scale_schedule, SCALE_SCHEDULES)
     _choice("wiki_text", cfg.wiki_text, WIKI_TEXT_FEATURES)
-    if not (cfg.device in ("auto", "cpu", "cuda", "mps") or cfg.device.startswith("cuda:")):
-        raise ConfigError(f"--device: {cfg.device!r} is not one of auto, cpu, cuda, cuda:N, mps")
+    if not re.fullmatch(r"auto|cpu|cuda|mps|cuda:[0-9]+", cfg.device):
+        raise ConfigError(f"--device: {cfg.device!r} is not one of auto, cpu, cuda, cuda:N (N a GPU number), mps")
     if not cfg.hash_lens or any(b < 1 for b in cfg.hash_lens):
         raise ConfigError(f"--hash_lens: expected positive code lengths such as 16 32 64 128, got {cfg.hash_lens}")
+    if len(set(cfg.hash_lens)) != len(cfg.hash_lens):
+        raise ConfigError(f"--hash_lens: {cfg.hash_lens} repeats a length (its runs would share one "
+                          f"output folder and one checkpoint)")
     for key in ("epoch", "batch_size", "fusion_dim", "fusion_layers", "fusion_heads",
                 "fusion_ff_dim", "hash_hidden", "eval_batch_size", "hashnet_step_size"):
         if getattr(cfg, key) < 1:
@@ -145,14 +172,15 @@ def validate(cfg: Config) -> Config:
     for key in ("eval_every", "save_every", "map_k", "seed", "balanced_knn"):
         if getattr(cfg, key) < 0:
             raise ConfigError(f"--{key}: must be 0 or more, got {getattr(cfg, key)}")
+    for key in ("lr_fusion", "lr_hash", "temperature"):
+        if not getattr(cfg, key) > 0:
+            raise ConfigError(f"--{key}: must be positive, got {getattr(cfg, key)}")
     if cfg.fusion_dim % 2 or (cfg.fusion_dim % cfg.fusion_heads):
         raise ConfigError(f"--fusion_dim: {cfg.fusion_dim} must be even and divisible by --fusion_heads {cfg.fusion_heads}")
     if not 0 < cfg.scale_min <= cfg.scale_max:
         raise ConfigError(f"--scale_min/--scale_max: need 0 < scale_min <= scale_max, got {cfg.scale_min} and {cfg.scale_max}")
-    if cfg.temperature <= 0:
-        raise ConfigError(f"--temperature: must be positive, got {cfg.temperature}")
-    if len(cfg.adam_betas) != 2:
-        raise ConfigError(f"--adam_betas: expected two numbers, got {cfg.adam_betas}")
+    if len(cfg.adam_betas) != 2 or not all(0 <= beta < 1 for beta in cfg.adam_betas):
+        raise ConfigError(f"--adam_betas: expected two numbers in [0, 1), got {cfg.adam_betas}")
     if not 0 <= cfg.modality_dropout <= 1:
         raise ConfigError(f"--modality_dropout: must be in [0, 1], got {cfg.modality_dropout}")
     for key in ("fusion_dropout", "hash_dropout"):
@@ -181,13 +209,14 @@ def load_yaml(path) -> dict:
 
 
 def parse_flags(argv) -> dict:
-    """`--key value [value ...]` and `--key=value` pairs; a flag with no value means true."""
+    """`--key value [value ...]` and `--key=value` pairs; a flag with no value means true, and
+    `--key=` is an empty value (for --output_dir: the default folder)."""
     pairs, key = {}, None
     for token in argv:
         if token.startswith("--"):
-            key, _, inline = token[2:].partition("=")
+            key, equals, inline = token[2:].partition("=")
             key = key.replace("-", "_")
-            pairs[key] = [inline] if inline else []
+            pairs[key] = [inline] if equals else []
         elif key is None:
             raise ConfigError(f"unexpected argument {token!r}: options look like --key value")
         else:
@@ -198,6 +227,8 @@ def parse_flags(argv) -> dict:
             out[key] = " ".join(values)
             continue
         value = values if key in LIST_ITEM_TYPES else (" ".join(values) if values else "true")
+        if key in LIST_ITEM_TYPES and values == [""]:
+            value = []                                    # --hash_lens= : an empty list
         if key not in LIST_ITEM_TYPES and len(values) > 1:
             raise ConfigError(f"--{key}: expected one value, got {' '.join(values)}")
         out[key] = coerce(key, value)
@@ -225,3 +256,29 @@ def build_config(argv=None, overrides: dict | None = None) -> Config:
 
 def to_dict(cfg: Config) -> dict:
     return dataclasses.asdict(cfg)
+
+
+def merge_checkpoint_config(cfg: Config, saved: dict, source) -> Config:
+    """The config of a run that tests or resumes the checkpoint `source`, trained with config `saved`:
+    the checkpoint's values of the CHECKPOINT_KEYS, this run's values of the RUN_KEYS. A resumed
+    training that would change a checkpoint key is refused (one line naming the keys)."""
+    current = to_dict(cfg)
+    differing = sorted(k for k in saved if k in CHECKPOINT_KEYS and saved[k] != current.get(k))
+    if cfg.resume and cfg.task.startswith("train_") and differing:
+        raise ConfigError(f"--resume: {source} was trained with other values of "
+                          f"{', '.join('--' + k for k in differing)}; pass the same values or drop --resume")
+    merged = {k: (saved[k] if k in CHECKPOINT_KEYS and k in saved else current[k]) for k in current}
+    if not cfg.output_dir and cfg.resume:   # a resumed run goes on writing into its own folder
+        merged["output_dir"] = saved.get("output_dir", "")
+    return Config(**merged)
+
+
+def resolve_device(name: str):
+    """The torch.device of the `device` setting: auto = cuda when available, else cpu."""
+    import torch
+
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"--device {name}: CUDA is not available here; use --device cpu")
+    return torch.device(name)

@@ -5,9 +5,12 @@ Shapes: B = batch, Di/Dt = input image/text feature sizes, F = fusion width
 """
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+PROTOCOLS = ("paired", "unimodal")   # how an item's codes are computed; see CrossModalHasher
 
 
 class FuseTransEncoder(nn.Module):
@@ -113,6 +116,29 @@ class CrossModalHasher(nn.Module):
         embedding itself when there are no heads."""
         return head(fused, self.default_scale if scale is None else scale) if self.hashing else fused
 
+    @torch.no_grad()
+    def encode_split(self, split, protocol: str, batch_size: int, scale: float | None = None) -> tuple:
+        """(N, b) image-side and (N, b) text-side outputs for every row of `split` (features with .image
+        and .text, numpy or lazily read HDF5), on the CPU. protocol "paired": both from the pair (UCMFH);
+        "unimodal": image side from the image alone, text side from the text alone. Batching cannot
+        change them: every item is its own length-1 sequence."""
+        if protocol not in PROTOCOLS:
+            raise ValueError(f"protocol {protocol!r} is not one of {', '.join(PROTOCOLS)}")
+        self.eval()
+        device = next(self.parameters()).device
+        image_out, text_out = [], []
+        for start in range(0, len(split), batch_size):
+            rows = slice(start, start + batch_size)
+            image = torch.from_numpy(np.asarray(split.image[rows])).to(device)
+            text = torch.from_numpy(np.asarray(split.text[rows])).to(device)
+            if protocol == "paired":
+                image_codes, text_codes = self.encode_pair(image, text, scale)
+            else:
+                image_codes, text_codes = self.encode_image(image, scale), self.encode_text(text, scale)
+            image_out.append(image_codes.cpu())
+            text_out.append(text_codes.cpu())
+        return torch.cat(image_out), torch.cat(text_out)
+
     def encode_pair(self, image: torch.Tensor, text: torch.Tensor, scale: float | None = None):
         """(B, Di), (B, Dt) -> image-side and text-side outputs, (B, b) each (b = bits, or F/2)."""
         fused_image, fused_text = self.fusion(image, text)
@@ -152,3 +178,15 @@ class CrossModalHasher(nn.Module):
             return fused_image, fused_text
         return (fused_image, fused_text, self._out(self.image_head, fused_image, scale),
                 self._out(self.text_head, fused_text, scale))
+
+
+def build_model(cfg, image_dim: int, text_dim: int, bits: int | None, default_scale: float) -> CrossModalHasher:
+    """A CrossModalHasher with the sizes of a Config `cfg`; hash heads when `bits`."""
+    fusion = FuseTransEncoder(image_dim, text_dim, cfg.fusion_dim, cfg.fusion_layers, cfg.fusion_heads,
+                              cfg.fusion_ff_dim, cfg.fusion_dropout)
+    heads = (None, None)
+    if bits:
+        make = lambda: HashHead(cfg.fusion_dim // 2, bits, cfg.hash_hidden, cfg.hash_dropout,  # noqa: E731
+                                cfg.use_progressive_hash)
+        heads = (make(), make())                                   # ImageMlp, TextMlp
+    return CrossModalHasher(fusion, *heads, default_scale=default_scale)

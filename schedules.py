@@ -3,7 +3,8 @@
 A small scale keeps codes continuous early in training (useful gradients); a
 large one makes them nearly binary by the end, so sign() at test time loses
 little. Epoch-based schedules take `progress = e / max(E - 1, 1)`, which runs
-from 0 at the first epoch to 1 at the last.
+from 0 at the first epoch to 1 at the last; training_progress is that one
+definition, used by the schedules, the log and histograms.json alike.
 """
 from __future__ import annotations
 
@@ -39,12 +40,14 @@ def hashnet_scale(iteration: int, scale_min: float, gamma: float, power: float, 
 
 
 class ScaleSchedule:
-    """The scale for every (epoch, iteration) of a run, built from a Config."""
+    """The scale for every (epoch, iteration) of a run, built from a Config and the number of
+    training steps per epoch (ceil(training pairs / batch_size))."""
 
-    def __init__(self, cfg):
+    def __init__(self, cfg, iters_per_epoch: int):
         self.enabled = cfg.use_progressive_hash
         self.name = cfg.scale_schedule
         self.total_epochs = cfg.epoch
+        self.iters_per_epoch = max(1, int(iters_per_epoch))
         self.scale_min, self.scale_max = cfg.scale_min, cfg.scale_max
         self.hashnet = (cfg.hashnet_gamma, cfg.hashnet_power, cfg.hashnet_step_size)
 
@@ -63,8 +66,12 @@ class ScaleSchedule:
 
     @property
     def eval_scale(self) -> float:
-        """Test-time scale: scale_max when progressive, 1.0 (plain tanh) when off."""
-        return self.scale_max if self.enabled else 1.0
+        """Test-time scale: the scale of the run's last training step, so the outputs scored (and
+        saved, and histogrammed) are the ones the network was trained to give at the end. That is
+        scale_max for every epoch schedule, HashNet's uncapped value after epochs x iterations for
+        hashnet, and 1.0 (plain tanh) when progressive hashing is off. sign() codes do not depend
+        on it; the continuous outputs do."""
+        return self.at(self.total_epochs - 1, self.total_epochs * self.iters_per_epoch - 1)
 
     def describe(self) -> str:
         if not self.enabled:

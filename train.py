@@ -18,8 +18,9 @@ import torch
 
 from config import ConfigError, build_config
 from data import DataError, load_dataset
+from evaluate import score_checkpoint
 from ICMR import Solver
-from runio import score_table
+from runio.tables import score_table
 
 
 def run(cfg, log=print) -> list:
@@ -37,9 +38,11 @@ def run(cfg, log=print) -> list:
             run_cfg.output_dir = str(Path(cfg.output_dir) / f"{cfg.dataset}_{bits}bit")
         if bits:
             log(f"=== {cfg.dataset}: {bits}-bit codes, task {cfg.task} ===")
-        solver = Solver(run_cfg, bits=bits, data=data, log=log)
-        results.append(solver.run_task())
-        log(f"results: {solver.run.path / 'results.json'}")
+        if cfg.task.startswith("train_"):
+            results.append(Solver(run_cfg, bits=bits, data=data, log=log).train())
+        else:
+            results.append(score_checkpoint(run_cfg, bits, data=data, log=log))
+        log(f"results: {Path(results[-1]['output_dir']) / 'results.json'}")
     log("\n" + score_table(results))
     return results
 

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from runio import atomic_write_bytes  # shared with checkpoints and results
+from runio.atomic import atomic_write_bytes  # shared with checkpoints and results
 
 NUM_LABELS = 24
 LATENT_DIM = 64

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from runio import atomic_write_bytes, atomic_write_json
+from runio.atomic import atomic_write_bytes, atomic_write_json
 
 from .errors import DataError
 from .validate import SPLIT_NAMES

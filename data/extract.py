@@ -21,7 +21,7 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
-from runio import atomic_write_bytes, atomic_write_json
+from runio.atomic import atomic_write_bytes, atomic_write_json
 
 from .errors import DataError
 

@@ -15,21 +15,13 @@ Flags after `--` go to train.py (e.g. `-- --epoch 10`).
 from __future__ import annotations
 
 import argparse
-import contextlib
-import os
-import shutil
 import sys
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
-
-from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from config import SCALE_SCHEDULES, ConfigError, build_config  # noqa: E402
 from data import DataError, canonical_dataset_name, load_dataset  # noqa: E402
-from metrics_curves import write_curves  # noqa: E402
-from runio import atomic_write_json  # noqa: E402
-from summary import console_table, method_label, write_summary  # noqa: E402
+from study.ablation import run_grid  # noqa: E402
 
 
 def parse_args(argv):
@@ -55,70 +47,6 @@ def parse_args(argv):
     return args
 
 
-def settings(args) -> list:
-    """The method settings of the grid, each as the results.json fields that name it."""
-    out = []
-    for balanced in (b == "on" for b in args.balanced):
-        if "off" in args.progressive:
-            out.append({"use_progressive_hash": False, "balanced_loss": balanced})
-        if "on" in args.progressive:
-            out += [{"use_progressive_hash": True, "scale_schedule": schedule, "scale_max": scale_max,
-                     "balanced_loss": balanced}
-                    for schedule in args.schedules  # hashnet's scale ignores scale_max: one run
-                    for scale_max in (args.scale_max if schedule != "hashnet" else args.scale_max[:1])]
-    return out
-
-
-def grid(args) -> list:
-    """(run folder, train.py argv or None for CCA, dataset, bits) for every cell and seed."""
-    runs = []
-    for dataset in args.dataset:
-        for bits in args.bits:
-            if args.cca:
-                runs.append((args.out / dataset / f"{bits}bit" / "cca", None, dataset, bits))
-            for setting in settings(args):
-                flags = [f"--{key}={value}" for key, value in setting.items()]
-                for seed in range(args.seeds):
-                    folder = args.out / dataset / f"{bits}bit" / method_label(setting) / f"seed{seed}"
-                    argv = ["--dataset", dataset, "--data_root", args.data_root, "--hash_lens", str(bits),
-                            "--seed", str(seed), *flags, "--output_dir", str(folder),
-                            "--checkpoint_dir", str(folder / "checkpoints"), "--save_every", "0",
-                            "--record_histograms", "true", "--save_codes", "true", *args.train_flags]
-                    runs.append((folder, argv, dataset, bits))
-    return runs
-
-
-def run_one(folder, argv, dataset, bits, data_root, threads, keep_checkpoints):
-    """One training (or the CCA baseline), its console output kept in <folder>/train.log."""
-    import torch
-
-    import train
-    from baselines import cca_scores
-
-    torch.set_num_threads(threads)
-    folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / "train.log", "w") as log, contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
-        if argv is None:
-            scores = cca_scores(load_dataset(dataset, data_root), bits)
-            atomic_write_json(folder / "results.json", {"dataset": dataset, "bits": bits, "hash_lens": bits,
-                                                        "method": "cca", "seed": 0, "train_seconds": 0.0, **scores})
-        else:
-            train.main(argv)
-    if not keep_checkpoints:
-        shutil.rmtree(folder / "checkpoints", ignore_errors=True)
-    return folder
-
-
-def plot_all(folder) -> list:
-    """`python scripts/plot.py all <folder>`: training curves, mAP vs bits, histograms, PR and P@K."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("plot_cli", Path(__file__).with_name("plot.py"))
-    plot_cli = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(plot_cli)
-    return plot_cli.main(["all", str(folder)])
-
-
 def main(argv=None):
     args = parse_args(sys.argv[1:] if argv is None else list(argv))
     try:
@@ -128,28 +56,7 @@ def main(argv=None):
     except (ConfigError, DataError) as err:
         print(f"error: {err}", file=sys.stderr)
         raise SystemExit(2) from None
-    runs = grid(args)
-    todo = [r for r in runs if not (r[0] / "results.json").is_file()]
-    print(f"{len(runs)} runs in the grid, {len(runs) - len(todo)} already done, {len(todo)} to run -> {args.out}")
-    threads = max(1, (os.cpu_count() or 1) // max(1, args.jobs))
-    work = [(folder, argv, dataset, bits, args.data_root, threads, args.keep_checkpoints)
-            for folder, argv, dataset, bits in todo]
-    if args.jobs > 1:
-        with ProcessPoolExecutor(args.jobs) as pool:
-            for _ in tqdm(pool.map(run_one, *zip(*work)) if work else [], total=len(work), desc="runs"):
-                pass
-    else:
-        for item in tqdm(work, desc="runs", disable=None):
-            run_one(*item)
-    for codes in sorted(args.out.rglob("codes.npz")):  # runs made before curves were written
-        if not (codes.parent / "curves.json").is_file():
-            write_curves(codes.parent)
-    rows = write_summary(args.out)
-    print(console_table(rows))
-    print(f"\nsummary: {args.out / 'summary.md'} and {args.out / 'summary.csv'}")
-    if not args.no_plots and (todo or not (args.out / "map_vs_bits.png").is_file()):
-        plot_all(args.out)
-    return rows
+    return run_grid(args)
 
 
 if __name__ == "__main__":

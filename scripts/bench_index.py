@@ -28,10 +28,11 @@ import numpy as np
 from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from code_index import CodeIndex, load_index, save_index  # noqa: E402
-from hamming_search import (HammingSearcher, faiss_available, make_searcher,  # noqa: E402
+from hashindex.index_file import CodeIndex, load_index, save_index  # noqa: E402
+from hashindex.hamming_search import (HammingSearcher, faiss_available, make_searcher,  # noqa: E402
                             store_approximate)
-from runio import atomic_write_json, format_table  # noqa: E402
+from runio.atomic import atomic_write_json  # noqa: E402
+from runio.tables import format_table  # noqa: E402
 
 _CHUNK = 100_000      # rows generated at once: (chunk, dims) float32
 

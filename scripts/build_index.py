@@ -1,4 +1,4 @@
-"""Encode a database with a trained checkpoint into a code index file for search.py.
+"""Encode a database with a trained checkpoint into a code index file for scripts/search.py.
 
     python scripts/build_index.py --checkpoint checkpoints/hash/demo_hash_64.pth --out index/demo_64.npz
     python scripts/build_index.py --checkpoint ck.pth --dataset mirflickr --split retrieval --kind hnsw
@@ -11,7 +11,7 @@ alone, text code from the text alone: what a real search compares a query with)
 or `paired` (UCMFH's: both from the pair). The file also holds the ids, labels
 (and label names, captions when known) and metadata: the checkpoint and its
 sha256, code length, protocol, model keys and the CLIP encoder that made the
-features, which search.py needs for --text and --image queries.
+features, which scripts/search.py needs for --text and --image queries.
 """
 from __future__ import annotations
 
@@ -28,13 +28,12 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from code_index import CodeIndex, IndexFileError, pack_codes, save_index  # noqa: E402
-from config import ConfigError  # noqa: E402
+from hashindex.index_file import CodeIndex, IndexFileError, pack_codes, save_index  # noqa: E402
+from config import ConfigError, resolve_device  # noqa: E402
 from data import DataError, load_dataset  # noqa: E402
 from data.clip_encoder import sha256_of  # noqa: E402
-from hamming_search import KINDS, FaissUnavailableError, HammingSearcher, store_approximate  # noqa: E402
-from ICMR import resolve_device  # noqa: E402
-from trained_model import encode_split, load_trained_model  # noqa: E402
+from hashindex.hamming_search import KINDS, FaissUnavailableError, HammingSearcher, store_approximate  # noqa: E402
+from runio.checkpoint import load_trained_model  # noqa: E402
 
 SPLITS = ("retrieval", "query", "train")
 PROTOCOLS = ("unimodal", "paired")
@@ -136,7 +135,7 @@ def build(args, log=print) -> CodeIndex:
     log(f"encoding {len(split)} {data.name}/{args.split} items with {args.checkpoint} "
         f"({info['bits']} bits, {args.protocol} protocol)")
     start = time.time()
-    image_codes, text_codes = encode_split(model, split, args.protocol, args.batch_size, device)
+    image_codes, text_codes = model.encode_split(split, args.protocol, args.batch_size)
     ids = split.ids if split.ids is not None else np.arange(len(split)).astype(str)
     mean_norm = lambda features: float(np.linalg.norm(np.asarray(features[:10000], np.float64), axis=1).mean())
     meta = {

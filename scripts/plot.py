@@ -1,4 +1,4 @@
-"""Figures of runs and ablations (PNG, written atomically). The library is plots.py.
+"""Figures of runs and ablations (PNG, written atomically). The library is study/plots.py.
 
     python scripts/plot.py visualization --progressive runs/demo_prog --plain runs/demo_plain
     python scripts/plot.py scales [--out DIR] [--epochs 100]
@@ -20,13 +20,13 @@ naming the file.
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-import plots  # noqa: E402
+from study import plots  # noqa: E402
+from study.figures import plot_all  # noqa: E402
 
 
 def _run_dir(path) -> Path:
@@ -81,67 +81,8 @@ def cmd_pr(args) -> list:
             plots.plot_precision_at_k(runs, out / "precision_at_k.png", labels=args.labels)]
 
 
-def _note(message) -> None:
-    print(f"note: {message}", file=sys.stderr)
-
-
 def cmd_all(args) -> list:
-    root = Path(args.ablation_dir)
-    if not root.is_dir():
-        raise plots.PlotInputError(f"{root}: ablation folder not found")
-    out = Path(args.out) if args.out else root
-    runs = sorted({p.parent for p in root.rglob("metrics.jsonl")})
-    if not runs and not (root / "summary.csv").is_file():
-        raise plots.PlotInputError(f"{root}: no run folder (metrics.jsonl) and no summary.csv")
-    written = [plots.plot_training_curves(run, run / "training_curves.png") for run in runs]
-    if (root / "summary.csv").is_file():
-        written.append(plots.plot_map_vs_bits(root / "summary.csv", out / "map_vs_bits.png"))
-    else:
-        _note(f"{root / 'summary.csv'}: not found; no map_vs_bits.png")
-
-    described = [(run, plots.describe_run(run)) for run in runs]
-    groups = {}
-    for run, desc in described:
-        groups.setdefault((str(desc["dataset"]), desc["bits"]), []).append((run, desc))
-    for (dataset, bits), members in sorted(groups.items(), key=lambda g: (g[0][0], g[0][1] or 0)):
-        if dataset == "None" or bits is None:
-            _note(f"{', '.join(str(r) for r, _ in members)}: dataset or code length unknown; no comparison figures")
-            continue
-        suffix = f"_{dataset}_{bits}bit"
-        with_hist = [(r, d) for r, d in members if (r / "histograms.json").is_file()]
-        pair = _visualization_pair(with_hist)
-        if pair:
-            written.append(plots.plot_progressive_visualization(
-                pair[0], pair[1], out / f"progressive_hash_visualization{suffix}.png"))
-        elif with_hist:
-            _note(f"{dataset} {bits}-bit: no progressive and plain run of one seed with histograms.json")
-        with_curves = {}  # one run per method (its lowest seed), so the figure stays readable
-        for run, desc in sorted(members, key=lambda m: (_seed_key(m[1]), str(m[0]))):
-            if (run / "curves.json").is_file():
-                with_curves.setdefault(desc["method"] or str(run), run)
-        with_curves = list(with_curves.values())
-        if with_curves:
-            written.append(plots.plot_pr_curves(with_curves, out / f"pr_curves{suffix}.png"))
-            written.append(plots.plot_precision_at_k(with_curves, out / f"precision_at_k{suffix}.png"))
-    return written
-
-
-def _seed_key(desc):
-    return desc["seed"] if isinstance(desc["seed"], int) else math.inf
-
-
-def _visualization_pair(members):
-    """The first (progressive, plain) pair of one seed, preferring progressive-linear and the lowest seed."""
-    def order(item):
-        return (item[1]["method"] != "progressive-linear", _seed_key(item[1]), str(item[0]))
-    progressive = sorted([m for m in members if (m[1]["method"] or "").startswith("progressive")], key=order)
-    plain = sorted([m for m in members if (m[1]["method"] or "").startswith("plain")], key=order)
-    for run, desc in progressive:  # plain+balanced is the baseline of progressive-...+balanced
-        base = "plain+balanced" if desc["method"].endswith("+balanced") else "plain"
-        match = [r for r, d in plain if d["seed"] == desc["seed"] and d["method"] == base]
-        if match:
-            return run, match[0]
-    return None
+    return plot_all(args.ablation_dir, args.out)
 
 
 def build_parser() -> argparse.ArgumentParser:

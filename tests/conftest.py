@@ -29,3 +29,4 @@ def _import_script(module_name, path):
 
 _import_script("extract_features_cli", ROOT / "scripts" / "extract_features.py")
 _import_script("ablation_cli", ROOT / "scripts" / "ablation.py")
+_import_script("search_cli", ROOT / "scripts" / "search.py")

@@ -1,12 +1,12 @@
-"""Reference (oracle) implementations of the retrieval metrics.
+"""Oracles for what evaluate.py's definitions do not cover: cosine ranking, the tie-aware mAP
+(by brute force over tie orders, and in exact rationals) and precision/recall by radius.
 
-Plain per-query numpy loops, written to be obviously correct, not fast.
-Conventions: relevant = at least one shared label; rank by ascending distance
-with a STABLE argsort, so equal distances keep ascending database index; AP@k
-= mean over the relevant items in the top k of (relevant so far / rank), 0 if
-the top k holds none; k=None means the whole ranking; k > N is the same as N.
+The index-ordered mAP@K, mAP@all and precision@K oracle is evaluate.reference_metrics (the
+definitions themselves). Plain per-query loops, written to be obviously correct, not fast.
 """
 import numpy as np
+
+from evaluate import average_precision
 
 
 def _check_pm1(codes):
@@ -15,50 +15,8 @@ def _check_pm1(codes):
     return codes
 
 
-def _average_precision(relevant_in_rank_order):
-    """relevant_in_rank_order: 1-D bool array, best-ranked item first."""
-    hits = 0
-    total = 0.0
-    for rank, is_relevant in enumerate(relevant_in_rank_order, start=1):
-        if is_relevant:
-            hits += 1
-            total += hits / rank
-    return total / hits if hits > 0 else 0.0
-
-
-def _hamming_rankings(query_codes, db_codes, query_labels, db_labels):
-    """Yield (ranking, relevance) per query: ranking = db indices best first."""
-    query_codes, db_codes = _check_pm1(query_codes), _check_pm1(db_codes)
-    query_labels = np.asarray(query_labels, dtype=np.float64)
-    db_labels = np.asarray(db_labels, dtype=np.float64)
-    n_bits = query_codes.shape[1]
-    for q in range(query_codes.shape[0]):
-        hamming = 0.5 * (n_bits - query_codes[q] @ db_codes.T)         # (N,)
-        order = np.argsort(hamming, kind="stable")
-        relevant = (query_labels[q] @ db_labels.T) > 0                  # (N,)
-        yield order, relevant
-
-
 def _cut(k, n):
     return n if k is None else min(k, n)
-
-
-def map_at_k_loop(query_codes, db_codes, query_labels, db_labels, k):
-    """mAP@k over Hamming ranking of +-1 codes (k=None: mAP over all)."""
-    aps = []
-    for order, relevant in _hamming_rankings(query_codes, db_codes, query_labels, db_labels):
-        top = order[:_cut(k, len(order))]
-        aps.append(_average_precision(relevant[top]))
-    return float(np.mean(aps))
-
-
-def precision_at_k_loop(query_codes, db_codes, query_labels, db_labels, k):
-    """Mean over queries of (relevant items in the top k) / k."""
-    precisions = []
-    for order, relevant in _hamming_rankings(query_codes, db_codes, query_labels, db_labels):
-        kk = _cut(k, len(order))
-        precisions.append(relevant[order[:kk]].sum() / kk)
-    return float(np.mean(precisions))
 
 
 def cosine_map_at_k_loop(query, db, query_labels, db_labels, k):
@@ -74,7 +32,7 @@ def cosine_map_at_k_loop(query, db, query_labels, db_labels, k):
         cosine = db_unit @ q_unit                                       # (N,)
         order = np.argsort(-cosine, kind="stable")
         relevant = (query_labels[q] @ db_labels.T) > 0
-        aps.append(_average_precision(relevant[order[:_cut(k, len(order))]]))
+        aps.append(average_precision(relevant[order[:_cut(k, len(order))]]))
     return float(np.mean(aps))
 
 
@@ -110,7 +68,7 @@ def tie_aware_map_loop(query_codes, db_codes, query_labels, db_labels, k):
         values = []
         for orders in itertools.product(*(itertools.permutations(g) for g in groups)):
             ranking = [i for order in orders for i in order]
-            values.append(_average_precision(relevant[ranking[:kk]]))
+            values.append(average_precision(relevant[ranking[:kk]]))
         aps.append(sum(values) / len(values))
     return float(np.mean(aps))
 
@@ -133,7 +91,7 @@ def tie_aware_map_patterns(query_codes, db_codes, query_labels, db_labels, k):
                 in_group = np.zeros(len(g), dtype=bool)
                 in_group[list(pos)] = True
                 pattern.extend(in_group)
-            values.append(_average_precision(np.array(pattern[:kk])))
+            values.append(average_precision(np.array(pattern[:kk])))
         aps.append(sum(values) / len(values))
     return float(np.mean(aps))
 

@@ -5,7 +5,8 @@ import math
 import pytest
 
 import ablation_cli
-from summary import collect_results, mean_std, method_label, paired_test, summarize, to_markdown
+from study import ablation
+from study.summary import collect_results, mean_std, method_label, paired_test, summarize, to_markdown
 
 SMALL = ["--", "--epoch", "1", "--fusion_dim", "64", "--fusion_ff_dim", "64", "--hash_hidden", "32",
          "--batch_size", "512"]
@@ -52,7 +53,7 @@ def test_small_helpers():
 def test_interrupted_grid_resumes_and_a_finished_one_does_no_work(tmp_path, monkeypatch):
     argv = ["--dataset", "demo", "--data_root", str(tmp_path / "data"), "--bits", "8", "--seeds", "2",
             "--cca", "--out", str(tmp_path / "grid"), *SMALL]
-    real_run_one, calls = ablation_cli.run_one, []
+    real_run_one, calls = ablation.run_one, []
 
     def crash_after_two(*a):
         if len(calls) == 2:
@@ -60,11 +61,11 @@ def test_interrupted_grid_resumes_and_a_finished_one_does_no_work(tmp_path, monk
         calls.append(a[0])
         return real_run_one(*a)
 
-    monkeypatch.setattr(ablation_cli, "run_one", crash_after_two)
+    monkeypatch.setattr(ablation, "run_one", crash_after_two)
     with pytest.raises(KeyboardInterrupt):
         ablation_cli.main(argv)
     assert len(collect_results(tmp_path / "grid")) == 2
-    monkeypatch.setattr(ablation_cli, "run_one", lambda *a: calls.append(a[0]) or real_run_one(*a))
+    monkeypatch.setattr(ablation, "run_one", lambda *a: calls.append(a[0]) or real_run_one(*a))
     rows = ablation_cli.main(argv)
     assert len(calls) == 5  # 2 before the crash + the 3 missing runs (cca + 2 methods x 2 seeds = 5 in all)
     assert {r["method"] for r in rows} == {"cca", "plain", "progressive-linear"}

@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from conftest import ROOT, _import_script
-from code_index import (CodeIndex, IndexFileError, load_index, pack_codes, save_index,
+from hashindex.index_file import (CodeIndex, IndexFileError, load_index, pack_codes, save_index,
                         unpack_codes)
-from hamming_search import (FaissUnavailableError, HammingSearcher, faiss_available,
+from hashindex.hamming_search import (FaissUnavailableError, HammingSearcher, faiss_available,
                             make_searcher, store_approximate)
 
 _import_script("bench_index_cli", ROOT / "scripts" / "bench_index.py")

@@ -1,17 +1,25 @@
-"""Tests for evaluate.py's metric library against the loop oracles."""
+"""evaluate.py's metrics: the definitions by hand, and the fast engines against the definitions."""
 import json
 
 import numpy as np
 import pytest
 import torch
 
-from evaluate import (hamming_distance, pr_curve_by_radius, precision_at_k_curve,
+from evaluate import (average_precision, hamming_ranking, precision_at_k, reference_metrics,
                       retrieval_metrics, to_sign_codes)
-from tests.oracles import (cosine_map_at_k_loop, map_at_k_loop, pr_by_radius_loop,
-                           precision_at_k_loop, tie_aware_map_loop,
+from metrics.curves import pr_curve_by_radius, precision_at_k_curve
+from tests.oracles import (cosine_map_at_k_loop, pr_by_radius_loop, tie_aware_map_loop,
                            tie_aware_map_patterns, tie_aware_map_rational)
 
 TOL = 1e-9
+
+
+def map_at_k_loop(q, d, ql, dl, k):
+    return reference_metrics(q, d, ql, dl, k, want=("map_k",))["map_k"]
+
+
+def precision_at_k_loop(q, d, ql, dl, k):
+    return reference_metrics(q, d, ql, dl, k, want=("precision_k",))["precision_k"]
 
 
 def random_problem(n_query, n_db, n_bits, n_labels=5, seed=0):
@@ -25,38 +33,46 @@ def random_problem(n_query, n_db, n_bits, n_labels=5, seed=0):
     return q, d, ql, dl
 
 
-@pytest.mark.parametrize("n_query, n_db, n_bits, k, chunk_size", [
-    (20, 300, 4, 10, None),     # 5 distinct distances: heavy ties
-    (25, 500, 8, 50, 3),        # ties + chunks of 3 queries (last chunk: 1)
-    (15, 200, 16, None, None),  # k=None: whole ranking
-    (10, 120, 8, 500, 4),       # k > N
-    (12, 5000, 32, 20, 5),      # two-stage top-K search, padded database
-    (8, 4096, 64, 100, None),   # two-stage top-K search, no padding
-    (30, 1000, 64, 1, 7),       # k = 1
-    (9, 700, 5, 30, None),      # odd code length
+def test_definitions_by_hand():
+    # relevant at ranks 2, 3, 5: precision there 1/2, 2/3, 3/5
+    ranked = [False, True, True, False, True]
+    assert average_precision(ranked) == pytest.approx((1 / 2 + 2 / 3 + 3 / 5) / 3, abs=1e-15)
+    assert average_precision(ranked[:3]) == pytest.approx((1 / 2 + 2 / 3) / 2, abs=1e-15)   # AP@3
+    assert average_precision([False, False]) == 0.0
+    assert precision_at_k(ranked, 3) == pytest.approx(2 / 3) and precision_at_k(ranked, 50) == pytest.approx(3 / 5)
+    codes = np.array([[1, 1, -1], [-1, -1, 1], [1, -1, -1], [1, 1, -1]], dtype=np.float32)
+    # distances from (1, 1, -1): 0, 3, 1, 0 -> rows 0 and 3 tie: ascending row first
+    assert hamming_ranking(np.array([1, 1, -1], dtype=np.float32), codes).tolist() == [0, 3, 2, 1]
+
+
+@pytest.mark.parametrize("n_query, n_db, n_bits, n_labels, k", [
+    (20, 300, 4, 5, 10),        # 5 distinct distances: heavy ties
+    (25, 500, 8, 5, 50),
+    (15, 200, 16, 5, None),     # k=None: whole ranking
+    (10, 120, 8, 5, 500),       # k > N
+    (12, 5000, 32, 5, 20),
+    (30, 1000, 64, 5, 1),       # k = 1
+    (9, 700, 5, 5, 30),         # odd code length
+    (8, 600, 130, 80, 40),      # codes and labels of several machine words (COCO's 80 labels)
 ])
-def test_matches_oracle(n_query, n_db, n_bits, k, chunk_size):
-    q, d, ql, dl = random_problem(n_query, n_db, n_bits, seed=n_db)
-    got = retrieval_metrics(q, d, ql, dl, k=k, chunk_size=chunk_size)
+def test_matches_the_definitions(n_query, n_db, n_bits, n_labels, k):
+    q, d, ql, dl = random_problem(n_query, n_db, n_bits, n_labels=n_labels, seed=n_db)
+    got = retrieval_metrics(q, d, ql, dl, k=k)
+    want = reference_metrics(q, d, ql, dl, k)
     assert set(got) == {"map_k", "map_all", "precision_k", "k"} and got["k"] == k
-    assert abs(got["map_k"] - map_at_k_loop(q, d, ql, dl, k)) < TOL
-    assert abs(got["map_all"] - map_at_k_loop(q, d, ql, dl, None)) < TOL
-    assert abs(got["precision_k"] - precision_at_k_loop(q, d, ql, dl, k)) < TOL
-    # map_k alone takes the top-K path where it can; same values
-    alone = retrieval_metrics(q, d, ql, dl, k=k, chunk_size=chunk_size,
-                              want=("map_k", "precision_k"))
+    for name in ("map_k", "map_all", "precision_k"):
+        assert abs(got[name] - want[name]) < TOL, name
+    alone = retrieval_metrics(q, d, ql, dl, k=k, want=("map_k", "precision_k"))
     assert set(alone) == {"map_k", "precision_k", "k"}
-    assert abs(alone["map_k"] - got["map_k"]) < TOL
-    assert abs(alone["precision_k"] - got["precision_k"]) < TOL
+    assert alone["map_k"] == got["map_k"] and alone["precision_k"] == got["precision_k"]
     assert all(type(v) is float for name, v in got.items() if name != "k")
 
 
-def test_long_codes_use_exact_float64_keys():
-    # N * (B + 1) > 2^24: the sort key no longer fits float32 exactly
-    q, d, ql, dl = random_problem(4, 16500, 1024, seed=1)
+def test_long_codes():
+    q, d, ql, dl = random_problem(4, 3000, 1024, seed=1)
     got = retrieval_metrics(q, d, ql, dl, k=30)
-    assert abs(got["map_k"] - map_at_k_loop(q, d, ql, dl, 30)) < TOL
-    assert abs(got["map_all"] - map_at_k_loop(q, d, ql, dl, None)) < TOL
+    want = reference_metrics(q, d, ql, dl, 30)
+    assert abs(got["map_k"] - want["map_k"]) < TOL and abs(got["map_all"] - want["map_all"]) < TOL
 
 
 def test_hand_computed_example():
@@ -108,17 +124,16 @@ def test_cosine_ties_by_index():
 
 
 def test_cosine_keys_treat_signed_zeros_as_equal():
-    from evaluate import _cosine_keys
+    from metrics.cosine import _sort_keys
     sim = torch.tensor([[-0.0, 0.0, 0.5, -0.5, -0.0, 1.0]])
-    keys = _cosine_keys(sim.clone(), torch.zeros(1, 6, dtype=torch.bool),
+    keys = _sort_keys(sim.clone(), torch.zeros(1, 6, dtype=torch.bool),
                         out=torch.empty(1, 6, dtype=torch.int64))
     assert torch.argsort(keys).tolist() == [[5, 2, 0, 1, 4, 3]]
 
 
 def test_all_items_tied_at_maximal_distance():
     # every database item is the complement of the query: one big tie, so the
-    # ranking is the database order (N = 1000 is not a multiple of the search
-    # block: padding must never be picked)
+    # ranking is the database order
     rng = np.random.default_rng(11)
     q = np.where(rng.random((3, 16)) < 0.5, 1.0, -1.0)
     q[1:] = q[0]
@@ -154,19 +169,15 @@ def test_continuous_inputs_equal_their_sign():
     assert abs(cont["map_k"] - map_at_k_loop(signed_q, signed_d, ql, dl, 20)) < TOL
 
 
-def test_to_sign_codes_and_hamming_distance():
+def test_to_sign_codes():
     x = np.array([[0.0, -0.0, -1e-300, 2.0, -3.0]])
     codes = to_sign_codes(x)
     assert codes.dtype == torch.float32
     assert codes.tolist() == [[1.0, 1.0, -1.0, 1.0, -1.0]]
     with pytest.raises(ValueError, match="bool"):
         to_sign_codes(torch.ones(2, 3, dtype=torch.bool))
-    rng = np.random.default_rng(2)
-    a, b = rng.standard_normal((7, 33)), rng.standard_normal((11, 33))
-    dist = hamming_distance(a, torch.from_numpy(b))
-    assert dist.dtype == torch.int32 and dist.shape == (7, 11)
-    expected = ((a[:, None, :] >= 0) != (b[None, :, :] >= 0)).sum(axis=2)
-    assert np.array_equal(dist.numpy(), expected)
+    with pytest.raises(ValueError, match="NaN"):
+        to_sign_codes(np.array([[0.5, np.nan]]))
 
 
 @pytest.mark.parametrize("args, kwargs, match", [
@@ -188,8 +199,6 @@ def test_to_sign_codes_and_hamming_distance():
 def test_bad_arguments_raise(args, kwargs, match):
     with pytest.raises(ValueError, match=match):
         retrieval_metrics(*args, **kwargs)
-    with pytest.raises(ValueError, match="database_codes"):
-        hamming_distance(np.ones((2, 4)), np.ones((3, 5)))
 
 
 # --- tie-aware mAP (expectation over random orders of equal-distance items) ---
@@ -211,7 +220,7 @@ def test_tie_aware_matches_all_permutations(seed):
         assert set(got) == {*TIES, "k"} and all(type(got[w]) is float for w in TIES)
         assert abs(got["map_k_tie"] - tie_aware_map_loop(q, d, ql, dl, k)) < TOL, k
         assert abs(got["map_all_tie"] - want_all) < TOL
-    alone = retrieval_metrics(q, d, ql, dl, k=3, want="map_k_tie", chunk_size=1)
+    alone = retrieval_metrics(q, d, ql, dl, k=3, want="map_k_tie")
     assert set(alone) == {"map_k_tie", "k"}
     assert abs(alone["map_k_tie"] - tie_aware_map_loop(q, d, ql, dl, 3)) < TOL
 
@@ -236,15 +245,15 @@ def test_tie_aware_larger_groups_against_exact_oracles(monkeypatch):
     # groups of up to ~10 items: placements of the relevant items (combinations)
     q, d, ql, dl = random_problem(4, 16, 2, n_labels=3, seed=21)
     for k in (1, 4, 7, 9, 16, None):
-        got = retrieval_metrics(q, d, ql, dl, k=k, want=TIES, chunk_size=3)
+        got = retrieval_metrics(q, d, ql, dl, k=k, want=TIES)
         assert abs(got["map_k_tie"] - tie_aware_map_patterns(q, d, ql, dl, k)) < TOL
     # groups of ~40-200 items (hypergeometric over large cut groups): rationals
     q, d, ql, dl = random_problem(5, 600, 4, n_labels=4, seed=22)
     for k in (1, 50, 333, 599, None):
         got = retrieval_metrics(q, d, ql, dl, k=k, want=TIES)
         assert abs(got["map_k_tie"] - tie_aware_map_rational(q, d, ql, dl, k)) < TOL
-    import evaluate
-    monkeypatch.setattr(evaluate, "_CUT_ELEMENTS", 50)   # the (queries, X) arrays in slices
+    from metrics import tie_aware
+    monkeypatch.setattr(tie_aware, "_CUT_ELEMENTS", 50)   # the (queries, X) arrays in slices
     again = retrieval_metrics(q, d, ql, dl, k=333, want="map_k_tie")
     assert abs(again["map_k_tie"] - tie_aware_map_rational(q, d, ql, dl, 333)) < TOL
     assert abs(got["map_all_tie"] - tie_aware_map_rational(q, d, ql, dl, None)) < TOL
@@ -267,13 +276,10 @@ def test_tie_aware_equals_index_order_without_ties():
         assert abs(got["map_all_tie"] - got["map_all"]) < TOL
 
 
-def test_tie_aware_chunking_continuous_and_cosine():
+def test_tie_aware_continuous_and_cosine():
     q, d, ql, dl = random_problem(23, 3000, 6, seed=8)
     got = retrieval_metrics(q, d, ql, dl, k=100, want=METRICS_AND_TIES)
     assert retrieval_metrics(q, d, ql, dl, k=100) == {w: got[w] for w in ("k", "map_k", "map_all", "precision_k")}
-    for chunk in (1, 5, 23):
-        again = retrieval_metrics(q, d, ql, dl, k=100, want=TIES, chunk_size=chunk)
-        assert all(abs(again[w] - got[w]) < 1e-12 for w in TIES)
     noisy = q * np.random.default_rng(0).uniform(0.1, 3.0, q.shape)   # same signs
     assert retrieval_metrics(torch.tensor(noisy), d, ql, dl, k=100, want=TIES) == \
         {w: got[w] for w in (*TIES, "k")}
@@ -287,14 +293,14 @@ def test_tie_aware_chunking_continuous_and_cosine():
 
 # --- curves ---
 
-@pytest.mark.parametrize("n_query, n_db, n_bits, chunk_size", [
-    (9, 40, 3, None),       # few radii, everything within radius 3
-    (14, 300, 8, 4),        # radius 0 often empty (precision skips queries)
-    (6, 50, 16, 1),         # long codes: small radii empty for every query -> None
+@pytest.mark.parametrize("n_query, n_db, n_bits", [
+    (9, 40, 3),        # few radii, everything within radius 3
+    (14, 300, 8),      # radius 0 often empty (precision skips queries)
+    (6, 50, 16),       # long codes: small radii empty for every query -> None
 ])
-def test_pr_curve_by_radius_matches_loop(n_query, n_db, n_bits, chunk_size):
+def test_pr_curve_by_radius_matches_loop(n_query, n_db, n_bits):
     q, d, ql, dl = random_problem(n_query, n_db, n_bits, seed=n_db + n_bits)
-    got = pr_curve_by_radius(torch.tensor(q * 0.3), d, ql, dl, chunk_size=chunk_size)
+    got = pr_curve_by_radius(torch.tensor(q * 0.3), d, ql, dl)
     precision, recall = pr_by_radius_loop(q, d, ql, dl)
     assert got["radius"] == list(range(n_bits + 1))
     for g, w in zip(got["precision"] + got["recall"], precision + recall):
@@ -314,12 +320,12 @@ def test_pr_curve_no_relevant_items_anywhere():
 def test_precision_at_k_curve_matches_loop():
     q, d, ql, dl = random_problem(11, 700, 6, seed=12)
     ks = [1, 5, 17, 43, 699, 700, 1000, None]
-    got = precision_at_k_curve(torch.tensor(q), d, ql, dl, ks, chunk_size=4)
+    got = precision_at_k_curve(torch.tensor(q), d, ql, dl, ks)
     assert got["k"] == ks and len(got["precision"]) == len(ks)
     for k, p in zip(ks, got["precision"]):
         assert abs(p - precision_at_k_loop(q, d, ql, dl, k)) < TOL
-    small = precision_at_k_curve(q, d, ql, dl, [3, 10, 20])      # top-K search path
-    for k, p in zip([3, 10, 20], small["precision"]):
+    unsorted = precision_at_k_curve(q, d, ql, dl, [20, 3, 20, 10])      # any order, repeats
+    for k, p in zip([20, 3, 20, 10], unsorted["precision"]):
         assert abs(p - precision_at_k_loop(q, d, ql, dl, k)) < TOL
     json.dumps(got, allow_nan=False)
     with pytest.raises(ValueError, match="k"):

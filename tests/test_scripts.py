@@ -27,7 +27,7 @@ def test_test_flickr_runs_all_four_code_lengths_and_ends_with_one_table(tmp_path
     assert "I2T mAP@50" in table[0] and [line.split()[1] for line in table[2:]] == ["16", "32", "64", "128"]
     for bits in (16, 32, 64, 128):
         result = json.loads((out / f"mirflickr_{bits}bit" / "results.json").read_text())
-        assert result["hash_lens"] == bits and result["dataset"] == "mirflickr"
+        assert result["bits"] == bits and result["dataset"] == "mirflickr"
         assert (tmp_path / "ck" / "hash" / f"mirflickr_hash_{bits}.pth").is_file()
 
 

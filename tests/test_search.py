@@ -5,13 +5,13 @@ import numpy as np
 import pytest
 import torch
 
-import search
+import search_cli as search
 import train
-from code_index import load_index, pack_codes, save_index
+from hashindex.index_file import load_index, pack_codes, save_index
 from conftest import ROOT, _import_script
 from data import load_dataset
 from data.clip_encoder import ClipEncoder
-from trained_model import encode_split, load_trained_model
+from runio.checkpoint import load_trained_model
 
 _import_script("build_index_cli", ROOT / "scripts" / "build_index.py")
 import build_index_cli  # noqa: E402
@@ -51,7 +51,7 @@ def test_index_holds_the_models_unimodal_codes_and_its_facts(built):
     index = load_index(path)
     model, _ = load_trained_model(checkpoint, log=lambda m: None)
     retrieval = load_dataset("demo", root / "data").retrieval
-    image, text = encode_split(model, retrieval, "unimodal", 512, "cpu")
+    image, text = model.encode_split(retrieval, "unimodal", 512)
     assert np.array_equal(index.codes["image"], pack_codes(image))
     assert np.array_equal(index.codes["text"], pack_codes(text))
     assert index.codes["image"].shape == (len(retrieval), 2) and index.bits == 16

@@ -1,6 +1,7 @@
 """End to end: train.main on the demo set (a small model, so it runs in seconds)."""
 import json
 
+import numpy as np
 import pytest
 import torch
 
@@ -31,10 +32,11 @@ def test_two_epochs_write_checkpoint_and_results_then_test_hash_reproduces(tmp_p
     assert "Progressive scale: 10.00 (progress: 100.0%)" in out
     assert "I2T mAP@50" in out.splitlines()[-3]  # the final lines are the score table
     saved = json.loads((tmp_path / "run" / "results.json").read_text())
-    for key in ("dataset", "hash_lens", "use_progressive_hash", "scale_schedule", "epoch", "seed",
+    for key in ("dataset", "bits", "use_progressive_hash", "scale_schedule", "epoch", "seed",
                 "i2t_map", "t2i_map", "map_k", "i2t_map_all", "t2i_map_all", "train_seconds"):
         assert key in saved
-    assert saved["dataset"] == "demo" and saved["hash_lens"] == 16 and saved["epoch"] == 2
+    assert saved["dataset"] == "demo" and saved["bits"] == 16 and saved["epoch"] == 2
+    assert "hash_lens" not in saved     # one name for the code length
     assert 0.0 < saved["i2t_map"] < 1.0 and 0.0 < saved["t2i_map"] < 1.0
     records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in records] == [1, 2]
@@ -93,7 +95,7 @@ def test_ablation_switches(tmp_path, data_root, capsys, extra, schedule_label):
     out = capsys.readouterr().out
     assert result["use_progressive_hash"] is schedule_label
     assert ("Progressive scale" in out) is schedule_label
-    assert result["eval_scale"] == (10.0 if schedule_label else 1.0)
+    assert result["eval_scale"] == 1.0   # plain tanh; hashnet after 6 steps (its scale moves every 200)
 
 
 def test_real_stage_trains_and_tests(tmp_path, data_root):
@@ -125,13 +127,14 @@ def test_wiki_trains_on_real_data(tmp_path):
 
 
 def test_histograms_codes_continuous_map_and_balanced_loss(tmp_path, data_root):
-    import numpy as np
-
     [result] = train.main(args(tmp_path, data_root, "--epoch", "5", "--record_histograms", "true",
                                "--save_codes", "true", "--balanced_loss", "true"))
     histograms = json.loads((tmp_path / "run" / "histograms.json").read_text())
-    assert [h["epoch"] for h in histograms["snapshots"]] == [0, 1, 2, 3, 4, 5]
-    assert [h["scale"] for h in histograms["snapshots"]] == [1.0, 1.0, 3.25, 5.5, 7.75, 10.0]
+    # after the epochs at 0, 20, ..., 100% of training (e / (E - 1), the schedule's own progress;
+    # with 5 epochs 40% and 60% both round to the third), at each epoch's scale
+    assert [h["epoch"] for h in histograms["snapshots"]] == [1, 2, 3, 4, 5]
+    assert [h["progress"] for h in histograms["snapshots"]] == [0.0, 0.25, 0.5, 0.75, 1.0]
+    assert [h["scale"] for h in histograms["snapshots"]] == [1.0, 3.25, 5.5, 7.75, 10.0]
     assert all(sum(h["image"]) == result["num_query"] * 16 for h in histograms["snapshots"])
     assert len(histograms["bin_edges"]) == 51
     records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
@@ -146,3 +149,52 @@ def test_histograms_codes_continuous_map_and_balanced_loss(tmp_path, data_root):
         rescored = evaluate.retrieval_metrics(codes["query_image"], codes["database_text"], codes["query_label"],
                                               codes["database_label"], k=50)
     assert rescored["map_k"] == result["i2t_map"]
+
+
+def test_heads_train_at_each_steps_scale_and_score_at_the_test_time_scale(tmp_path, data_root, monkeypatch):
+    from model import HashHead
+    from runio.checkpoint import load_trained_model
+    from schedules import hashnet_scale
+
+    seen = []                                   # (training?, scale) of every hash-head call
+    forward = HashHead.forward
+    monkeypatch.setattr(HashHead, "forward",
+                        lambda self, x, scale=1.0: seen.append((self.training, scale)) or forward(self, x, scale))
+    [linear] = train.main(args(tmp_path / "a", data_root, "--epoch", "3", "--eval_every", "0"))
+    steps = 6                                   # 1,500 demo pairs in batches of 256; two heads per step
+    assert [s for training, s in seen if training] == [1.0] * 2 * steps + [5.5] * 2 * steps + [10.0] * 2 * steps
+    assert {s for training, s in seen if not training} == {10.0} == {linear["eval_scale"]}
+    # HashNet's schedule changes every step here; the test-time scale is its last step's (not scale_max)
+    seen.clear()
+    [result] = train.main(args(tmp_path / "b", data_root, "--epoch", "2", "--eval_every", "0", "--scale_schedule",
+                               "hashnet", "--hashnet_step_size", "1", "--save_codes", "true",
+                               "--record_histograms", "true"))
+    expected = [hashnet_scale(it, 1.0, 0.005, 0.5, 1) for it in range(2 * steps)]
+    assert [s for training, s in seen if training] == [s for s in expected for _ in range(2)]
+    assert result["eval_scale"] == expected[-1] != result["scale_max"]
+    # evaluation-mode calls: the scoring (test-time scale) and the histograms (each epoch's last scale)
+    assert {s for training, s in seen if not training} == {expected[steps - 1], expected[-1]}
+    histograms = json.loads((tmp_path / "b" / "run" / "histograms.json").read_text())["snapshots"]
+    assert histograms[-1]["scale"] == expected[-1] and histograms[0]["scale"] == expected[steps - 1]
+    # the saved continuous outputs are the model's at that scale, and a rebuilt model uses it too
+    model, _ = load_trained_model(tmp_path / "b" / "ck" / "hash" / "demo_hash_16.pth", log=lambda m: None)
+    assert model.default_scale == expected[-1]
+    from data import load_dataset
+    query = load_dataset("demo", data_root).query
+    with np.load(tmp_path / "b" / "run" / "codes.npz") as codes:
+        saved = codes["query_image"]
+    assert np.allclose(model.encode_split(query, "paired", 512)[0].numpy(), saved, atol=1e-6)
+    assert not np.allclose(model.encode_split(query, "paired", 512, scale=1.0)[0].numpy(), saved, atol=1e-3)
+
+
+def test_map_k_is_the_runs_setting_when_a_checkpoint_is_scored(tmp_path, data_root):
+    [trained] = train.main(args(tmp_path, data_root, "--epoch", "1"))
+    checkpoint = str(tmp_path / "ck" / "hash" / "demo_hash_16.pth")
+    scored = evaluate.main(["--checkpoint", checkpoint, "--data_root", str(data_root), "--map_k", "0",
+                            "--output_dir", str(tmp_path / "eval")])
+    [tested] = train.main(args(tmp_path, data_root, "--task", "test_hash", "--map_k", "0",
+                               "--output_dir", str(tmp_path / "test")))
+    for result, folder in ((scored, "eval"), (tested, "test")):
+        assert result["map_k"] is None and result["i2t_map"] == result["i2t_map_all"] != trained["i2t_map"]
+        assert json.loads((tmp_path / folder / "results.json").read_text())["map_k"] is None
+    assert tested["i2t_map"] == scored["i2t_map"] and trained["map_k"] == 50

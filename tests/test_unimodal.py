@@ -9,7 +9,7 @@ import train
 from data import load_dataset
 from data.splits import FeatureSplit
 from model import CrossModalHasher, FuseTransEncoder, HashHead
-from trained_model import encode_split, load_trained_model
+from runio.checkpoint import load_trained_model
 
 SMALL = ["--fusion_dim", "64", "--fusion_ff_dim", "64", "--hash_hidden", "128", "--batch_size", "256"]
 
@@ -77,14 +77,14 @@ def test_encode_split_unimodal_codes_do_not_depend_on_the_absent_side():
     rng = np.random.default_rng(0)
     image, text = rng.standard_normal((7, 12), dtype=np.float32), rng.standard_normal((7, 10), dtype=np.float32)
     split = lambda i, t: FeatureSplit(i, t, np.ones((7, 2), np.float32), "test")
-    base = encode_split(model, split(image, text), "unimodal", 3, "cpu")
-    noise_text = encode_split(model, split(image, rng.standard_normal((7, 10), dtype=np.float32)), "unimodal", 3, "cpu")
-    noise_image = encode_split(model, split(rng.standard_normal((7, 12), dtype=np.float32), text), "unimodal", 3, "cpu")
+    base = model.encode_split(split(image, text), "unimodal", 3)
+    noise_text = model.encode_split(split(image, rng.standard_normal((7, 10), dtype=np.float32)), "unimodal", 3)
+    noise_image = model.encode_split(split(rng.standard_normal((7, 12), dtype=np.float32), text), "unimodal", 3)
     assert torch.equal(base[0], noise_text[0]) and torch.equal(base[1], noise_image[1])
-    paired = encode_split(model, split(image, text), "paired", 3, "cpu")
-    assert not torch.equal(paired[0], encode_split(model, split(image, text[::-1].copy()), "paired", 3, "cpu")[0])
+    paired = model.encode_split(split(image, text), "paired", 3)
+    assert not torch.equal(paired[0], model.encode_split(split(image, text[::-1].copy()), "paired", 3)[0])
     with pytest.raises(ValueError, match="protocol"):
-        encode_split(model, split(image, text), "fused", 3, "cpu")
+        model.encode_split(split(image, text), "fused", 3)
 
 
 @pytest.fixture(scope="module")
@@ -139,4 +139,4 @@ def test_test_hash_rescores_both_protocols_from_the_checkpoint(demo_runs):
     with np.load(root / "run0.5" / "codes.npz") as codes:
         expected = codes["unimodal_query_text"]
     assert info["bits"] == 16
-    assert np.allclose(encode_split(model, query, "unimodal", 100, "cpu")[1].numpy(), expected, atol=1e-5)
+    assert np.allclose(model.encode_split(query, "unimodal", 100)[1].numpy(), expected, atol=1e-5)

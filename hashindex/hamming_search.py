@@ -24,7 +24,7 @@ import warnings
 
 import numpy as np
 
-from code_index import CodeIndex, packed_width
+from hashindex.index_file import CodeIndex, packed_width
 
 __all__ = ["KINDS", "MISSING", "FaissUnavailableError", "faiss_available", "HammingSearcher",
            "make_searcher", "store_approximate"]

@@ -1,61 +1,28 @@
-"""Cross-modal search over a code index built by scripts/build_index.py.
+"""The query side of a code index: the library behind scripts/search.py.
 
-    python search.py --index index/demo_retrieval_64bit.npz --query_id 0
-    python search.py --index INDEX --text "a dog on the beach"          # text -> images
-    python search.py --index INDEX --image photo.jpg --top_k 20         # image -> texts
-    python search.py --index INDEX --query_id 17 --query_modality text --json
-
-A --text or --image query goes through open_clip (the model and weights the
-index records) and then the trained checkpoint's encode_text / encode_image;
-a --query_id query uses that item's stored code. Results are the index items
-nearest in Hamming distance on the other modality (--target to choose), ties
-in index order; ids, distances, labels and captions when the index has them.
+A text or an image query goes through open_clip (the model and weights the
+index records) and then the trained checkpoint's encode_text / encode_image; an
+item-id query uses that item's stored code. Results are the index items nearest
+in Hamming distance on the other modality (or `target`), ties in index order,
+with ids, distances, labels and captions when the index has them.
 """
 from __future__ import annotations
 
-import argparse
-import json
-import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from code_index import CodeIndex, IndexFileError, load_index, pack_codes
 from config import ConfigError
 from data import DataError
 from data.clip_encoder import sha256_of
-from hamming_search import KINDS, FaissUnavailableError, make_searcher
-from trained_model import load_trained_model
+from hashindex.hamming_search import make_searcher
+from hashindex.index_file import CodeIndex, load_index, pack_codes
+from runio.checkpoint import load_trained_model
 
 MODALITIES = ("image", "text")
 OTHER = {"image": "text", "text": "image"}
-
-
-def parse_args(argv):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--index", required=True, help="a code index file from scripts/build_index.py")
-    query = p.add_mutually_exclusive_group(required=True)
-    query.add_argument("--text", help="a text query")
-    query.add_argument("--image", help="an image file as the query")
-    query.add_argument("--query_id", help="the id of an index item as the query (its stored code)")
-    p.add_argument("--query_modality", choices=MODALITIES, default="image",
-                   help="with --query_id: use the item's image code (default) or its text code")
-    p.add_argument("--target", choices=MODALITIES, default=None,
-                   help="modality searched (default: the other one than the query's)")
-    p.add_argument("--top_k", type=int, default=10, help="number of results")
-    p.add_argument("--checkpoint", default="", help="checkpoint for --text/--image (default: the index's)")
-    p.add_argument("--kind", choices=KINDS, default=None,
-                   help="flat = exact; hnsw/ivf = the approximate index stored in the file (default: as built)")
-    p.add_argument("--backend", choices=("auto", "faiss", "numpy"), default="auto",
-                   help="auto = FAISS when installed, else numpy popcount (exact only)")
-    p.add_argument("--device", default="cpu", help="device for the query encoders")
-    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    args = p.parse_args(argv)
-    if args.top_k < 1:
-        p.error(f"--top_k must be at least 1, got {args.top_k}")
-    return args
 
 
 def load_query_model(index: CodeIndex, index_path, checkpoint: str, device):
@@ -112,19 +79,31 @@ def clip_features(index: CodeIndex, index_path, text: str | None, image: str | N
     return encoder.encode_images(pixels)
 
 
+@dataclass
+class Query:
+    """One query: a text, an image file, or the stored code of an index item (its image code or its
+    text code); `checkpoint` and `device` serve text and image queries."""
+    text: str | None = None
+    image: str | None = None
+    item_id: str | None = None
+    item_modality: str = "image"
+    checkpoint: str = ""
+    device: str = "cpu"
+
+
 @torch.no_grad()
-def query_code(args, index: CodeIndex) -> tuple:
+def query_code(index: CodeIndex, index_path, query: Query) -> tuple:
     """(1, W) packed query code and the query's modality."""
-    if args.query_id is not None:
+    if query.item_id is not None:
         try:
-            row = index.row_of(args.query_id)
+            row = index.row_of(query.item_id)
         except KeyError as err:
             raise ConfigError(f"--query_id: {err.args[0]}") from None
-        return index.codes[args.query_modality][row:row + 1], args.query_modality
-    modality = "text" if args.text is not None else "image"
-    device = torch.device(args.device)
-    model = load_query_model(index, args.index, args.checkpoint, device)
-    features = clip_features(index, args.index, args.text, args.image, device)       # (1, D)
+        return index.codes[query.item_modality][row:row + 1], query.item_modality
+    modality = "text" if query.text is not None else "image"
+    device = torch.device(query.device)
+    model = load_query_model(index, index_path, query.checkpoint, device)
+    features = clip_features(index, index_path, query.text, query.image, device)       # (1, D)
     dim = index.meta[f"{modality}_dim"]
     if features.shape[1] != dim:
         raise ConfigError(f"{index.meta['encoder']['clip_model']} gives {features.shape[1]}-d features but the "
@@ -135,12 +114,15 @@ def query_code(args, index: CodeIndex) -> tuple:
     return pack_codes(encode(features)), modality
 
 
-def search(args) -> dict:
-    index = load_index(args.index)
-    code, modality = query_code(args, index)                       # (1, bits/8) uint8
-    target = args.target or OTHER[modality]
-    searcher = make_searcher(index, target, args.kind, args.backend)
-    distances, rows = searcher.search(code, args.top_k)
+def search(index_path, query: Query, top_k: int = 10, target: str | None = None, kind: str | None = None,
+           backend: str = "auto") -> dict:
+    """The top_k items of the index at `index_path` nearest to `query` on the `target` modality
+    (default: the other one), with the query, the search used and the index's facts."""
+    index = load_index(index_path)
+    code, modality = query_code(index, index_path, query)          # (1, bits/8) uint8
+    target = target or OTHER[modality]
+    searcher = make_searcher(index, target, kind, backend)
+    distances, rows = searcher.search(code, top_k)
     label_names = None
     if index.labels is not None:
         label_names = index.label_names or [f"label {c}" for c in range(index.labels.shape[1])]
@@ -155,15 +137,15 @@ def search(args) -> dict:
         if index.captions is not None:
             item["caption"] = str(index.captions[row])
         results.append(item)
-    query = {"modality": modality, "code": code[0].tobytes().hex()}
-    if args.query_id is not None:
-        query["id"] = args.query_id
+    asked = {"modality": modality, "code": code[0].tobytes().hex()}
+    if query.item_id is not None:
+        asked["id"] = query.item_id
         if label_names is not None:
-            query["labels"] = labels_of(index.row_of(args.query_id))
+            asked["labels"] = labels_of(index.row_of(query.item_id))
     else:
-        query.update({"text": args.text} if args.text is not None else {"image": args.image})
-    return {"index": str(args.index), "bits": index.bits, "protocol": index.meta.get("protocol"),
-            "query": query, "target": target, "search": searcher.describe(), "results": results}
+        asked.update({"text": query.text} if query.text is not None else {"image": query.image})
+    return {"index": str(index_path), "bits": index.bits, "protocol": index.meta.get("protocol"),
+            "query": asked, "target": target, "search": searcher.describe(), "results": results}
 
 
 def format_results(found: dict) -> str:
@@ -182,19 +164,3 @@ def format_results(found: dict) -> str:
             extra = (extra + " | " if extra else "") + r["caption"]
         lines.append(f"{r['rank']:>4}  {r['id']:<{width}}  {r['distance']:>8}  {extra}")
     return "\n".join(lines)
-
-
-def main(argv=None) -> dict:
-    """Command-line entry point; returns the results. Bad input exits with status 2 and one line."""
-    args = parse_args(sys.argv[1:] if argv is None else argv)
-    try:
-        found = search(args)
-    except (ConfigError, DataError, IndexFileError, FaissUnavailableError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        raise SystemExit(2) from None
-    print(json.dumps(found, indent=2) if args.json else format_results(found))
-    return found
-
-
-if __name__ == "__main__":
-    main()

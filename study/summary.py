@@ -17,7 +17,8 @@ from pathlib import Path
 import numpy as np
 from scipy import stats
 
-from runio import atomic_write_text, format_table
+from runio.atomic import atomic_write_text
+from runio.tables import format_table
 
 # paired protocol (UCMFH's), then unimodal (image alone / text alone); runs from before the
 # unimodal protocol existed have no unimodal keys and show empty cells there

@@ -35,8 +35,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from evaluate import to_sign_codes
-from runio import atomic_write_bytes
+from metrics.inputs import to_sign_codes
+from runio.atomic import atomic_write_bytes
 
 __all__ = ["FORMAT_VERSION", "IndexFileError", "CodeIndex", "pack_codes", "unpack_codes",
            "packed_width", "save_index", "load_index"]
@@ -192,7 +192,7 @@ def save_index(path, index: CodeIndex) -> None:
     if index.captions is not None:
         arrays["captions"] = np.asarray(index.captions)
     buffer = io.BytesIO()
-    np.savez(buffer, allow_pickle=False, **arrays)
+    np.savez(buffer, **arrays)   # every array is numeric or unicode (_check): nothing is pickled
     atomic_write_bytes(path, buffer.getvalue())
 
 

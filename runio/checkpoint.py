@@ -1,18 +1,17 @@
-"""A trained model outside the training loop: build it from a config, load a checkpoint's
-weights into it, and encode whole splits under either evaluation protocol.
+"""Checkpoints read back: a file written by the Solver, loaded safely (weights only), and the
+trained model rebuilt from it.
 
-The Solver, scripts/build_index.py and search.py all go through these functions,
-so a code computed at evaluation, at indexing and at search time is the same.
+The Solver, evaluate.py, scripts/build_index.py and scripts/search.py all go through these
+functions, so a code computed at evaluation, at indexing and at search time is the same.
 """
 from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from config import FIELDS, Config, ConfigError
-from model import CrossModalHasher, FuseTransEncoder, HashHead
+from model import CrossModalHasher, build_model
 from schedules import ScaleSchedule
 
 PLACEHOLDER_KEYS = ("image_placeholder", "text_placeholder")
@@ -28,19 +27,6 @@ def read_checkpoint(path, device="cpu") -> dict:
         return torch.load(path, map_location=device, weights_only=True)
     except Exception as err:  # truncated, foreign or not a checkpoint at all
         raise ConfigError(f"{path}: not a readable checkpoint ({type(err).__name__})") from None
-
-
-def build_model(cfg: Config, image_dim: int, text_dim: int, bits: int | None,
-                default_scale: float) -> CrossModalHasher:
-    """A CrossModalHasher with the sizes in `cfg`; hash heads when `bits`."""
-    fusion = FuseTransEncoder(image_dim, text_dim, cfg.fusion_dim, cfg.fusion_layers, cfg.fusion_heads,
-                              cfg.fusion_ff_dim, cfg.fusion_dropout)
-    heads = (None, None)
-    if bits:
-        make = lambda: HashHead(cfg.fusion_dim // 2, bits, cfg.hash_hidden, cfg.hash_dropout,
-                                cfg.use_progressive_hash)
-        heads = (make(), make())                                   # ImageMlp, TextMlp
-    return CrossModalHasher(fusion, *heads, default_scale=default_scale)
 
 
 def load_weights(model: CrossModalHasher, state: dict, source: str, log=print) -> None:
@@ -72,52 +58,50 @@ def input_dims(state: dict, fusion_dim: int) -> tuple:
     return width("image"), width("text")
 
 
-@torch.no_grad()
-def encode_split(model: CrossModalHasher, split, protocol: str, batch_size: int, device,
-                 scale: float | None = None) -> tuple:
-    """(N, b) image-side and (N, b) text-side outputs for every row of `split` (features with
-    .image and .text), on the CPU. protocol "paired": both from the pair (UCMFH); "unimodal":
-    image side from the image alone, text side from the text alone. Batching cannot change them:
-    every item is its own length-1 sequence."""
-    if protocol not in ("paired", "unimodal"):
-        raise ValueError(f"protocol {protocol!r} is not one of paired, unimodal")
-    model.eval()
-    image_out, text_out = [], []
-    for start in range(0, len(split), batch_size):
-        rows = slice(start, start + batch_size)
-        image = torch.from_numpy(np.asarray(split.image[rows])).to(device)
-        text = torch.from_numpy(np.asarray(split.text[rows])).to(device)
-        if protocol == "paired":
-            image_codes, text_codes = model.encode_pair(image, text, scale)
-        else:
-            image_codes, text_codes = model.encode_image(image, scale), model.encode_text(text, scale)
-        image_out.append(image_codes.cpu())
-        text_out.append(text_codes.cpu())
-    return torch.cat(image_out), torch.cat(text_out)
-
-
 # Config keys that decide what a checkpoint's network computes; an index records them so that a
 # search can tell whether a checkpoint is the one its codes came from.
 MODEL_KEYS = ("fusion_dim", "fusion_layers", "fusion_heads", "fusion_ff_dim", "hash_hidden",
               "use_progressive_hash")
 
 
+def checkpoint_file(cfg: Config, bits: int | None) -> Path:
+    """Where a stage's checkpoint lives: <checkpoint_dir>/hash/<dataset>_hash_<bits>.pth, or
+    <checkpoint_dir>/real/<dataset>_fusion.pth for the real-valued stage (bits None)."""
+    name = f"hash/{cfg.dataset}_hash_{bits}.pth" if bits else f"real/{cfg.dataset}_fusion.pth"
+    return Path(cfg.checkpoint_dir) / name
+
+
+def saved_config(state: dict, source) -> dict:
+    """The config dict a checkpoint was trained with; ConfigError when the file is not ours."""
+    try:
+        return dict(state["config"])
+    except Exception as err:  # a loadable file that is not one of our checkpoints
+        raise ConfigError(f"{source}: not a checkpoint written by train.py ({type(err).__name__})") from None
+
+
+def rebuild_model(state: dict, cfg: Config, source, device="cpu", log=print) -> CrossModalHasher:
+    """The network a checkpoint holds, in eval mode on `device`: sizes from `cfg` (its config), input
+    widths from its weights, hash heads when it has `bits`, and the test-time scale of its run
+    (ScaleSchedule.eval_scale, with the steps per epoch it trained: iteration / epoch)."""
+    image_dim, text_dim = input_dims(state, cfg.fusion_dim)
+    steps_per_epoch = state.get("iteration", 0) // max(state.get("epoch", 0), 1)
+    model = build_model(cfg, image_dim, text_dim, state.get("bits"), ScaleSchedule(cfg, steps_per_epoch).eval_scale)
+    load_weights(model, state, str(source), log)
+    return model.to(device).eval()
+
+
 def load_trained_model(path, device="cpu", log=print):
     """A hash-stage checkpoint -> (CrossModalHasher in eval mode, info dict with bits, image_dim,
     text_dim, config and the model keys). Raises ConfigError (one line naming the file)."""
     state = read_checkpoint(path, device)
-    try:
-        saved = dict(state["config"])
-        bits = state.get("bits")
-    except Exception as err:  # a loadable file that is not one of our checkpoints
-        raise ConfigError(f"{path}: not a readable checkpoint ({type(err).__name__})") from None
+    saved = saved_config(state, path)
+    bits = state.get("bits")
     if not bits or "image_head" not in state:
         raise ConfigError(f"{path}: a real-valued (train_real) checkpoint has no hash heads; "
                           f"pass a train_hash checkpoint (checkpoints/hash/<dataset>_hash_<bits>.pth)")
     cfg = Config(**{k: v for k, v in saved.items() if k in FIELDS})
+    model = rebuild_model(state, cfg, path, device, log)
     image_dim, text_dim = input_dims(state, cfg.fusion_dim)
-    model = build_model(cfg, image_dim, text_dim, bits, ScaleSchedule(cfg).eval_scale)
-    load_weights(model, state, str(path), log)
     info = {"bits": int(bits), "image_dim": image_dim, "text_dim": text_dim, "config": saved,
             "model": {k: saved.get(k) for k in MODEL_KEYS}, "epoch": state.get("epoch")}
-    return model.to(device).eval(), info
+    return model, info

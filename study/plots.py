@@ -20,9 +20,9 @@ import yaml  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.ticker import FixedLocator, MaxNLocator, NullLocator  # noqa: E402
 
-from runio import atomic_write_bytes  # noqa: E402
+from runio.atomic import atomic_write_bytes  # noqa: E402
 from schedules import epoch_scale, hashnet_scale  # noqa: E402
-from summary import method_label  # noqa: E402  (the ablation's method names: plain, progressive-linear, ...)
+from study.summary import method_label  # noqa: E402  (the ablation's method names: plain, progressive-linear, ...)
 
 DPI = 150
 HASHNET_DEFAULTS = {"gamma": 0.005, "power": 0.5, "step_size": 200}

@@ -1,0 +1,9 @@
+"""Code index files and Hamming search: what a trained model leaves for retrieval.
+
+- `index_file`: one .npz file with a database's packed codes, ids, labels, captions and
+  metadata, written atomically and read without pickle;
+- `hamming_search`: exact (FAISS or numpy popcount) and approximate (HNSW, IVF) k-nearest
+  neighbours by Hamming distance, ties in index order as in evaluation;
+- `query`: the library behind scripts/search.py: turn a text, an image or an item id into a
+  query code with the checkpoint the index was built with, search, and format the results.
+"""

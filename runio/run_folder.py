@@ -1,0 +1,70 @@
+"""The output folder of one trained code length.
+
+It holds `config.yaml` (the resolved config), `metrics.jsonl` (one JSON record
+per epoch) and `results.json` (the final scores), all written atomically.
+"""
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from pathlib import Path
+
+import yaml
+
+from runio.atomic import atomic_write_json, atomic_write_text
+
+
+class RunFolder:
+    """The output folder of one trained code length."""
+
+    def __init__(self, path):
+        self.path = Path(path)
+
+    def write_config(self, config: dict) -> None:
+        atomic_write_text(self.path / "config.yaml", yaml.safe_dump(config, sort_keys=False))
+
+    def read_metrics(self) -> list:
+        file = self.path / "metrics.jsonl"
+        if not file.is_file():
+            return []
+        return [json.loads(line) for line in file.read_text().splitlines() if line.strip()]
+
+    def append_metrics(self, record: dict) -> None:
+        with open(self.path / "metrics.jsonl", "a") as handle:
+            handle.write(json.dumps(record) + "\n")
+
+    def truncate_metrics(self, last_epoch: int) -> None:
+        """On resume: drop records of epochs after the checkpoint (they will be redone)."""
+        kept = [r for r in self.read_metrics() if r.get("epoch", 0) <= last_epoch]
+        atomic_write_text(self.path / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in kept))
+
+    def read_json(self, name: str, default=None):
+        file = self.path / name
+        return json.loads(file.read_text()) if file.is_file() else default
+
+    def write_json(self, name: str, obj) -> None:
+        atomic_write_json(self.path / name, obj)
+
+    def write_results(self, results: dict) -> None:
+        atomic_write_json(self.path / "results.json", results)
+
+
+def default_output_dir(cfg, bits: int | None) -> str:
+    """cfg.output_dir, or runs/<dataset>_<bits>bit_<time>/ (runs/<dataset>_real_<time>/) when empty."""
+    if cfg.output_dir:
+        return cfg.output_dir
+    stage = f"{bits}bit" if bits else "real"
+    return f"runs/{cfg.dataset}_{stage}_{datetime.now():%Y%m%d-%H%M%S}"
+
+
+def results_record(cfg, bits: int | None, scores: dict, *, epoch: int, train_seconds: float,
+                   eval_scale: float, protocols, checkpoint, output_dir, data) -> dict:
+    """The results.json of a trained or scored model: what it is, how it was scored, the scores
+    (paired keys unprefixed, unimodal keys prefixed unimodal_), timing and split sizes."""
+    return {"dataset": cfg.dataset, "task": cfg.task, "bits": bits,
+            "use_progressive_hash": cfg.use_progressive_hash, "scale_schedule": cfg.scale_schedule,
+            "modality_dropout": cfg.modality_dropout, "protocols": list(protocols),
+            "balanced_loss": cfg.balanced_loss, "scale_min": cfg.scale_min, "scale_max": cfg.scale_max,
+            "eval_scale": eval_scale, "epoch": epoch, "seed": cfg.seed, "map_k": cfg.map_k or None, **scores,
+            "train_seconds": train_seconds, "checkpoint": str(checkpoint), "output_dir": str(output_dir),
+            "num_train": len(data.train), "num_query": len(data.query), "num_retrieval": len(data.retrieval)}
