@@ -5,8 +5,8 @@
     python train.py --dataset demo --use_progressive_hash false
     python train.py --config configs/mirflickr.yaml --task test_hash
 
-Every config key is a flag (`--key value`); see config.py or the README for the
-list with defaults. One model is trained per code length in --hash_lens.
+Every config key is a flag (`--key value`); see config.py or docs/training.md for
+the list with defaults. One model is trained per code length in --hash_lens.
 """
 from __future__ import annotations
 

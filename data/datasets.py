@@ -47,10 +47,10 @@ def _missing_split_message(folder, name, split):
     also = ", ".join(f"{split}{ext}" for ext in SPLIT_EXTENSIONS[1:])
     files = ", ".join(f"{s}.pkl" for s in SPLIT_NAMES[:-1]) + f" and {SPLIT_NAMES[-1]}.pkl"
     if name in KNOWN_DATASETS:
-        hint = f"put UCMFH's feature files {files} in {folder}/ (see README, \"Data\")"
+        hint = f"put UCMFH's feature files {files} in {folder}/ (see docs/data.md)"
     else:
         hint = (f"{name!r} is not a known dataset ({', '.join(KNOWN_DATASETS)}), "
-                f"so {folder}/ must hold your own {files} (see README, \"Data\")")
+                f"so {folder}/ must hold your own {files} (see docs/data.md)")
     return f"{expected} not found (also looked for {also}): {hint}"
 
 

@@ -39,7 +39,7 @@ def _require(path):
     if not path.is_file():
         raise DataError(
             f"{path} not found: the wiki folder should be the one described in "
-            "README (\"Data\"), holding raw_features_sph.mat and the "
+            "docs/data.md, holding raw_features_sph.mat and the "
             "trainset/testset_txt_img_cat.list files (e.g. pass --data_root ../shared/data)")
 
 

@@ -38,8 +38,8 @@ import torch
 from metrics.inputs import to_sign_codes
 from runio.atomic import atomic_write_bytes
 
-__all__ = ["FORMAT_VERSION", "IndexFileError", "CodeIndex", "pack_codes", "unpack_codes",
-           "packed_width", "save_index", "load_index"]
+__all__ = ["FORMAT_VERSION", "IndexFileError", "CodeIndex", "pack_codes", "packed_width", "save_index",
+           "load_index"]
 
 FORMAT_VERSION = 1
 _CODES, _APPROX = "codes_", "approx_"
@@ -69,16 +69,6 @@ def pack_codes(codes) -> np.ndarray:
             raise ValueError(f"codes must be numeric, got dtype {codes.dtype}")
     signs = to_sign_codes(codes, name="codes")                   # (N, B) float32 +-1
     return np.packbits(signs.numpy() > 0, axis=1, bitorder="big")
-
-
-def unpack_codes(packed, bits: int) -> np.ndarray:
-    """(N, ceil(B/8)) uint8 packed codes -> (N, B) float32 +-1 codes (inverse of pack_codes)."""
-    packed = np.asarray(packed)
-    if packed.dtype != np.uint8 or packed.ndim != 2 or packed.shape[1] != packed_width(bits):
-        raise ValueError(f"packed must be (N, {packed_width(bits)}) uint8 for {bits} bits, "
-                         f"got {packed.shape} {packed.dtype}")
-    ones = np.unpackbits(packed, axis=1, count=bits, bitorder="big")
-    return ones.astype(np.float32) * 2 - 1
 
 
 @dataclass

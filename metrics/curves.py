@@ -1,4 +1,4 @@
-"""Retrieval curves for Hamming ranking: precision/recall by radius, precision@k, curves.json.
+"""Retrieval curves of a Hamming ranking: precision/recall by radius, precision@k, curves.json.
 
 Same conventions as evaluate.py (relevant = at least one shared label; codes
 or continuous outputs binarised with value >= 0 -> +1; ties in database-index
@@ -33,7 +33,7 @@ def _cuts(ks, n_db: int) -> tuple:
 
 
 def _pr(hist: np.ndarray) -> dict:
-    """(Q, B+1, 2) distance histograms -> the pr_curve_by_radius dict."""
+    """(Q, B+1, 2) distance histograms -> the "pr" part of ranking_curves."""
     rel_within = np.cumsum(hist[:, :, 1], axis=1)                     # (Q, B+1)
     all_within = np.cumsum(hist.sum(axis=2), axis=1)                  # (Q, B+1)
     prec_sum = (rel_within / np.maximum(all_within, 1)).sum(axis=0)   # 0 where skipped
@@ -55,36 +55,25 @@ def _pk(found: CountedRanking, ks, cuts, distinct) -> dict:
     return {"k": ks, "precision": (hits / (len(found.hits_at) * cuts)).tolist()}
 
 
-def pr_curve_by_radius(query, database, query_labels, database_labels) -> dict:
-    """Precision and recall of Hamming-ball retrieval, for every radius 0..B.
+def ranking_curves(query, database, query_labels, database_labels, ks=CURVE_KS) -> dict:
+    """Both curves of a Hamming ranking, from one counting pass: {"pr": ..., "pk": ...}.
 
     query (Q, B), database (N, B): tensors or arrays, codes or continuous.
-    At radius r a query retrieves every item at Hamming distance <= r.
-    Returns {"radius": [0, .., B],
-             "precision": [..]: mean over queries of (relevant retrieved) /
-               (retrieved); a query retrieving nothing at radius r is skipped
-               in that radius's mean (None if every query is skipped),
-             "precision_queries": [..]: how many queries that mean covers,
-             "recall": [..]: mean over queries of (relevant retrieved) /
-               (relevant in the database); queries with no relevant item at
-               all are skipped (every entry None if that is all of them)}.
-    Built from the per-query histograms of the distances of all and of the
-    relevant items, no sort.
-    """
-    return _pr(_ranking(query, database, query_labels, database_labels).hist)
-
-
-def precision_at_k_curve(query, database, query_labels, database_labels, ks) -> dict:
-    """Mean precision@k over queries, for each k in ks (Hamming ranking).
-
-    Ranking as in evaluate.retrieval_metrics: ascending Hamming distance,
-    ties by ascending database index; precision@k = relevant items in the top
-    min(k, N) / min(k, N) (k None = N). Equals retrieval_metrics(...,
-    want="precision_k")["precision_k"] for each k, from one ranking pass.
-    Returns {"k": list(ks), "precision": [float per k]}.
+    "pr", precision and recall of Hamming-ball retrieval for every radius 0..B (at radius r a
+    query retrieves every item at distance <= r):
+        {"radius": [0, .., B],
+         "precision": [..]: mean over queries of (relevant retrieved) / (retrieved); a query
+           retrieving nothing at radius r is skipped in that radius's mean (None if all are),
+         "precision_queries": [..]: how many queries that mean covers,
+         "recall": [..]: mean over queries of (relevant retrieved) / (relevant in the database);
+           queries with no relevant item at all are skipped (every entry None if all are)}.
+    "pk", mean precision@k over queries for each k in ks (None = N; k > N counts as N; any order,
+    repeats allowed), ties in index order as in evaluate.retrieval_metrics:
+        {"k": list(ks), "precision": [float per k]}.
     """
     ks, cuts, distinct = _cuts(ks, len(database))
-    return _pk(_ranking(query, database, query_labels, database_labels, distinct), ks, cuts, distinct)
+    found = _ranking(query, database, query_labels, database_labels, distinct)
+    return {"pr": _pr(found.hist), "pk": _pk(found, ks, cuts, distinct)}
 
 
 def write_curves(run_dir) -> dict:
@@ -99,8 +88,7 @@ def write_curves(run_dir) -> dict:
                         for prefix in ("", "unimodal_") if prefix + "query_image" in c
                         for direction, q, db in (("i2t", "query_image", "database_text"),
                                                  ("t2i", "query_text", "database_image"))]:
-        ks, cuts, distinct = _cuts([k for k in CURVE_KS if k <= len(c[db])], len(c[db]))
-        found = _ranking(c[q], c[db], c["query_label"], c["database_label"], distinct)
-        curves[name] = {"pr": _pr(found.hist), "pk": _pk(found, ks, cuts, distinct)}
+        ks = [k for k in CURVE_KS if k <= len(c[db])]
+        curves[name] = ranking_curves(c[q], c[db], c["query_label"], c["database_label"], ks)
     atomic_write_json(run_dir / "curves.json", curves)
     return curves

@@ -10,7 +10,7 @@ shift 2
 cd "$(dirname "$0")/.."
 data_root=${DATA_ROOT:-./data}
 if [ ! -d "$data_root/$dataset" ]; then
-  echo "error: $data_root/$dataset/ not found: put UCMFH's feature pickles train.pkl, query.pkl and retrieval.pkl there, or set DATA_ROOT (see README, \"Data\")" >&2
+  echo "error: $data_root/$dataset/ not found: put UCMFH's feature pickles train.pkl, query.pkl and retrieval.pkl there, or set DATA_ROOT (see docs/data.md)" >&2
   exit 1
 fi
 exec "${PYTHON:-python}" train.py --dataset "$dataset" --data_root "$data_root" --task "$task" \

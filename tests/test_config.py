@@ -46,6 +46,15 @@ def test_config_file_and_its_errors(tmp_path):
     (["--device", "tpu"], "--device: 'tpu' is not one of auto, cpu"),
     (["--hash_lens", "0"], "--hash_lens"),
     (["stray"], "unexpected argument 'stray'"),
+    (["--temperature", "nan"], "--temperature: expected a finite number, got 'nan'"),
+    (["--scale_max", "inf"], "--scale_max: expected a finite number, got 'inf'"),
+    (["--lr_hash", "0"], "--lr_hash: must be positive"),
+    (["--lr_fusion", "-1e-4"], "--lr_fusion: must be positive"),
+    (["--temperature", "0"], "--temperature: must be positive"),
+    (["--device", "cuda:abc"], "--device: 'cuda:abc' is not one of auto, cpu, cuda, cuda:N"),
+    (["--hash_lens", "16", "16"], "--hash_lens: [16, 16] repeats a length"),
+    (["--adam_betas", "0.5", "1.5"], "--adam_betas: expected two numbers in [0, 1)"),
+    (["--epoch=", "--batch_size", "8"], "--epoch: expected int, got ''"),
 ])
 def test_bad_options_are_one_line_errors(argv, message):
     with pytest.raises(ConfigError) as err:
@@ -53,9 +62,34 @@ def test_bad_options_are_one_line_errors(argv, message):
     assert message in str(err.value) and "\n" not in str(err.value)
 
 
-def test_bare_flag_means_true():
+def test_bare_flag_means_true_and_an_equals_sign_alone_an_empty_value():
     assert parse_flags(["--resume"]) == {"resume": True}
     assert Config().use_progressive_hash is True
+    assert build_config(["--output_dir="]).output_dir == ""                  # the default folder
+    assert build_config(["--output_dir=runs/x"]).output_dir == "runs/x"
+    assert build_config(["--device", "cuda:1"]).device == "cuda:1"
+
+
+@pytest.mark.parametrize("line,message", [("epoch: true", "--epoch: expected int, got True"),
+                                          ("lr_hash: .nan", "--lr_hash: expected a finite number"),
+                                          ("scale_max: false", "--scale_max: expected float, got False")])
+def test_yaml_booleans_and_non_finite_numbers_are_refused(tmp_path, line, message):
+    path = tmp_path / "run.yaml"
+    path.write_text(line + "\n")
+    with pytest.raises(ConfigError) as err:
+        build_config(["--config", str(path)])
+    assert str(err.value).startswith(f"{path}: ") and message in str(err.value) and "\n" not in str(err.value)
+
+
+def test_run_settings_come_from_the_run_the_rest_from_the_checkpoint():
+    from config import CHECKPOINT_KEYS, RUN_KEYS, merge_checkpoint_config, to_dict
+    assert {"map_k", "data_root", "output_dir", "eval_batch_size", "device", "task"} <= RUN_KEYS
+    assert {"scale_max", "epoch", "fusion_dim", "modality_dropout", "seed"} <= CHECKPOINT_KEYS
+    saved = to_dict(Config(scale_max=20.0, map_k=50, epoch=7))
+    merged = merge_checkpoint_config(Config(task="test_hash", map_k=0, scale_max=3.0), saved, "ck.pth")
+    assert (merged.map_k, merged.scale_max, merged.epoch, merged.task) == (0, 20.0, 7, "test_hash")
+    with pytest.raises(ConfigError, match="--resume: ck.pth was trained with other values of --epoch, --scale_max"):
+        merge_checkpoint_config(Config(resume=True, scale_max=3.0), saved, "ck.pth")
 
 
 def test_readme_documents_every_config_key_with_its_default():

@@ -268,7 +268,7 @@ def test_aliases_and_canonical_names(tmp_path):
 def test_missing_folder_message(tmp_path):
     message = load_error("coco", tmp_path)
     assert message.startswith(f"{tmp_path / 'mscoco' / 'train.pkl'} not found")
-    assert "train.npz, train.h5" in message and "README" in message
+    assert "train.npz, train.h5" in message and "docs/data.md" in message
     assert "train.pkl, query.pkl and retrieval.pkl" in message
     folder = write_dataset(tmp_path, "mine")
     (folder / "retrieval.pkl").unlink()
@@ -346,7 +346,7 @@ def test_wiki_missing_file(tmp_path, missing):
     (write_fake_wiki(tmp_path / "wiki") / missing).unlink()
     message = load_error("wiki", tmp_path)
     assert message.startswith(f"{tmp_path / 'wiki' / missing} not found")
-    assert "--data_root" in message and "README" in message
+    assert "--data_root" in message and "docs/data.md" in message
 
 
 def test_wiki_bad_inputs(tmp_path):

@@ -1,19 +1,25 @@
-"""The code index file (code_index.py), Hamming search (hamming_search.py), scripts/bench_index.py."""
+"""The code index file (hashindex/index_file.py), Hamming search (hashindex/hamming_search.py),
+scripts/bench_index.py."""
 import json
 import sys
+import zipfile
 
 import numpy as np
 import pytest
 import torch
 
 from conftest import ROOT, _import_script
-from hashindex.index_file import (CodeIndex, IndexFileError, load_index, pack_codes, save_index,
-                        unpack_codes)
-from hashindex.hamming_search import (FaissUnavailableError, HammingSearcher, faiss_available,
-                            make_searcher, store_approximate)
+from hashindex.hamming_search import (FaissUnavailableError, HammingSearcher, faiss_available, make_searcher,
+                                      store_approximate)
+from hashindex.index_file import CodeIndex, IndexFileError, load_index, pack_codes, save_index
 
 _import_script("bench_index_cli", ROOT / "scripts" / "bench_index.py")
 import bench_index_cli  # noqa: E402
+
+
+def unpack_codes(packed, bits):
+    """(N, ceil(B/8)) packed codes -> (N, B) float32 +-1 (the inverse of pack_codes)."""
+    return np.unpackbits(packed, axis=1, count=bits, bitorder="big").astype(np.float32) * 2 - 1
 
 
 def random_packed(rng, n, bits):
@@ -99,6 +105,21 @@ def test_save_load_round_trip(tmp_path):
     with pytest.raises(KeyError, match="'img000' ... 'img039'"):
         loaded.row_of("nope")
     assert [p.name for p in path.parent.iterdir()] == ["index.npz"]     # no temporary left
+
+
+def test_index_files_from_numpy_before_2_2_load(tmp_path, monkeypatch):
+    # numpy 2.0 and 2.1 have no allow_pickle keyword in savez: every keyword is an array to store
+    def savez_before_2_2(file, *args, **arrays):
+        with zipfile.ZipFile(file, "w") as archive:
+            for key, value in arrays.items():
+                with archive.open(key + ".npy", "w") as handle:
+                    np.lib.format.write_array(handle, np.asanyarray(value))
+
+    monkeypatch.setattr(np, "savez", savez_before_2_2)
+    index = small_index(np.random.default_rng(0))
+    save_index(tmp_path / "index.npz", index)
+    loaded = load_index(tmp_path / "index.npz")
+    assert loaded.meta == index.meta and np.array_equal(loaded.codes["text"], index.codes["text"])
 
 
 def test_save_rejects_inconsistent_index(tmp_path):

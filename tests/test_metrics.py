@@ -7,7 +7,7 @@ import torch
 
 from evaluate import (average_precision, hamming_ranking, precision_at_k, reference_metrics,
                       retrieval_metrics, to_sign_codes)
-from metrics.curves import pr_curve_by_radius, precision_at_k_curve
+from metrics.curves import ranking_curves
 from tests.oracles import (cosine_map_at_k_loop, pr_by_radius_loop, tie_aware_map_loop,
                            tie_aware_map_patterns, tie_aware_map_rational)
 
@@ -300,7 +300,7 @@ def test_tie_aware_continuous_and_cosine():
 ])
 def test_pr_curve_by_radius_matches_loop(n_query, n_db, n_bits):
     q, d, ql, dl = random_problem(n_query, n_db, n_bits, seed=n_db + n_bits)
-    got = pr_curve_by_radius(torch.tensor(q * 0.3), d, ql, dl)
+    got = ranking_curves(torch.tensor(q * 0.3), d, ql, dl)["pr"]
     precision, recall = pr_by_radius_loop(q, d, ql, dl)
     assert got["radius"] == list(range(n_bits + 1))
     for g, w in zip(got["precision"] + got["recall"], precision + recall):
@@ -312,7 +312,7 @@ def test_pr_curve_by_radius_matches_loop(n_query, n_db, n_bits):
 
 def test_pr_curve_no_relevant_items_anywhere():
     q, d, _, _ = random_problem(3, 20, 4, seed=3)
-    got = pr_curve_by_radius(q, d, np.zeros((3, 2)), np.ones((20, 2)))
+    got = ranking_curves(q, d, np.zeros((3, 2)), np.ones((20, 2)))["pr"]
     assert got["recall"] == [None] * 5
     assert all(p is None or p == 0.0 for p in got["precision"])
 
@@ -320,15 +320,15 @@ def test_pr_curve_no_relevant_items_anywhere():
 def test_precision_at_k_curve_matches_loop():
     q, d, ql, dl = random_problem(11, 700, 6, seed=12)
     ks = [1, 5, 17, 43, 699, 700, 1000, None]
-    got = precision_at_k_curve(torch.tensor(q), d, ql, dl, ks)
+    got = ranking_curves(torch.tensor(q), d, ql, dl, ks)["pk"]
     assert got["k"] == ks and len(got["precision"]) == len(ks)
     for k, p in zip(ks, got["precision"]):
         assert abs(p - precision_at_k_loop(q, d, ql, dl, k)) < TOL
-    unsorted = precision_at_k_curve(q, d, ql, dl, [20, 3, 20, 10])      # any order, repeats
+    unsorted = ranking_curves(q, d, ql, dl, [20, 3, 20, 10])["pk"]      # any order, repeats
     for k, p in zip([20, 3, 20, 10], unsorted["precision"]):
         assert abs(p - precision_at_k_loop(q, d, ql, dl, k)) < TOL
     json.dumps(got, allow_nan=False)
     with pytest.raises(ValueError, match="k"):
-        precision_at_k_curve(q, d, ql, dl, [5, 0])
+        ranking_curves(q, d, ql, dl, [5, 0])
     with pytest.raises(ValueError, match="ks"):
-        precision_at_k_curve(q, d, ql, dl, [])
+        ranking_curves(q, d, ql, dl, [])

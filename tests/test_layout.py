@@ -1,0 +1,134 @@
+"""The house rules of the layout: a small root, documented packages, no import cycle, short files."""
+import ast
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT
+
+LIBRARY = ("data", "hashindex", "metrics", "runio", "study")   # packages of the library
+MAX_LINES = 420                                                  # "about 400"
+
+
+def project_modules(root: Path) -> dict:
+    """Dotted module name -> file, for the root .py files and every package below `root`
+    (scripts/ and tests/ are entry points and test code, not modules of the project)."""
+    modules = {}
+    for path in sorted(root.rglob("*.py")):
+        parts = path.relative_to(root).with_suffix("").parts
+        if parts[0] in ("scripts", "tests") or any(p.startswith(".") for p in parts):
+            continue
+        name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+        modules[name] = path
+    return modules
+
+
+def imports_of(path: Path, name: str, modules: dict) -> set:
+    """The project modules that `path` (module `name`) imports anywhere in its body, function-local
+    imports included: `import a.b`, `from a import b` (b a module or a name in a), `from . import x`."""
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            targets = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:                                   # relative: from the package upwards
+                anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join([*anchor, base] if base else anchor)
+            targets = [f"{base}.{alias.name}" if f"{base}.{alias.name}" in modules else base
+                       for alias in node.names]
+        else:
+            continue
+        for target in targets:
+            while target and target not in modules:          # a name inside a module: the module
+                target = target.rpartition(".")[0]
+            if target and target != name:
+                found.add(target)
+    return found
+
+
+def find_cycle(graph: dict):
+    """A list of modules forming an import cycle (first == last), or None."""
+    state, stack = {}, []
+
+    def visit(node):
+        state[node] = "open"
+        stack.append(node)
+        for nxt in sorted(graph.get(node, ())):
+            if state.get(nxt) == "open":
+                return stack[stack.index(nxt):] + [nxt]
+            if nxt not in state:
+                cycle = visit(nxt)
+                if cycle:
+                    return cycle
+        state[node] = "done"
+        stack.pop()
+        return None
+
+    for node in sorted(graph):
+        if node not in state:
+            cycle = visit(node)
+            if cycle:
+                return cycle
+    return None
+
+
+def import_graph(root: Path) -> dict:
+    modules = project_modules(root)
+    return {name: imports_of(path, name, modules) for name, path in modules.items()}
+
+
+def test_no_import_cycle_among_the_project_modules():
+    graph = import_graph(ROOT)
+    assert {"ICMR", "evaluate", "metrics.hamming", "runio.checkpoint"} <= set(graph)
+    assert "evaluate" in graph["ICMR"] and "metrics.hamming" in graph["evaluate"]   # the parser sees imports
+    cycle = find_cycle(graph)
+    assert cycle is None, "import cycle: " + " -> ".join(cycle)
+
+
+def test_the_cycle_check_finds_cycles_through_local_and_relative_imports(tmp_path):
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "pkg" / "__init__.py").write_text('"""A package."""\n')
+    (tmp_path / "pkg" / "a.py").write_text("from . import b\n")
+    (tmp_path / "pkg" / "b.py").write_text("def f():\n    from top import g\n")
+    (tmp_path / "top.py").write_text("import pkg.a as a\n\ndef g():\n    pass\n")
+    graph = import_graph(tmp_path)
+    assert graph["pkg.a"] == {"pkg.b"} and graph["pkg.b"] == {"top"} and graph["top"] == {"pkg.a"}
+    assert find_cycle(graph) in (["pkg.a", "pkg.b", "top", "pkg.a"], ["pkg.b", "top", "pkg.a", "pkg.b"],
+                                 ["top", "pkg.a", "pkg.b", "top"])
+    (tmp_path / "pkg" / "b.py").write_text("def f():\n    pass\n")
+    assert find_cycle(import_graph(tmp_path)) is None
+
+
+def test_the_root_holds_the_core_and_every_package_says_what_it_is():
+    root_files = sorted(p.name for p in ROOT.glob("*.py"))
+    assert {"ICMR.py", "model.py", "train.py", "evaluate.py"} <= set(root_files) and len(root_files) <= 8, root_files
+    for package in LIBRARY:
+        init = ROOT / package / "__init__.py"
+        docstring = ast.get_docstring(ast.parse(init.read_text()))
+        assert docstring and len(docstring.split()) >= 8, f"{init} needs a docstring saying what the package does"
+    for name in ("test-flickr.sh", "configs", "scripts", "tests", "data", "requirements.txt"):
+        assert (ROOT / name).exists(), name
+
+
+@pytest.mark.parametrize("folder", ["", *LIBRARY, "scripts", "tests", "data/raw"])
+def test_files_stay_short(folder):
+    for path in sorted((ROOT / folder).glob("*.py")):
+        lines = len(path.read_text().splitlines())
+        assert lines <= MAX_LINES, f"{path.relative_to(ROOT)} has {lines} lines"
+    assert len((ROOT / "evaluate.py").read_text().splitlines()) <= 260
+
+
+def test_scripts_are_command_lines_with_main():
+    for path in sorted((ROOT / "scripts").glob("*.py")):
+        tree = ast.parse(path.read_text())
+        assert ast.get_docstring(tree), f"{path.name} has no docstring"
+        assert any(isinstance(n, ast.FunctionDef) and n.name == "main" for n in tree.body), f"{path.name}: main()"
+
+
+if __name__ == "__main__":   # python tests/test_layout.py: print the import graph
+    sys.path.insert(0, str(ROOT))
+    for module, targets in sorted(import_graph(ROOT).items()):
+        print(f"{module}: {', '.join(sorted(targets))}")
