@@ -132,7 +132,7 @@ class Solver:
         sums = dict.fromkeys(("loss", "fused_loss", "hash_loss", "scale", "abs_h", "saturated", "quant_error"), 0.0)
         if self.cfg.balanced_loss:
             sums["balanced_loss"] = 0.0
-        sign_sum, rows, steps = 0.0, 0, 0
+        sign_sum, rows = 0.0, 0
         for idx in tqdm(self._batches(), desc=f"epoch {self.epoch + 1}", leave=False, disable=None):
             step_scale = scale_at(self.iteration)
             fused_image, fused_text, hash_image, hash_text = self._forward(idx, step_scale)  # (B, F/2), (B, bits)
@@ -158,7 +158,7 @@ class Solver:
                 sums["saturated"] += (h > 0.95).float().mean(1).sum().item() / 2
                 sums["quant_error"] += ((h - 1) ** 2).mean(1).sum().item() / 2
                 sign_sum = sign_sum + torch.cat([hash_image, hash_text]).sign().sum(0)
-            rows, steps, self.iteration = rows + len(idx), steps + 1, self.iteration + 1
+            rows, self.iteration = rows + len(idx), self.iteration + 1
         stats = {key: value / rows for key, value in sums.items()}
         stats["bit_balance"] = 1.0 - (sign_sum / (2 * rows)).abs().mean().item()  # 1 = every bit split 50/50
         return stats

@@ -120,7 +120,7 @@ def retrieval_metrics(query, database, query_labels, database_labels, k=50,
             found["ap_k_tie"], found["ap_all_tie"] = tie_aware.tie_aware_ap(found["hist"], top)
     else:
         found = cosine.rank_by_cosine(q, d, ql, dl, top, chunk_size)
-        found["ap_k_tie"], found["ap_all_tie"] = found["ap_k"], found["ap_all"]   # no exact float ties
+        found["ap_k_tie"], found["ap_all_tie"] = found["ap_k"], found["ap_all"]   # float ties keep index order
     per_query = {"map_k": found["ap_k"], "map_all": found["ap_all"], "precision_k": found["hits_k"] / top,
                  "map_k_tie": found.get("ap_k_tie"), "map_all_tie": found.get("ap_all_tie")}
     return {**{name: float(np.mean(per_query[name])) for name in want}, "k": k}

@@ -1,4 +1,4 @@
-"""Hamming-distance k-nearest-neighbour search over packed codes (see code_index.py).
+"""Hamming-distance k-nearest-neighbour search over packed codes (see hashindex/index_file.py).
 
 Exact search ("flat") orders the database by (Hamming distance, row) and keeps
 the first k: the tie order of evaluate.py, so a search result and the mAP

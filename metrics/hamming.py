@@ -106,6 +106,8 @@ def count_ranking(query_signs: torch.Tensor, database_signs: torch.Tensor, query
     """+-1 codes (Q, B) and (N, B), bool labels (Q, C) and (N, C) -> CountedRanking.
     top: the K of AP@K (1..N); cuts: ascending ranks at which to count the relevant items."""
     cuts = np.asarray(cuts, dtype=np.int64)
+    if query_signs.shape[1] >= 2**15:       # 2 * distance + relevant is stored in 16 bits
+        raise ValueError(f"codes of {query_signs.shape[1]} bits: at most 32767 bits are supported")
     if np.any(np.diff(cuts) <= 0):
         raise ValueError(f"cuts must be ascending and distinct, got {cuts.tolist()}")
     # numba's threads follow torch's setting (scripts share the cores out with torch.set_num_threads)

@@ -2,7 +2,7 @@
 
     # your own pairs: a CSV (image,text,labels[,id]) or JSON-lines manifest
     python scripts/extract_features.py --manifest pairs.csv --name mypairs --pretrained ViT-B-32.pt
-    # a public raw release, laid out as described by --help_layout
+    # a public raw release, laid out as docs/data.md ("Raw layouts") describes
     python scripts/extract_features.py --dataset mirflickr --raw_root /data/mirflickr25k --pretrained openai
     # then
     python train.py --dataset mypairs

@@ -36,3 +36,16 @@ def test_missing_dataset_stops_at_once_with_where_to_put_it(tmp_path):
     assert done.returncode == 1
     assert "nus-wide/ not found: put UCMFH's feature pickles" in done.stderr
     assert not (tmp_path / "runs").exists()
+
+
+def test_bench_map_times_the_loop_the_metric_alone_and_the_default_trio(capsys):
+    from conftest import _import_script
+    _import_script("bench_map_cli", ROOT / "scripts" / "bench_map.py")
+    import bench_map_cli
+
+    assert bench_map_cli.main(["--queries", "12", "--database", "700", "--bits", "16", "--check_queries", "4"]) == 0
+    out = capsys.readouterr().out
+    for row in ("loop: mAP@50 alone", "retrieval_metrics: mAP@50 alone", "retrieval_metrics: mAP@50 + mAP@all + P@50",
+                "default trio"):
+        assert row in out
+    assert "MISMATCH" not in out and out.count(" OK") == 5

@@ -51,10 +51,19 @@ def test_two_epochs_write_checkpoint_and_results_then_test_hash_reproduces(tmp_p
     for key in ("i2t_map", "t2i_map", "i2t_map_all", "t2i_map_all"):
         assert tested[key] == result[key]
     # and so does evaluate.py's command line, given the checkpoint file
-    scored = evaluate.main(["--checkpoint", str(tmp_path / "ck" / "hash" / "demo_hash_16.pth"),
-                            "--data_root", str(data_root), "--output_dir", str(tmp_path / "eval")])
+    checkpoint = str(tmp_path / "ck" / "hash" / "demo_hash_16.pth")
+    scored = evaluate.main(["--checkpoint", checkpoint, "--data_root", str(data_root),
+                            "--output_dir", str(tmp_path / "eval")])
     assert scored["i2t_map"] == result["i2t_map"] and scored["t2i_map_all"] == result["t2i_map_all"]
-    assert (tmp_path / "eval" / "results.json").is_file()
+    assert (tmp_path / "eval" / "results.json").is_file() and (tmp_path / "eval" / "config.yaml").is_file()
+    # map_k is the scoring run's own setting, never the checkpoint's: 0 = the whole ranking
+    whole = evaluate.main(["--checkpoint", checkpoint, "--data_root", str(data_root), "--map_k", "0",
+                           "--output_dir", str(tmp_path / "eval0")])
+    [tested0] = train.main(args(tmp_path, data_root, "--task", "test_hash", "--map_k", "0",
+                                "--output_dir", str(tmp_path / "test0")))
+    for scores, folder in ((whole, "eval0"), (tested0, "test0")):
+        assert scores["map_k"] is None and scores["i2t_map"] == scores["i2t_map_all"] != result["i2t_map"]
+        assert json.loads((tmp_path / folder / "results.json").read_text())["map_k"] is None
 
 
 def test_resume_after_a_crash_gives_the_unbroken_result(tmp_path, data_root, monkeypatch):
@@ -187,14 +196,17 @@ def test_heads_train_at_each_steps_scale_and_score_at_the_test_time_scale(tmp_pa
     assert not np.allclose(model.encode_split(query, "paired", 512, scale=1.0)[0].numpy(), saved, atol=1e-3)
 
 
-def test_map_k_is_the_runs_setting_when_a_checkpoint_is_scored(tmp_path, data_root):
-    [trained] = train.main(args(tmp_path, data_root, "--epoch", "1"))
-    checkpoint = str(tmp_path / "ck" / "hash" / "demo_hash_16.pth")
-    scored = evaluate.main(["--checkpoint", checkpoint, "--data_root", str(data_root), "--map_k", "0",
-                            "--output_dir", str(tmp_path / "eval")])
-    [tested] = train.main(args(tmp_path, data_root, "--task", "test_hash", "--map_k", "0",
-                               "--output_dir", str(tmp_path / "test")))
-    for result, folder in ((scored, "eval"), (tested, "test")):
-        assert result["map_k"] is None and result["i2t_map"] == result["i2t_map_all"] != trained["i2t_map"]
-        assert json.loads((tmp_path / folder / "results.json").read_text())["map_k"] is None
-    assert tested["i2t_map"] == scored["i2t_map"] and trained["map_k"] == 50
+def test_scoring_features_of_another_width_is_a_one_line_error(tmp_path, capsys):
+    from tests.test_data import make_arrays, write_dataset
+
+    write_dataset(tmp_path / "data", "mine")                          # 8-d images, 5-d texts
+    train.main(["--dataset", "mine", "--data_root", str(tmp_path / "data"), "--checkpoint_dir", str(tmp_path / "ck"),
+                "--output_dir", str(tmp_path / "run"), "--hash_lens", "8", "--epoch", "1", *SMALL])
+    wider = {split: make_arrays(n=7, di=12, seed=1) for split in ("train", "query", "retrieval")}
+    write_dataset(tmp_path / "data", "mine", overrides=wider)         # re-extracted: 12-d images
+    with pytest.raises(SystemExit) as exit_info:
+        evaluate.main(["--checkpoint", str(tmp_path / "ck" / "hash" / "mine_hash_8.pth"),
+                       "--data_root", str(tmp_path / "data")])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and err.count("\n") == 1
+    assert "mine_hash_8.pth was trained on 8-d image and 5-d text features, but mine has 12-d and 5-d" in err
