@@ -1,4 +1,5 @@
-"""Figures of runs and ablations (PNG, written atomically). The library is study/plots.py.
+"""Figures of runs and ablations (PNG, written atomically). The library is study/plots.py (its file
+readers: study/run_files.py).
 
     python scripts/plot.py visualization --progressive runs/demo_prog --plain runs/demo_plain
     python scripts/plot.py scales [--out DIR] [--epochs 100]
@@ -27,12 +28,13 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from study import plots  # noqa: E402
 from study.figures import plot_all  # noqa: E402
+from study.run_files import PlotInputError  # noqa: E402
 
 
 def _run_dir(path) -> Path:
     path = Path(path)
     if not path.is_dir():
-        raise plots.PlotInputError(f"{path}: run folder not found")
+        raise PlotInputError(f"{path}: run folder not found")
     return path
 
 
@@ -42,7 +44,7 @@ def _common_parent(paths) -> Path:
 
 def cmd_visualization(args) -> list:
     if not args.progressive and not args.plain:
-        raise plots.PlotInputError("visualization needs --progressive RUN, --plain RUN or both")
+        raise PlotInputError("visualization needs --progressive RUN, --plain RUN or both")
     runs = [_run_dir(r) if r else None for r in (args.progressive, args.plain)]
     out = Path(args.out) if args.out else _common_parent([r for r in runs if r])
     return [plots.plot_progressive_visualization(runs[0], runs[1], out / "progressive_hash_visualization.png")]
@@ -126,7 +128,7 @@ def main(argv=None) -> list:
     args = build_parser().parse_args(argv)
     try:
         written = args.func(args)
-    except (plots.PlotInputError, ValueError) as err:
+    except (PlotInputError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         raise SystemExit(2) from None
     for path in written:

@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 from study import plots
+from study.run_files import PlotInputError, describe_run
 
 
 def _note(message) -> None:
@@ -21,18 +22,18 @@ def plot_all(folder, out=None) -> list:
     Returns the paths written."""
     root = Path(folder)
     if not root.is_dir():
-        raise plots.PlotInputError(f"{root}: ablation folder not found")
+        raise PlotInputError(f"{root}: ablation folder not found")
     out = Path(out) if out else root
     runs = sorted({p.parent for p in root.rglob("metrics.jsonl")})
     if not runs and not (root / "summary.csv").is_file():
-        raise plots.PlotInputError(f"{root}: no run folder (metrics.jsonl) and no summary.csv")
+        raise PlotInputError(f"{root}: no run folder (metrics.jsonl) and no summary.csv")
     written = [plots.plot_training_curves(run, run / "training_curves.png") for run in runs]
     if (root / "summary.csv").is_file():
         written.append(plots.plot_map_vs_bits(root / "summary.csv", out / "map_vs_bits.png"))
     else:
         _note(f"{root / 'summary.csv'}: not found; no map_vs_bits.png")
 
-    described = [(run, plots.describe_run(run)) for run in runs]
+    described = [(run, describe_run(run)) for run in runs]
     groups = {}
     for run, desc in described:
         groups.setdefault((str(desc["dataset"]), desc["bits"]), []).append((run, desc))
