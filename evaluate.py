@@ -65,6 +65,7 @@ def reference_metrics(query, database, query_labels, database_labels, k=50, want
     """The definitions applied query by query with Hamming ranking, as a plain loop: the mean over
     queries of AP@k ("map_k"), AP over the whole ranking ("map_all") and precision@k
     ("precision_k"); k None = the whole ranking. Slow; the yardstick for retrieval_metrics."""
+    want = (want,) if isinstance(want, str) else tuple(want)
     q, d = to_sign_codes(query, "query").numpy(), to_sign_codes(database, "database").numpy()
     q_labels = (np.asarray(query_labels) != 0).astype(np.float32)
     d_labels = (np.asarray(database_labels) != 0).astype(np.float32)
