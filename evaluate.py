@@ -23,8 +23,15 @@ from pathlib import Path
 
 import numpy as np
 
+from config import ConfigError, build_config, merge_checkpoint_config, resolve_device, to_dict
+from data import DataError, load_dataset
 from metrics import cosine, hamming, tie_aware
+from metrics.curves import write_curves
 from metrics.inputs import check_inputs, positive_int, signs, to_sign_codes
+from runio.atomic import atomic_write_bytes
+from runio.checkpoint import checkpoint_file, input_dims, read_checkpoint, rebuild_model, saved_config
+from runio.run_folder import RunFolder, default_output_dir, results_record
+from runio.tables import score_table
 
 __all__ = ["METRICS", "TIE_METRICS", "PROTOCOLS", "to_sign_codes", "hamming_ranking", "average_precision",
            "precision_at_k", "reference_metrics", "retrieval_metrics", "score_model", "score_checkpoint"]
@@ -136,9 +143,6 @@ def score_model(model, data, k, batch_size: int, final: bool = False, codes_dir=
     mAP@K (0 or None: the whole ranking). A final scoring of a hash model adds the tie-aware mAP
     and the mAP@K of the continuous outputs (cosine before sign: the quantisation gap), and with
     codes_dir writes codes.npz (the continuous outputs and labels) and curves.json there."""
-    from metrics.curves import write_curves
-    from runio.atomic import atomic_write_bytes
-
     query, database = data.query, data.retrieval
     extra = final and model.hashing
     want = METRICS + TIE_METRICS if extra else METRICS
@@ -172,11 +176,6 @@ def score_checkpoint(cfg, bits, checkpoint=None, state=None, data=None, log=prin
     cfg.checkpoint_dir; `state`: its contents when already read) on its dataset. The model's
     settings come from the checkpoint, the run's (config.RUN_KEYS: map_k, data_root, output_dir,
     ...) from cfg. Writes config.yaml and results.json to the output folder; returns the results."""
-    from config import ConfigError, merge_checkpoint_config, resolve_device, to_dict
-    from data import load_dataset
-    from runio.checkpoint import checkpoint_file, input_dims, read_checkpoint, rebuild_model, saved_config
-    from runio.run_folder import RunFolder, default_output_dir, results_record
-
     path = Path(checkpoint) if checkpoint else checkpoint_file(cfg, bits)
     device = resolve_device(cfg.device)
     if state is None and not path.is_file():
@@ -214,11 +213,6 @@ def main(argv=None) -> dict:
     save_codes); the model's come from the checkpoint. Prints the score table, writes config.yaml
     and results.json to the output folder and returns the results.
     """
-    from config import ConfigError, build_config
-    from data import DataError
-    from runio.checkpoint import read_checkpoint, saved_config
-    from runio.tables import score_table
-
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or any(a in ("-h", "--help") for a in argv):
         print(main.__doc__)
