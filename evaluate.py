@@ -223,7 +223,7 @@ def main(argv=None) -> dict:
         at = argv.index("--checkpoint")
         path, rest = Path(argv[at + 1]), argv[:at] + argv[at + 2:]
         state = read_checkpoint(path)
-        bits, dataset = state.get("bits"), saved_config(state, path).get("dataset")
+        dataset, bits = saved_config(state, path).get("dataset"), state.get("bits")
         cfg = build_config(rest, overrides={"dataset": dataset, "task": "test_hash" if bits else "test_real"})
         results = score_checkpoint(cfg, bits, checkpoint=path, state=state)
     except (ConfigError, DataError) as err:

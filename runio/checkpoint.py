@@ -73,10 +73,9 @@ def checkpoint_file(cfg: Config, bits: int | None) -> Path:
 
 def saved_config(state: dict, source) -> dict:
     """The config dict a checkpoint was trained with; ConfigError when the file is not ours."""
-    try:
-        return dict(state["config"])
-    except Exception as err:  # a loadable file that is not one of our checkpoints
-        raise ConfigError(f"{source}: not a checkpoint written by train.py ({type(err).__name__})") from None
+    if not isinstance(state, dict) or not isinstance(state.get("config"), dict):   # a tensor, a foreign dict
+        raise ConfigError(f"{source}: not a checkpoint written by train.py (no config in it)")
+    return dict(state["config"])
 
 
 def rebuild_model(state: dict, cfg: Config, source, device="cpu", log=print) -> CrossModalHasher:

@@ -210,3 +210,18 @@ def test_scoring_features_of_another_width_is_a_one_line_error(tmp_path, capsys)
     err = capsys.readouterr().err
     assert exit_info.value.code == 2 and err.count("\n") == 1
     assert "mine_hash_8.pth was trained on 8-d image and 5-d text features, but mine has 12-d and 5-d" in err
+
+
+@pytest.mark.parametrize("content", [b"not a checkpoint at all", "tensor", "dict"])
+def test_evaluate_refuses_files_that_are_not_checkpoints_in_one_line(tmp_path, capsys, content):
+    path = tmp_path / "foreign.pth"
+    if content == "tensor":
+        torch.save(torch.zeros(3), path)
+    elif content == "dict":
+        torch.save({"weights": torch.zeros(3)}, path)
+    else:
+        path.write_bytes(content)
+    with pytest.raises(SystemExit) as exit_info:
+        evaluate.main(["--checkpoint", str(path)])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and err.count("\n") == 1 and str(path) in err
