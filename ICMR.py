@@ -22,7 +22,7 @@ from evaluate import PROTOCOLS, score_model
 from losses import balanced_pairwise_loss, contrastive_loss, neighbour_similarity, ucmfh_loss
 from model import build_model
 from runio.atomic import atomic_torch_save
-from runio.checkpoint import checkpoint_file, load_weights, read_checkpoint
+from runio.checkpoint import checkpoint_file, load_weights, read_checkpoint, saved_config
 from runio.run_folder import RunFolder, default_output_dir, results_record
 from schedules import ScaleSchedule, training_progress
 
@@ -50,7 +50,7 @@ class Solver:
                 raise ConfigError(f"{self.checkpoint_path}: checkpoint not found (--resume continues a run that "
                                   f"saved one; drop --resume to start afresh, or set --checkpoint_dir)")
             checkpoint = read_checkpoint(self.checkpoint_path, self.device)
-            cfg = merge_checkpoint_config(cfg, checkpoint["config"], self.checkpoint_path)
+            cfg = merge_checkpoint_config(cfg, saved_config(checkpoint, self.checkpoint_path), self.checkpoint_path)
         self.cfg = cfg
         self._build(cfg, checkpoint)
 
