@@ -28,6 +28,7 @@ from data import DataError, load_dataset
 from metrics import cosine, hamming, tie_aware
 from metrics.curves import write_curves
 from metrics.inputs import check_inputs, positive_int, signs, to_sign_codes
+from model import PROTOCOLS as ENCODINGS
 from runio.atomic import atomic_write_bytes
 from runio.checkpoint import checkpoint_file, input_dims, read_checkpoint, rebuild_model, saved_config
 from runio.run_folder import RunFolder, default_output_dir, results_record
@@ -38,7 +39,8 @@ __all__ = ["METRICS", "TIE_METRICS", "PROTOCOLS", "to_sign_codes", "hamming_rank
 
 METRICS = ("map_k", "map_all", "precision_k")   # the default `want`
 TIE_METRICS = ("map_k_tie", "map_all_tie")      # on request only
-PROTOCOLS = {"paired": "", "unimodal": "unimodal_"}   # protocol -> prefix of its score keys
+# protocol (model.PROTOCOLS) -> prefix of its score keys: UCMFH's paired scores keep the plain names
+PROTOCOLS = {protocol: "" if protocol == "paired" else f"{protocol}_" for protocol in ENCODINGS}
 
 
 # --- the definitions ---

@@ -24,7 +24,6 @@ from hashindex.index_file import CodeIndex, pack_codes
 from runio.checkpoint import load_trained_model
 
 SPLITS = ("retrieval", "query", "train")
-PROTOCOLS = ("unimodal", "paired")
 MODALITIES = ("image", "text")
 
 

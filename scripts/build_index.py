@@ -27,9 +27,10 @@ sys.path.insert(0, str(ROOT))
 
 from config import ConfigError  # noqa: E402
 from data import DataError  # noqa: E402
-from hashindex.build import PROTOCOLS, SPLITS, build_index  # noqa: E402
+from hashindex.build import SPLITS, build_index  # noqa: E402
 from hashindex.hamming_search import KINDS, FaissUnavailableError  # noqa: E402
 from hashindex.index_file import IndexFileError, save_index  # noqa: E402
+from model import PROTOCOLS  # noqa: E402
 
 
 def parse_args(argv):
