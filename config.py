@@ -114,24 +114,21 @@ def _parse_bool(key, value):
 def _parse_scalar(key, kind, value):
     if kind is bool or kind == "bool":
         return _parse_bool(key, value)
-    name = getattr(kind, "__name__", kind)
+    if kind not in (int, "int", float, "float"):
+        return str(value)
     try:
-        if isinstance(value, bool) and kind in (int, "int", float, "float"):
+        if isinstance(value, bool):
             raise ValueError          # YAML's true/false is not a number (int(True) would be 1)
         if kind in (int, "int"):
             if isinstance(value, float) and not value.is_integer():
                 raise ValueError
             return int(value) if not isinstance(value, str) else int(value.strip())
-        if kind in (float, "float"):
-            number = float(value)
-            if not math.isfinite(number):
-                raise ConfigError(f"--{key}: expected a finite number, got {value!r}")
-            return number
-    except (TypeError, ValueError, OverflowError) as err:
-        if isinstance(err, ConfigError):
-            raise
-        raise ConfigError(f"--{key}: expected {name}, got {value!r}") from None
-    return str(value)
+        number = float(value)
+    except (TypeError, ValueError, OverflowError):
+        raise ConfigError(f"--{key}: expected {getattr(kind, '__name__', kind)}, got {value!r}") from None
+    if not math.isfinite(number):
+        raise ConfigError(f"--{key}: expected a finite number, got {value!r}")
+    return number
 
 
 def coerce(key, value):

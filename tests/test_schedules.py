@@ -6,8 +6,8 @@ from config import Config
 from schedules import ScaleSchedule, epoch_scale, hashnet_scale, training_progress
 
 
-def schedule(**kw):
-    return ScaleSchedule(Config(**kw), iters_per_epoch=kw.pop("iters", 40) if False else 40)
+def schedule(iters_per_epoch=40, **kw):
+    return ScaleSchedule(Config(**kw), iters_per_epoch)
 
 
 def test_linear_values_pinned_by_the_design_note():
@@ -42,6 +42,13 @@ def test_hashnet_is_updated_every_step_size_iterations():
     assert hashnet_scale(10_000, 1.0, 0.005, 0.5, 200) == pytest.approx(math.sqrt(51.0))  # about 7.1
     s = schedule(scale_schedule="hashnet")
     assert s.per_iteration and s.at(epoch=3, iteration=400) == pytest.approx(math.sqrt(3.0))
+
+
+def test_the_test_time_scale_is_the_last_training_steps():
+    # hashnet: 20 epochs x 12 steps, last step 239 -> updated at 200 -> sqrt(2), not scale_max
+    assert schedule(scale_schedule="hashnet", epoch=20, iters_per_epoch=12).eval_scale == pytest.approx(math.sqrt(2))
+    for name in ("linear", "exponential", "step", "constant"):
+        assert schedule(scale_schedule=name, epoch=7, iters_per_epoch=3).eval_scale == pytest.approx(10.0)
 
 
 def test_off_means_plain_tanh_in_training_and_test():
