@@ -1,8 +1,9 @@
 """Every setting of a run in one place, with its default and the reason for it.
 
 Precedence, lowest first: the defaults below, `configs/<dataset>.yaml` (when it
-exists and no `--config` is given), the file named by `--config`, then
-`--key value` flags. Unknown keys and bad values raise `ConfigError`, a
+exists and no `--config` is given), a preset (`--preset ucmfh`:
+`configs/presets/ucmfh.yaml`), the file named by `--config`, then `--key value`
+flags. Unknown keys and bad values raise `ConfigError`, a
 one-line message that names the key (and the file) and lists valid choices.
 
 Two kinds of setting: those marked `RUN` belong to the run itself (what to do,
@@ -24,7 +25,11 @@ import yaml
 TASKS = ("train_real", "train_hash", "test_real", "test_hash")
 SCALE_SCHEDULES = ("linear", "exponential", "step", "hashnet", "constant")
 WIKI_TEXT_FEATURES = ("lda", "tfidf")
+LR_STEPS = ("epoch", "batch")          # what lr_milestones count
+EVAL_SEQUENCES = ("item", "batch")     # what the transformer sees as one sequence when scoring
+TIE_ORDERS = ("index", "unstable")     # order of items at equal Hamming distance
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
+PRESET_DIR = CONFIG_DIR / "presets"
 
 
 class ConfigError(ValueError):
@@ -39,7 +44,11 @@ class Config:
     # --- data ---
     dataset: str = "demo"          # a built-in name, an alias (flickr, nus, coco) or a folder in data_root
     data_root: str = field(default="data", metadata=RUN)   # datasets live in <data_root>/<dataset>/
-    wiki_text: str = "lda"         # wiki only: 10-d LDA topics (scored far higher here) or 1000-d tf-idf
+    wiki_text: str = "lda"         # wiki only: 10-d LDA topics (chosen on validation) or 1000-d tf-idf
+    train_limit: int = 0           # train on the first N pairs only (UCMFH: 4992); 0 = every pair
+    val_queries: int = field(default=0, metadata=RUN)  # hold out N database items as validation queries
+                                                       # (scored as val_*; choose settings on these)
+    preset: str = field(default="", metadata=RUN)      # a named set of values: ucmfh = the reference code
     # --- what to run ---
     task: str = field(default="train_hash", metadata=RUN)  # train_real | train_hash | test_real | test_hash
                                                            # (UCMFH's 0-3 accepted)
@@ -50,8 +59,10 @@ class Config:
     lr_fusion: float = 1e-4        # fusion transformer
     lr_hash: float = 1e-3          # each hash head
     adam_betas: list = field(default_factory=lambda: [0.5, 0.999])
-    lr_milestones: list = field(default_factory=lambda: [30, 80])  # in epochs, heads only
+    lr_milestones: list = field(default_factory=lambda: [30, 80])  # heads only, counted in lr_step units
     lr_gamma: float = 1.2          # UCMFH raises the head LR at the milestones (0.6 for mscoco)
+    lr_step: str = "epoch"         # epoch | batch (UCMFH steps per batch: its milestones fire in epoch 1)
+    train_drop_last: bool = False  # drop the last short batch of an epoch (UCMFH does; its loss needed it)
     temperature: float = 0.5       # InfoNCE temperature
     hash_loss_weight: float = 0.5  # loss = fused-embedding loss + weight * hash-output loss
     balanced_loss: bool = False    # add HashNet's S/S1, S/S0-weighted pairwise loss (unsupervised neighbours)
@@ -70,16 +81,23 @@ class Config:
     # --- progressive hash learning (HashNet's continuation) ---
     use_progressive_hash: bool = True
     scale_min: float = 1.0         # tanh(1*x): continuous codes at the start
-    scale_max: float = 10.0        # tanh(10*x): nearly binary at the end (epoch schedules reach it)
+    scale_max: float = 10.0        # tanh(10*x): nearly binary at the end; one number, or per code length
+                                   # ({16: 10, 64: 15}; on the command line 16:10,64:15)
     scale_schedule: str = "linear"
     hashnet_gamma: float = 0.005   # hashnet schedule: scale_min * (1 + gamma*iter)^power ...
     hashnet_power: float = 0.5
-    hashnet_step_size: int = 200   # ... updated every step_size iterations (HashNet's values)
+    hashnet_step_size: int = 200   # ... updated every step_size iterations (HashNet's values) ...
+    hashnet_normalize: bool = True # ... with step and gamma fitted to the run's length so the scale
+                                   # reaches scale_max at the end (HashNet's values fit 10,000 steps)
     # --- evaluation ---
     eval_every: int = field(default=10, metadata=RUN)      # epochs between scorings (and at the end);
                                                            # 0 = only at the end
     map_k: int = field(default=50, metadata=RUN)           # mAP@K as UCMFH reports it; 0 = whole ranking
     eval_batch_size: int = field(default=1024, metadata=RUN)   # rows per forward pass when encoding
+    eval_sequence: str = field(default="item", metadata=RUN)   # item: each its own sequence; batch:
+                                                               # a scoring batch is ONE sequence (UCMFH)
+    eval_drop_last: bool = field(default=False, metadata=RUN)  # score only whole eval batches (UCMFH)
+    tie_order: str = field(default="index", metadata=RUN)      # index | unstable (UCMFH's np.argsort)
     record_histograms: bool = field(default=False, metadata=RUN)  # histograms.json: query-set hash outputs
                                                                   # at 0/20/40/60/80/100% of training
     save_codes: bool = field(default=False, metadata=RUN)  # codes.npz: final continuous outputs + curves.json
@@ -97,6 +115,7 @@ FIELDS = {f.name: f for f in dataclasses.fields(Config)}
 RUN_KEYS = frozenset(name for name, f in FIELDS.items() if f.metadata.get("scope") == "run")
 CHECKPOINT_KEYS = frozenset(FIELDS) - RUN_KEYS   # decide the trained model: a checkpoint's values win
 LIST_ITEM_TYPES = {"hash_lens": int, "adam_betas": float, "lr_milestones": int}
+PRESETS = sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))
 TASK_NUMBERS = {str(i): name for i, name in enumerate(TASKS)}
 
 
@@ -131,6 +150,27 @@ def _parse_scalar(key, kind, value):
     return number
 
 
+def _parse_scale_max(value):
+    """One number, or a mapping from code length to value: {16: 10, 64: 15} or "16:10,64:15"."""
+    if isinstance(value, str) and ":" in value:
+        pairs = [item.split(":", 1) for item in value.replace(" ", ",").split(",") if item]
+        value = dict(pairs) if all(len(p) == 2 for p in pairs) else value
+    if not isinstance(value, dict):
+        return _parse_scalar("scale_max", float, value)
+    if not value:
+        raise ConfigError("--scale_max: expected a number or bits:value pairs such as 16:10,64:15, got nothing")
+    return {_parse_scalar("scale_max", int, bits): _parse_scalar("scale_max", float, v) for bits, v in value.items()}
+
+
+def scale_max_for(scale_max, bits):
+    """The scale_max of a `bits`-bit model: the number itself, or the mapping's value for `bits`."""
+    if not isinstance(scale_max, dict):
+        return float(scale_max)
+    if bits not in scale_max:
+        raise ConfigError(f"--scale_max: no value for {bits} bits (given for {', '.join(map(str, scale_max))})")
+    return float(scale_max[bits])
+
+
 def coerce(key, value):
     """Convert a YAML or command-line value to the type of `key`."""
     if key not in FIELDS:
@@ -142,6 +182,8 @@ def coerce(key, value):
         return [_parse_scalar(key, LIST_ITEM_TYPES[key], item) for item in items]
     if key == "task":
         return TASK_NUMBERS.get(str(value).strip(), str(value).strip())
+    if key == "scale_max":
+        return _parse_scale_max(value)
     kind = FIELDS[key].type
     return _parse_scalar(key, kind, value)
 
@@ -155,6 +197,11 @@ def validate(cfg: Config) -> Config:
     _choice("task", cfg.task, TASKS + tuple(TASK_NUMBERS))
     _choice("scale_schedule", cfg.scale_schedule, SCALE_SCHEDULES)
     _choice("wiki_text", cfg.wiki_text, WIKI_TEXT_FEATURES)
+    _choice("lr_step", cfg.lr_step, LR_STEPS)
+    _choice("eval_sequence", cfg.eval_sequence, EVAL_SEQUENCES)
+    _choice("tie_order", cfg.tie_order, TIE_ORDERS)
+    if cfg.preset:
+        _choice("preset", cfg.preset, PRESETS)
     if not re.fullmatch(r"auto|cpu|cuda|mps|cuda:[0-9]+", cfg.device):
         raise ConfigError(f"--device: {cfg.device!r} is not one of auto, cpu, cuda, cuda:N (N a GPU number), mps")
     if not cfg.hash_lens or any(b < 1 for b in cfg.hash_lens):
@@ -166,7 +213,7 @@ def validate(cfg: Config) -> Config:
                 "fusion_ff_dim", "hash_hidden", "eval_batch_size", "hashnet_step_size"):
         if getattr(cfg, key) < 1:
             raise ConfigError(f"--{key}: must be at least 1, got {getattr(cfg, key)}")
-    for key in ("eval_every", "save_every", "map_k", "seed", "balanced_knn"):
+    for key in ("eval_every", "save_every", "map_k", "seed", "balanced_knn", "train_limit", "val_queries"):
         if getattr(cfg, key) < 0:
             raise ConfigError(f"--{key}: must be 0 or more, got {getattr(cfg, key)}")
     for key in ("lr_fusion", "lr_hash", "temperature"):
@@ -174,8 +221,10 @@ def validate(cfg: Config) -> Config:
             raise ConfigError(f"--{key}: must be positive, got {getattr(cfg, key)}")
     if cfg.fusion_dim % 2 or (cfg.fusion_dim % cfg.fusion_heads):
         raise ConfigError(f"--fusion_dim: {cfg.fusion_dim} must be even and divisible by --fusion_heads {cfg.fusion_heads}")
-    if not 0 < cfg.scale_min <= cfg.scale_max:
-        raise ConfigError(f"--scale_min/--scale_max: need 0 < scale_min <= scale_max, got {cfg.scale_min} and {cfg.scale_max}")
+    for bits in (cfg.hash_lens if isinstance(cfg.scale_max, dict) else [None]):
+        if not 0 < cfg.scale_min <= scale_max_for(cfg.scale_max, bits):
+            raise ConfigError(f"--scale_min/--scale_max: need 0 < scale_min <= scale_max, got {cfg.scale_min} "
+                              f"and {cfg.scale_max}")
     if len(cfg.adam_betas) != 2 or not all(0 <= beta < 1 for beta in cfg.adam_betas):
         raise ConfigError(f"--adam_betas: expected two numbers in [0, 1), got {cfg.adam_betas}")
     if not 0 <= cfg.modality_dropout <= 1:
@@ -239,12 +288,14 @@ def build_config(argv=None, overrides: dict | None = None) -> Config:
     config_file = flags.pop("config", None)
     from data import canonical_dataset_name  # local import: data imports nothing from here
     dataset = canonical_dataset_name(flags.get("dataset", Config.dataset))
-    values = {}
-    if config_file:
-        values.update(load_yaml(config_file))
-    elif (CONFIG_DIR / f"{dataset}.yaml").is_file():
-        values.update(load_yaml(CONFIG_DIR / f"{dataset}.yaml"))
-    values.update(flags)
+    base, chosen = {}, load_yaml(config_file) if config_file else {}
+    if not config_file and (CONFIG_DIR / f"{dataset}.yaml").is_file():
+        base = load_yaml(CONFIG_DIR / f"{dataset}.yaml")
+    preset = flags.get("preset", chosen.get("preset", base.get("preset", "")))
+    if preset:
+        _choice("preset", preset, PRESETS)
+        base.update(load_yaml(PRESET_DIR / f"{preset}.yaml"))
+    values = {**base, **chosen, **flags}
     values["dataset"] = canonical_dataset_name(values.get("dataset", dataset))
     cfg = Config(**values)
     cfg.task = TASK_NUMBERS.get(str(cfg.task), cfg.task)

@@ -25,12 +25,14 @@ import numpy as np
 
 from config import ConfigError, build_config, merge_checkpoint_config, resolve_device, to_dict
 from data import DataError, load_dataset
+from data.splits import hold_out_queries, whole_batches
 from metrics import cosine, hamming, tie_aware
 from metrics.curves import write_curves
 from metrics.inputs import check_inputs, positive_int, signs, to_sign_codes
+from metrics.unstable import unstable_ranking_metrics
 from model import PROTOCOLS as ENCODINGS
 from runio.atomic import atomic_write_bytes
-from runio.checkpoint import checkpoint_file, input_dims, read_checkpoint, rebuild_model, saved_config
+from runio.checkpoint import check_input_widths, checkpoint_file, read_checkpoint, rebuild_model, saved_config
 from runio.run_folder import RunFolder, default_output_dir, results_record
 from runio.tables import score_table
 
@@ -97,7 +99,7 @@ def reference_metrics(query, database, query_labels, database_labels, k=50, want
 # --- the API ---
 
 def retrieval_metrics(query, database, query_labels, database_labels, k=50,
-                      distance="hamming", chunk_size=None, want=METRICS) -> dict:
+                      distance="hamming", chunk_size=None, want=METRICS, ties="index") -> dict:
     """Score a retrieval of `database` by `query`; the same numbers as reference_metrics.
 
     query (Q, B), database (N, B): torch tensors or numpy arrays.
@@ -113,6 +115,8 @@ def retrieval_metrics(query, database, query_labels, database_labels, k=50,
       one pass), "map_k_tie", "map_all_tie": the EXPECTED AP@K / AP@all when each group of items
       at equal Hamming distance is shuffled uniformly at random (He et al., CVPR 2018; exact,
       from the distance histograms of the same pass; with cosine they equal map_k / map_all).
+    ties: "index" (items at equal Hamming distance in ascending database index), or "unstable"
+      (np.argsort's default order, as UCMFH ranks; map_k, map_all and precision_k only, slow).
     Returns the wanted values as python floats, plus "k" (as passed). ValueError on bad input.
     """
     want = (want,) if isinstance(want, str) else tuple(want)
@@ -126,6 +130,8 @@ def retrieval_metrics(query, database, query_labels, database_labels, k=50,
     top = d.shape[0] if k is None else min(k, d.shape[0])          # the effective cut-off K
     if distance == "hamming":
         found = hamming.count_ranking(signs(q, "query"), signs(d, "database"), ql, dl, top)._asdict()
+        if ties == "unstable":
+            found.update(unstable_ranking_metrics(signs(q, "query"), signs(d, "database"), ql, dl, top))
         if any(w in TIE_METRICS for w in want):
             found["ap_k_tie"], found["ap_all_tie"] = tie_aware.tie_aware_ap(found["hist"], top)
     else:
@@ -138,39 +144,57 @@ def retrieval_metrics(query, database, query_labels, database_labels, k=50,
 
 # --- scoring a model ---
 
-def score_model(model, data, k, batch_size: int, final: bool = False, codes_dir=None) -> dict:
+def score_model(model, data, cfg, final: bool = False, codes_dir=None) -> dict:
     """I2T (query images against database texts) and T2I scores of `model` on data.query against
-    data.retrieval under both protocols, at the model's test-time scale: Hamming ranking of the
-    hash codes, or cosine ranking of the fused embeddings for a model without heads. k: the K of
-    mAP@K (0 or None: the whole ranking). A final scoring of a hash model adds the tie-aware mAP
-    and the mAP@K of the continuous outputs (cosine before sign: the quantisation gap), and with
-    codes_dir writes codes.npz (the continuous outputs and labels) and curves.json there."""
+    data.retrieval, both protocols, at the model's test-time scale: Hamming ranking of hash codes,
+    cosine ranking of fused embeddings for a model without heads. cfg gives map_k (0: the whole
+    ranking), eval_batch_size, val_queries (held-out database items scored against the rest: val_*
+    keys) and UCMFH's switches eval_sequence, eval_drop_last, tie_order. A final scoring of a hash
+    model adds the tie-aware mAP and the continuous outputs' mAP@K (cosine before sign: the
+    quantisation gap), and with codes_dir writes codes.npz and curves.json there."""
     query, database = data.query, data.retrieval
-    extra = final and model.hashing
-    want = METRICS + TIE_METRICS if extra else METRICS
-    scores, codes = {}, {}
-    for protocol, prefix in PROTOCOLS.items():
-        query_image, query_text = model.encode_split(query, protocol, batch_size)
-        db_image, db_text = model.encode_split(database, protocol, batch_size)
-        codes.update({f"{prefix}query_image": query_image.numpy(), f"{prefix}query_text": query_text.numpy(),
-                      f"{prefix}database_image": db_image.numpy(), f"{prefix}database_text": db_text.numpy()})
-        for direction, q, db in (("i2t", query_image, db_text), ("t2i", query_text, db_image)):
-            args = (q, db, query.label, database.label, k or None)
-            m = retrieval_metrics(*args, distance="hamming" if model.hashing else "cosine", want=want)
-            name = prefix + direction
-            scores.update({f"{name}_map": m["map_k"], f"{name}_map_all": m["map_all"],
-                           f"{name}_precision_k": m["precision_k"]})
-            if extra:
-                continuous = retrieval_metrics(*args, distance="cosine", want="map_k")
-                scores.update({f"{name}_map_tie": m["map_k_tie"], f"{name}_map_all_tie": m["map_all_tie"],
-                               f"{name}_map_continuous": continuous["map_k"]})
-    if extra and codes_dir is not None:
+    if cfg.eval_drop_last:
+        query, database = whole_batches(query, cfg.eval_batch_size), whole_batches(database, cfg.eval_batch_size)
+    scores, codes = _score_queries(model, query, database, cfg, final, prefix="")
+    if cfg.val_queries:
+        scores.update(_score_queries(model, *hold_out_queries(data.retrieval, cfg.val_queries), cfg, final,
+                                     prefix="val_")[0])
+    if final and model.hashing and codes_dir is not None:
         buffer = io.BytesIO()
         np.savez(buffer, **codes, query_label=query.label.astype(np.uint8),
                  database_label=database.label.astype(np.uint8))
         atomic_write_bytes(f"{codes_dir}/codes.npz", buffer.getvalue())
         write_curves(codes_dir)
     return scores
+
+
+def _score_queries(model, query, database, cfg, final, prefix) -> tuple:
+    """(scores with keys prefixed `prefix`, the outputs by name) of one query set against a database."""
+    extra, scores, codes = final and model.hashing, {}, {}
+    want = METRICS + TIE_METRICS if extra else METRICS
+    model.fusion.batch_as_sequence = cfg.eval_sequence == "batch"
+    try:
+        encoded = {protocol: (model.encode_split(query, protocol, cfg.eval_batch_size),
+                              model.encode_split(database, protocol, cfg.eval_batch_size)) for protocol in PROTOCOLS}
+    finally:
+        model.fusion.batch_as_sequence = False
+    for protocol, name_prefix in PROTOCOLS.items():
+        (query_image, query_text), (db_image, db_text) = encoded[protocol]
+        codes.update({f"{name_prefix}{name}": value.numpy() for name, value in (
+            ("query_image", query_image), ("query_text", query_text), ("database_image", db_image),
+            ("database_text", db_text))})
+        for direction, q, db in (("i2t", query_image, db_text), ("t2i", query_text, db_image)):
+            args = (q, db, query.label, database.label, cfg.map_k or None)
+            m = retrieval_metrics(*args, distance="hamming" if model.hashing else "cosine", want=want,
+                                  ties=cfg.tie_order)
+            name = prefix + name_prefix + direction
+            scores.update({f"{name}_map": m["map_k"], f"{name}_map_all": m["map_all"],
+                           f"{name}_precision_k": m["precision_k"]})
+            if extra:
+                continuous = retrieval_metrics(*args, distance="cosine", want="map_k")
+                scores.update({f"{name}_map_tie": m["map_k_tie"], f"{name}_map_all_tie": m["map_all_tie"],
+                               f"{name}_map_continuous": continuous["map_k"]})
+    return scores, codes
 
 
 def score_checkpoint(cfg, bits, checkpoint=None, state=None, data=None, log=print) -> dict:
@@ -186,17 +210,13 @@ def score_checkpoint(cfg, bits, checkpoint=None, state=None, data=None, log=prin
     state = state if state is not None else read_checkpoint(path, device)
     cfg = merge_checkpoint_config(cfg, saved_config(state, path), path)
     data = data if data is not None else load_dataset(cfg.dataset, cfg.data_root, cfg.wiki_text)
-    widths = input_dims(state, cfg.fusion_dim)
-    if widths != (data.image_dim, data.text_dim):
-        raise ConfigError(f"{path} was trained on {widths[0]}-d image and {widths[1]}-d text features, but "
-                          f"{data.name} has {data.image_dim}-d and {data.text_dim}-d")
+    check_input_widths(state, cfg, data, path)
     model = rebuild_model(state, cfg, path, device, log)
     run = RunFolder(default_output_dir(cfg, bits))
     cfg.output_dir = str(run.path)
     run.write_config(to_dict(cfg))
     log(f"Scoring {path} (trained {state['epoch']} epochs)")
-    scores = score_model(model, data, cfg.map_k, cfg.eval_batch_size, final=True,
-                         codes_dir=run.path if cfg.save_codes else None)
+    scores = score_model(model, data, cfg, final=True, codes_dir=run.path if cfg.save_codes else None)
     results = results_record(cfg, bits, scores, epoch=state["epoch"], train_seconds=state["train_seconds"],
                              eval_scale=model.default_scale, protocols=PROTOCOLS, checkpoint=path,
                              output_dir=run.path, data=data)

@@ -13,13 +13,41 @@ import torch.nn.functional as F
 PROTOCOLS = ("paired", "unimodal")   # how an item's codes are computed; see CrossModalHasher
 
 
+def _dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
+    """Inverted dropout with a uniform draw: the distribution of nn.Dropout, about twice as fast on
+    CPUs as its Bernoulli sampler."""
+    if not training or p == 0:
+        return x
+    return x * (torch.rand_like(x) >= p) / (1 - p)
+
+
+def _length_one_layer(layer: nn.TransformerEncoderLayer, x: torch.Tensor) -> torch.Tensor:
+    """One post-norm TransformerEncoderLayer (ReLU) on (B, F) tokens that are sequences of length 1.
+
+    Over a single token the attention softmax is exactly 1, so self-attention equals
+    out_proj(v_proj(x)): the query and key projections (2/3 of in_proj) can be skipped and no
+    score matrix is formed. Same weights, so checkpoints load either way. In training, dropout
+    on the attention weights becomes a keep-or-drop of each head's value, as in PyTorch."""
+    attn = layer.self_attn
+    width, heads = attn.embed_dim, attn.num_heads
+    value = F.linear(x, attn.in_proj_weight[2 * width:], attn.in_proj_bias[2 * width:])       # (B, F)
+    if layer.training and attn.dropout > 0:
+        keep = (torch.rand(len(x), heads, 1, device=x.device) >= attn.dropout) / (1 - attn.dropout)
+        value = (value.view(len(x), heads, -1) * keep).view(len(x), width)                   # (B, H, F/H)
+    attended = attn.out_proj(value)
+    x = layer.norm1(x + _dropout(attended, layer.dropout1.p, layer.training))
+    hidden = _dropout(F.relu(layer.linear1(x)), layer.dropout.p, layer.training)                # (B, ff)
+    return layer.norm2(x + _dropout(layer.linear2(hidden), layer.dropout2.p, layer.training))
+
+
 class FuseTransEncoder(nn.Module):
     """Image and text features of a pair (or one side alone) in, fused image and text embeddings out.
 
     The two inputs are concatenated into one F-d token and passed through a
     TransformerEncoder as a sequence of length 1, in training and evaluation
     alike, so an item's output never depends on the other items of its batch
-    (UCMFH feeds (B, 1024) at test time, which PyTorch reads as one sequence).
+    (UCMFH feeds (B, 1024) at test time, which PyTorch reads as one sequence;
+    `batch_as_sequence = True` reproduces that, for the UCMFH-compatible preset only).
     Inputs whose size is not F/2 get a linear projection to F/2 first.
     """
 
@@ -35,6 +63,8 @@ class FuseTransEncoder(nn.Module):
         # encoded as (image, text_placeholder), a text alone as (image_placeholder, text).
         self.image_placeholder = nn.Parameter(torch.zeros(self.half))
         self.text_placeholder = nn.Parameter(torch.zeros(self.half))
+        # True only to reproduce UCMFH's evaluation flaw (config eval_sequence "batch"); not a weight
+        self.batch_as_sequence = False
 
     def _side(self, features, proj, placeholder, absent, batch):
         """(B, D) features -> (B, F/2) projected tokens; rows where `absent` (B,) bool is set, or all
@@ -56,7 +86,12 @@ class FuseTransEncoder(nn.Module):
         tokens = torch.cat([self._side(image, self.image_proj, self.image_placeholder, image_absent, batch),
                             self._side(text, self.text_proj, self.text_placeholder, text_absent, batch)],
                            dim=1)                                                    # (B, F)
-        fused = self.encoder(tokens.unsqueeze(1)).squeeze(1)                       # (B, 1, F) -> (B, F)
+        if self.batch_as_sequence:   # UCMFH's evaluation: the (B, F) batch is ONE sequence of length B
+            fused = self.encoder(tokens.unsqueeze(0)).squeeze(0)
+        else:                        # every item its own length-1 sequence
+            fused = tokens
+            for layer in self.encoder.layers:
+                fused = _length_one_layer(layer, fused)                               # (B, F)
         fused = F.normalize(fused, dim=1)
         return fused[:, :self.half], fused[:, self.half:]
 
@@ -78,7 +113,9 @@ class HashHead(nn.Module):
 
     def forward(self, x: torch.Tensor, scale: float = 1.0) -> torch.Tensor:
         """(B, in_dim) -> (B, nbits) in (-1, 1)."""
-        logits = self.mlp(F.normalize(x, dim=1))
+        linear1, _, dropout, linear2 = self.mlp
+        hidden = _dropout(F.relu(linear1(F.normalize(x, dim=1))), dropout.p, self.training)   # (B, hidden)
+        logits = linear2(hidden)                                                               # (B, nbits)
         return torch.tanh(scale * logits if self.use_progressive else logits)
 
 

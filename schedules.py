@@ -8,7 +8,9 @@ definition, used by the schedules, the log and histograms.json alike.
 """
 from __future__ import annotations
 
-from config import SCALE_SCHEDULES
+from config import SCALE_SCHEDULES, scale_max_for
+
+HASHNET_RUN_ITERATIONS = 10_000   # the run length HashNet's step_size 200 and gamma 0.005 were set for
 
 
 def training_progress(epoch: int, total_epochs: int) -> float:
@@ -34,22 +36,38 @@ def epoch_scale(schedule: str, progress: float, scale_min: float, scale_max: flo
 def hashnet_scale(iteration: int, scale_min: float, gamma: float, power: float, step_size: int) -> float:
     """HashNet's schedule: scale_min * (1 + gamma * it)^power, with `it` the
     iteration count at the last multiple of `step_size` (the scale is updated
-    every step_size iterations). Not capped: it can pass scale_max."""
+    every step_size iterations). Uncapped here; ScaleSchedule caps it at scale_max."""
     stepped = (iteration // step_size) * step_size
     return scale_min * (1.0 + gamma * stepped) ** power
 
 
-class ScaleSchedule:
-    """The scale for every (epoch, iteration) of a run, built from a Config and the number of
-    training steps per epoch (ceil(training pairs / batch_size))."""
+def normalized_hashnet(total_iterations: int, scale_min: float, scale_max: float, power: float,
+                       step_size: int) -> tuple:
+    """(gamma, step_size) of a HashNet schedule fitted to a run of `total_iterations` steps: the
+    step scales with the run (HashNet's 200 of 10,000: 50 updates), and gamma is chosen so the
+    scale reaches scale_max at the run's last update."""
+    step = max(1, round(step_size * total_iterations / HASHNET_RUN_ITERATIONS))
+    last_update = ((total_iterations - 1) // step) * step
+    if last_update == 0:                     # a one-step run: no update, the scale stays at scale_min
+        return 0.0, step
+    return ((scale_max / scale_min) ** (1.0 / power) - 1.0) / last_update, step
 
-    def __init__(self, cfg, iters_per_epoch: int):
+
+class ScaleSchedule:
+    """The scale for every (epoch, iteration) of a run, built from a Config, the number of training
+    steps per epoch and the code length (scale_max may be given per code length)."""
+
+    def __init__(self, cfg, iters_per_epoch: int, bits: int | None = None):
         self.enabled = cfg.use_progressive_hash
         self.name = cfg.scale_schedule
         self.total_epochs = cfg.epoch
         self.iters_per_epoch = max(1, int(iters_per_epoch))
-        self.scale_min, self.scale_max = cfg.scale_min, cfg.scale_max
+        self.scale_min, self.scale_max = cfg.scale_min, scale_max_for(cfg.scale_max, bits)
         self.hashnet = (cfg.hashnet_gamma, cfg.hashnet_power, cfg.hashnet_step_size)
+        if cfg.hashnet_normalize:
+            gamma, step = normalized_hashnet(self.total_epochs * self.iters_per_epoch, self.scale_min,
+                                             self.scale_max, cfg.hashnet_power, cfg.hashnet_step_size)
+            self.hashnet = (gamma, cfg.hashnet_power, step)
 
     @property
     def per_iteration(self) -> bool:
@@ -60,7 +78,7 @@ class ScaleSchedule:
         if not self.enabled:
             return 1.0
         if self.name == "hashnet":
-            return hashnet_scale(iteration, self.scale_min, *self.hashnet)
+            return min(hashnet_scale(iteration, self.scale_min, *self.hashnet), self.scale_max)
         return epoch_scale(self.name, training_progress(epoch, self.total_epochs),
                            self.scale_min, self.scale_max)
 
@@ -68,8 +86,9 @@ class ScaleSchedule:
     def eval_scale(self) -> float:
         """Test-time scale: the scale of the run's last training step, so the outputs scored (and
         saved, and histogrammed) are the ones the network was trained to give at the end. That is
-        scale_max for every epoch schedule, HashNet's uncapped value after epochs x iterations for
-        hashnet, and 1.0 (plain tanh) when progressive hashing is off. sign() codes do not depend
+        scale_max for every epoch schedule and the normalised hashnet, HashNet's value at the last
+        update (capped at scale_max) with hashnet_normalize off, and 1.0 (plain tanh) when
+        progressive hashing is off. sign() codes do not depend
         on it; the continuous outputs do."""
         return self.at(self.total_epochs - 1, self.total_epochs * self.iters_per_epoch - 1)
 
@@ -79,6 +98,7 @@ class ScaleSchedule:
         if self.name == "hashnet":
             gamma, power, step = self.hashnet
             return (f"Using Progressive Hash Learning - HashNet schedule: scale {self.scale_min} * "
-                    f"(1 + {gamma} * iter)^{power}, updated every {step} iterations")
+                    f"(1 + {gamma:.4g} * iter)^{power}, updated every {step} iterations, capped at "
+                    f"{self.scale_max:g}")
         return (f"Using Progressive Hash Learning - Scale from {self.scale_min} to {self.scale_max}"
                 + ("" if self.name == "linear" else f" ({self.name} schedule)"))

@@ -48,3 +48,32 @@ class DatasetSplits:
     @property
     def num_labels(self):
         return self.train.label.shape[1]
+
+
+def take_rows(split: FeatureSplit, rows, note: str) -> FeatureSplit:
+    """The rows `rows` (a slice or an increasing index array) of a split, read into memory;
+    `note` is added to its source for messages."""
+    return FeatureSplit(np.asarray(split.image[rows]), np.asarray(split.text[rows]), np.asarray(split.label[rows]),
+                        f"{split.source} ({note})", None if split.ids is None else split.ids[rows])
+
+
+def whole_batches(split: FeatureSplit, batch_size: int) -> FeatureSplit:
+    """The split cut to a multiple of batch_size rows, as UCMFH's drop_last loaders do."""
+    keep = len(split) // batch_size * batch_size
+    return split if keep == len(split) else take_rows(split, slice(0, keep), f"first {keep} rows")
+
+
+VALIDATION_SEED = 0   # one held-out set for every run, so settings are compared on the same queries
+
+
+def hold_out_queries(retrieval: FeatureSplit, count: int) -> tuple:
+    """(validation queries, the database without them): `count` database items drawn at random with
+    a fixed seed. The training pairs usually come from the database, so a validation query may be
+    a training pair; its labels are never used for training, only to score."""
+    if not 0 < count < len(retrieval):
+        raise ValueError(f"--val_queries: {count} must be between 1 and the database size - 1 "
+                         f"({len(retrieval) - 1})")
+    chosen = np.sort(np.random.default_rng(VALIDATION_SEED).choice(len(retrieval), count, replace=False))
+    rest = np.setdiff1d(np.arange(len(retrieval)), chosen)
+    return (take_rows(retrieval, chosen, f"{count} validation queries"),
+            take_rows(retrieval, rest, "database without the validation queries"))

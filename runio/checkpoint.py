@@ -78,13 +78,22 @@ def saved_config(state: dict, source) -> dict:
     return dict(state["config"])
 
 
+def check_input_widths(state: dict, cfg: Config, data, source) -> None:
+    """ConfigError (one line) when the checkpoint's input widths are not those of `data`."""
+    widths = input_dims(state, cfg.fusion_dim)
+    if widths != (data.image_dim, data.text_dim):
+        raise ConfigError(f"{source} was trained on {widths[0]}-d image and {widths[1]}-d text features, but "
+                          f"{data.name} has {data.image_dim}-d and {data.text_dim}-d")
+
+
 def rebuild_model(state: dict, cfg: Config, source, device="cpu", log=print) -> CrossModalHasher:
     """The network a checkpoint holds, in eval mode on `device`: sizes from `cfg` (its config), input
     widths from its weights, hash heads when it has `bits`, and the test-time scale of its run
     (ScaleSchedule.eval_scale, with the steps per epoch it trained: iteration / epoch)."""
     image_dim, text_dim = input_dims(state, cfg.fusion_dim)
     steps_per_epoch = state.get("iteration", 0) // max(state.get("epoch", 0), 1)
-    model = build_model(cfg, image_dim, text_dim, state.get("bits"), ScaleSchedule(cfg, steps_per_epoch).eval_scale)
+    schedule = ScaleSchedule(cfg, steps_per_epoch, state.get("bits"))
+    model = build_model(cfg, image_dim, text_dim, state.get("bits"), schedule.eval_scale)
     load_weights(model, state, str(source), log)
     return model.to(device).eval()
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import yaml
 
+from config import scale_max_for
 from runio.atomic import atomic_write_json, atomic_write_text
 
 
@@ -64,7 +65,8 @@ def results_record(cfg, bits: int | None, scores: dict, *, epoch: int, train_sec
     return {"dataset": cfg.dataset, "task": cfg.task, "bits": bits,
             "use_progressive_hash": cfg.use_progressive_hash, "scale_schedule": cfg.scale_schedule,
             "modality_dropout": cfg.modality_dropout, "protocols": list(protocols),
-            "balanced_loss": cfg.balanced_loss, "scale_min": cfg.scale_min, "scale_max": cfg.scale_max,
+            "balanced_loss": cfg.balanced_loss, "scale_min": cfg.scale_min,
+            "scale_max": scale_max_for(cfg.scale_max, bits) if bits else cfg.scale_max, "preset": cfg.preset,
             "eval_scale": eval_scale, "epoch": epoch, "seed": cfg.seed, "map_k": cfg.map_k or None, **scores,
             "train_seconds": train_seconds, "checkpoint": str(checkpoint), "output_dir": str(output_dir),
             "num_train": len(data.train), "num_query": len(data.query), "num_retrieval": len(data.retrieval)}

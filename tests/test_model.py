@@ -37,3 +37,76 @@ def test_head_is_tanh_of_scaled_logits():
     plain.load_state_dict(head.state_dict())
     torch.testing.assert_close(plain(x, scale=3.0), torch.tanh(logits))  # scale ignored when off
     assert ImageMlp is TextMlp is HashHead
+
+
+def _library_encoder(encoder, image, text):
+    """The fused embeddings by PyTorch's own TransformerEncoder, each item a length-1 sequence."""
+    tokens = torch.cat([image, text], dim=1).unsqueeze(1)                       # (B, 1, F)
+    fused = torch.nn.functional.normalize(encoder.encoder(tokens).squeeze(1), dim=1)
+    return fused[:, :encoder.half], fused[:, encoder.half:]
+
+
+def test_length_one_fast_path_equals_the_library_layer_in_evaluation():
+    torch.manual_seed(0)
+    encoder = FuseTransEncoder(32, 32, fusion_dim=64, num_heads=4, ff_dim=96).eval()
+    image, text = torch.randn(20, 32), torch.randn(20, 32)
+    for ours, library in zip(encoder(image, text), _library_encoder(encoder, image, text)):
+        torch.testing.assert_close(ours, library, rtol=0, atol=1e-6)
+
+
+def test_length_one_fast_path_has_the_library_gradients_without_dropout():
+    torch.manual_seed(0)
+    encoder = FuseTransEncoder(32, 32, fusion_dim=64, num_heads=4, ff_dim=96, dropout=0.0).train()
+    image, text = torch.randn(20, 32), torch.randn(20, 32)
+    grads = []
+    for run in (encoder, lambda i, t: _library_encoder(encoder, i, t)):
+        encoder.zero_grad()
+        fused_image, fused_text = run(image, text)
+        (fused_image.sum() * 3 + fused_text.pow(2).sum()).backward()
+        grads.append({n: p.grad.clone() for n, p in encoder.named_parameters() if p.grad is not None})
+    assert grads[0].keys() == grads[1].keys()
+    for name in grads[0]:
+        torch.testing.assert_close(grads[0][name], grads[1][name], rtol=1e-4, atol=1e-6)
+
+
+def test_fast_path_keeps_attention_dropout_per_head():
+    """With length-1 sequences, dropout on the attention weights keeps or drops each head's value
+    (scaled by 1/(1-p)); the mean output over many draws is the output without dropout."""
+    torch.manual_seed(0)
+    layer = torch.nn.TransformerEncoderLayer(8, 2, 16, dropout=0.5, batch_first=True).train()
+    layer.dropout1.p = layer.dropout.p = layer.dropout2.p = 0.0      # only the attention dropout left
+    from model import _length_one_layer
+    x = torch.randn(1, 8).expand(4000, 8)
+    with torch.no_grad():
+        draws = _length_one_layer(layer, x)
+        library = layer(x.unsqueeze(1)).squeeze(1)
+        distinct = torch.unique(draws.round(decimals=4), dim=0)
+        library_distinct = torch.unique(library.round(decimals=4), dim=0)
+    assert len(distinct) == len(library_distinct) == 4               # 2 heads kept or dropped: 4 outcomes
+    torch.testing.assert_close(distinct, library_distinct, rtol=0, atol=2e-4)
+
+
+def test_batch_as_sequence_reproduces_ucmfh_evaluation():
+    """UCMFH's evaluation reads a (B, F) batch as one sequence: an item's output then depends on
+    its batch neighbours; the default (length-1 sequences) does not."""
+    torch.manual_seed(0)
+    encoder = FuseTransEncoder(32, 32, fusion_dim=64, num_heads=4, ff_dim=96).eval()
+    image, text = torch.randn(10, 32), torch.randn(10, 32)
+    alone = encoder(image[:5], text[:5])[0]
+    assert torch.allclose(alone, encoder(image, text)[0][:5], atol=1e-6)
+    encoder.batch_as_sequence = True
+    together = encoder(image, text)[0][:5]
+    assert not torch.allclose(encoder(image[:5], text[:5])[0], together, atol=1e-3)
+    tokens = torch.cat([image, text], 1).unsqueeze(0)
+    expected = torch.nn.functional.normalize(encoder.encoder(tokens).squeeze(0), dim=1)[:5, :32]
+    torch.testing.assert_close(together, expected)
+
+
+def test_head_dropout_applies_in_training_only():
+    torch.manual_seed(0)
+    head = HashHead(16, 8, hidden=64, dropout=0.5)
+    x = torch.randn(6, 16)
+    head.train()
+    assert not torch.allclose(head(x), head(x))
+    head.eval()
+    assert torch.equal(head(x), head(x))

@@ -13,7 +13,7 @@ import yaml
 
 from config import SCALE_SCHEDULES, Config
 from conftest import ROOT
-from schedules import ScaleSchedule, hashnet_scale, training_progress
+from schedules import ScaleSchedule, hashnet_scale, normalized_hashnet, training_progress
 from study import plots
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -184,9 +184,8 @@ def test_scale_comparison_draws_the_training_schedules():
     left, right = plots.scale_comparison_figure(epochs=epochs, iters_per_epoch=iters, scale_max=10.0).axes
     assert left.get_title() == "Scale schedules (6 epochs, scale 1 → 10)"
     assert (left.get_xlabel(), left.get_ylabel()) == ("epochs of training elapsed (epoch)", "scale")
-    defaults = Config()
-    hashnet_label = (f"hashnet (γ={defaults.hashnet_gamma:g}, power {defaults.hashnet_power:g}, updated every "
-                     f"{defaults.hashnet_step_size} it; {iters} it/epoch)")
+    gamma, step = normalized_hashnet(epochs * iters, 1.0, 10.0, Config().hashnet_power, Config().hashnet_step_size)
+    hashnet_label = f"hashnet (γ={gamma:g}, power 0.5, updated every {step} it; {iters} it/epoch)"
     assert texts(left.get_legend()) == [hashnet_label if n == "hashnet" else n for n in SCALE_SCHEDULES]
     curves = lines_by_label(left)
     for name in set(SCALE_SCHEDULES) - {"hashnet"}:  # one step per epoch, the last held to its end
@@ -197,8 +196,7 @@ def test_scale_comparison_draws_the_training_schedules():
         assert curves[name].get_drawstyle() == "steps-post"
     np.testing.assert_allclose(curves["linear"].get_ydata()[:-1], 1 + 9 * np.arange(epochs) / (epochs - 1))
     its = np.arange(epochs * iters + 1)
-    expected = [hashnet_scale(it, 1.0, defaults.hashnet_gamma, defaults.hashnet_power, defaults.hashnet_step_size)
-                for it in its]
+    expected = [min(hashnet_scale(it, 1.0, gamma, 0.5, step), 10.0) for it in its]   # fitted to the run, capped
     np.testing.assert_allclose(curves[hashnet_label].get_xydata(), np.column_stack([its / iters, expected]))
     assert texts(right.get_legend()) == ["scale 1", "scale 2", "scale 5", "scale 10", "scale 20", "sign(x)"]
     for line in right.get_lines()[:-1]:
@@ -213,6 +211,7 @@ def test_scale_comparison_takes_hashnet_values_from_config(monkeypatch):
         hashnet_gamma: float = 0.02
         hashnet_power: float = 0.75
         hashnet_step_size: int = 30
+        hashnet_normalize: bool = False
 
     monkeypatch.setattr(plots, "Config", Tuned)
     left = plots.scale_comparison_figure(epochs=3, iters_per_epoch=40).axes[0]

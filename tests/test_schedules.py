@@ -2,8 +2,8 @@ import math
 
 import pytest
 
-from config import Config
-from schedules import ScaleSchedule, epoch_scale, hashnet_scale, training_progress
+from config import Config, ConfigError
+from schedules import ScaleSchedule, epoch_scale, hashnet_scale, normalized_hashnet, training_progress
 
 
 def schedule(iters_per_epoch=40, **kw):
@@ -40,15 +40,44 @@ def test_hashnet_is_updated_every_step_size_iterations():
     assert hashnet_scale(199, 1.0, 0.005, 0.5, 200) == 1.0
     assert hashnet_scale(200, 1.0, 0.005, 0.5, 200) == pytest.approx(math.sqrt(2.0))
     assert hashnet_scale(10_000, 1.0, 0.005, 0.5, 200) == pytest.approx(math.sqrt(51.0))  # about 7.1
-    s = schedule(scale_schedule="hashnet")
+    s = schedule(scale_schedule="hashnet", hashnet_normalize=False)
     assert s.per_iteration and s.at(epoch=3, iteration=400) == pytest.approx(math.sqrt(3.0))
 
 
+def test_raw_hashnet_is_capped_at_scale_max():
+    s = schedule(scale_schedule="hashnet", hashnet_normalize=False, scale_max=2.0)
+    assert s.at(0, 200) == pytest.approx(math.sqrt(2.0)) and s.at(0, 10_000) == 2.0
+
+
+def test_normalized_hashnet_fits_the_run_and_reaches_scale_max():
+    # HashNet's 200-of-10,000 step is scaled to the run: 20 epochs x 12 steps = 240 -> every 5 steps
+    gamma, step = normalized_hashnet(240, 1.0, 10.0, 0.5, 200)
+    assert step == 5 and gamma == pytest.approx((10.0 ** 2 - 1) / 235)
+    s = schedule(scale_schedule="hashnet", epoch=20, iters_per_epoch=12)
+    values = [s.at(it // 12, it) for it in range(240)]
+    assert values[:5] == [1.0] * 5 and values[5] == pytest.approx(math.sqrt(1 + 5 * gamma))
+    assert values[235] == pytest.approx(10.0) and values[-1] == pytest.approx(10.0)
+    assert all(a <= b for a, b in zip(values, values[1:]))              # never falls
+    assert len(set(values)) == 48                                        # one value per update
+    # a run of HashNet's own length keeps its step; gamma is fitted to scale_max
+    assert normalized_hashnet(10_000, 1.0, 7.0, 0.5, 200) == (pytest.approx(48 / 9800), 200)
+    assert normalized_hashnet(1, 1.0, 10.0, 0.5, 200) == (0.0, 1)       # a one-step run has no update
+
+
 def test_the_test_time_scale_is_the_last_training_steps():
-    # hashnet: 20 epochs x 12 steps, last step 239 -> updated at 200 -> sqrt(2), not scale_max
-    assert schedule(scale_schedule="hashnet", epoch=20, iters_per_epoch=12).eval_scale == pytest.approx(math.sqrt(2))
-    for name in ("linear", "exponential", "step", "constant"):
+    # raw hashnet: 20 epochs x 12 steps, last step 239 -> updated at 200 -> sqrt(2), not scale_max
+    raw = schedule(scale_schedule="hashnet", epoch=20, iters_per_epoch=12, hashnet_normalize=False)
+    assert raw.eval_scale == pytest.approx(math.sqrt(2))
+    for name in ("linear", "exponential", "step", "constant", "hashnet"):
         assert schedule(scale_schedule=name, epoch=7, iters_per_epoch=3).eval_scale == pytest.approx(10.0)
+
+
+def test_scale_max_per_code_length():
+    s = ScaleSchedule(Config(scale_max={16: 8.0, 64: 15.0}, hash_lens=[16, 64], epoch=5), 3, bits=64)
+    assert s.scale_max == 15.0 and s.at(4) == 15.0 and s.eval_scale == 15.0
+    assert ScaleSchedule(Config(scale_max={16: 8.0}, epoch=5), 3, bits=16).eval_scale == 8.0
+    with pytest.raises(ConfigError, match="no value for 32 bits"):
+        ScaleSchedule(Config(scale_max={16: 8.0}), 3, bits=32)
 
 
 def test_off_means_plain_tanh_in_training_and_test():

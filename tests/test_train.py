@@ -104,7 +104,8 @@ def test_ablation_switches(tmp_path, data_root, capsys, extra, schedule_label):
     out = capsys.readouterr().out
     assert result["use_progressive_hash"] is schedule_label
     assert ("Progressive scale" in out) is schedule_label
-    assert result["eval_scale"] == 1.0   # plain tanh; hashnet after 6 steps (its scale moves every 200)
+    # plain tanh: 1; hashnet fitted to the 6-step run: scale_max at its last step
+    assert result["eval_scale"] == (10.0 if schedule_label else 1.0)
 
 
 def test_real_stage_trains_and_tests(tmp_path, data_root):
@@ -176,7 +177,8 @@ def test_heads_train_at_each_steps_scale_and_score_at_the_test_time_scale(tmp_pa
     # HashNet's schedule changes every step here; the test-time scale is its last step's (not scale_max)
     seen.clear()
     [result] = train.main(args(tmp_path / "b", data_root, "--epoch", "2", "--eval_every", "0", "--scale_schedule",
-                               "hashnet", "--hashnet_step_size", "1", "--save_codes", "true",
+                               "hashnet", "--hashnet_step_size", "1", "--hashnet_normalize", "false",
+                               "--save_codes", "true",
                                "--record_histograms", "true"))
     expected = [hashnet_scale(it, 1.0, 0.005, 0.5, 1) for it in range(2 * steps)]
     assert [s for training, s in seen if training] == [s for s in expected for _ in range(2)]
