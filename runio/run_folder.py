@@ -62,6 +62,7 @@ def results_record(cfg, bits: int | None, scores: dict, *, epoch: int, train_sec
                    eval_scale: float, protocols, checkpoint, output_dir, data) -> dict:
     """The results.json of a trained or scored model: what it is, how it was scored, the scores
     (paired keys unprefixed, unimodal keys prefixed unimodal_), timing and split sizes."""
+    scored = (lambda n: n // cfg.eval_batch_size * cfg.eval_batch_size) if cfg.eval_drop_last else (lambda n: n)  # noqa: E731
     return {"dataset": cfg.dataset, "task": cfg.task, "bits": bits,
             "use_progressive_hash": cfg.use_progressive_hash, "scale_schedule": cfg.scale_schedule,
             "modality_dropout": cfg.modality_dropout, "protocols": list(protocols),
@@ -69,4 +70,6 @@ def results_record(cfg, bits: int | None, scores: dict, *, epoch: int, train_sec
             "scale_max": scale_max_for(cfg.scale_max, bits) if bits else cfg.scale_max, "preset": cfg.preset,
             "eval_scale": eval_scale, "epoch": epoch, "seed": cfg.seed, "map_k": cfg.map_k or None, **scores,
             "train_seconds": train_seconds, "checkpoint": str(checkpoint), "output_dir": str(output_dir),
-            "num_train": len(data.train), "num_query": len(data.query), "num_retrieval": len(data.retrieval)}
+            # the sizes used: train_limit cuts training, eval_drop_last the scored sets to whole batches
+            "num_train": min(len(data.train), cfg.train_limit or len(data.train)),
+            "num_query": scored(len(data.query)), "num_retrieval": scored(len(data.retrieval))}
