@@ -1,16 +1,21 @@
-"""Run a grid of trainings and summarise it: does progressive hashing help, by how much, where?
+"""Run a grid of trainings and summarise it: which setting helps, by how much, where?
 
     python scripts/ablation.py --dataset demo --bits 16 32 --seeds 3
     python scripts/ablation.py --dataset wiki --data_root ../shared/data --bits 16 32 64 \\
         --schedules linear hashnet --seeds 3 --cca
+    python scripts/ablation.py --dataset demo --vary modality_dropout=0,0.5,0.75 -- --val_queries 400
+    python scripts/ablation.py --ladder ucmfh --dataset demo --bits 16 64 --seeds 3 -- --val_queries 400
 
 Axes: datasets x code lengths x {plain, progressive with each schedule and scale_max}
-x balanced loss off/on x seeds (0..seeds-1). Each run goes to
-<out>/<dataset>/<bits>bit/<method>/seed<k>/ (with histograms.json and codes.npz);
-a run whose results.json exists is skipped, so an interrupted grid resumes where it
-stopped and a finished one does no work. Then summary.csv and summary.md are
-written to <out>, and the plots of `scripts/plot.py all` (unless --no_plots).
-Flags after `--` go to train.py (e.g. `-- --epoch 10`).
+x balanced loss off/on x seeds (0..seeds-1); or, with --ladder, the rungs of that
+ladder (study/ladder.py) in place of the method axes. Every --vary KEY=V1,V2,...
+adds an axis over any train.py setting; a varied setting is compared with its
+baseline (plain, or the previous rung) at the same varied values. Each run goes
+to <out>/<dataset>/<bits>bit/<label>/seed<k>/ (with histograms.json and
+codes.npz); a run whose results.json exists is skipped, so an interrupted grid
+resumes where it stopped and a finished one does no work. Then summary.csv and
+summary.md are written to <out>, and the plots of `scripts/plot.py all` (unless
+--no_plots). Flags after `--` go to train.py (e.g. `-- --epoch 10`).
 """
 from __future__ import annotations
 
@@ -19,9 +24,25 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from config import SCALE_SCHEDULES, ConfigError, build_config  # noqa: E402
+from config import SCALE_SCHEDULES, ConfigError, build_config, coerce  # noqa: E402
 from data import DataError, canonical_dataset_name, load_dataset  # noqa: E402
 from study.ablation import run_grid  # noqa: E402
+from study.ladder import LADDERS  # noqa: E402
+
+
+def vary_axis(text):
+    """KEY=V1,V2,... -> (KEY, [V1, V2, ...]), each value checked as train.py would read it."""
+    key, equals, values = text.partition("=")
+    key = key.strip().lstrip("-").replace("-", "_")
+    items = [v.strip() for v in values.split(",") if v.strip()]
+    if not equals or not items:
+        raise argparse.ArgumentTypeError(f"expected KEY=V1,V2,... such as modality_dropout=0,0.5, got {text!r}")
+    try:
+        for item in items:
+            coerce(key, item)
+    except ConfigError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+    return key, items
 
 
 def parse_args(argv):
@@ -32,8 +53,11 @@ def parse_args(argv):
     p.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 (default 3)")
     p.add_argument("--progressive", nargs="+", choices=("on", "off"), default=["on", "off"])
     p.add_argument("--schedules", nargs="+", choices=SCALE_SCHEDULES, default=["linear"])
-    p.add_argument("--scale_max", nargs="+", type=float, default=[10.0])
+    p.add_argument("--scale_max", nargs="+", default=["10"], help="values, or per-length maps like 16:10,64:15")
     p.add_argument("--balanced", nargs="+", choices=("on", "off"), default=["off"])
+    p.add_argument("--vary", action="append", type=vary_axis, default=[], metavar="KEY=V1,V2",
+                   help="an axis over any train.py setting (repeatable)")
+    p.add_argument("--ladder", choices=sorted(LADDERS), help="run this ladder's rungs instead of the method axes")
     p.add_argument("--cca", action="store_true", help="add the CCA sign-code baseline (deterministic: one run)")
     p.add_argument("--data_root", default="data")
     p.add_argument("--out", help="grid folder (default runs/ablation_<datasets>)")
@@ -53,6 +77,8 @@ def main(argv=None):
         for dataset in args.dataset:  # fail fast on a bad dataset or flag, before hours of runs
             load_dataset(dataset, args.data_root)
         build_config(["--dataset", args.dataset[0], *args.train_flags])
+        for scale_max in args.scale_max:
+            coerce("scale_max", scale_max)
     except (ConfigError, DataError) as err:
         print(f"error: {err}", file=sys.stderr)
         raise SystemExit(2) from None

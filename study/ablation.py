@@ -1,60 +1,102 @@
-"""The ablation grid: train every cell of datasets x code lengths x methods x seeds, then summarise.
+"""The ablation grid: train every cell of datasets x code lengths x settings x seeds, then summarise.
 
-A run goes to <out>/<dataset>/<bits>bit/<method>/seed<k>/ (with train.log,
-histograms.json, codes.npz and curves.json); a run whose results.json exists is
-skipped, so an interrupted grid resumes where it stopped and a finished one does
-no work. The command line is scripts/ablation.py.
+A run goes to <out>/<dataset>/<bits>bit/<label>/seed<k>/ (with train.log, grid.json naming
+its setting and the setting it is compared with, histograms.json, codes.npz and curves.json);
+a run whose results.json exists is skipped, so an interrupted grid resumes where it stopped and
+a finished one does no work. A run whose trained model would equal an earlier run's (same
+config.CHECKPOINT_KEYS values: it differs only in how it is scored) re-scores that run's
+checkpoint instead of training. The command line is scripts/ablation.py.
 """
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import shutil
 from concurrent.futures import ProcessPoolExecutor
 
 from tqdm import tqdm
 
+from config import CHECKPOINT_KEYS, build_config, to_dict
 from data import load_dataset
 from metrics.curves import write_curves
 from runio.atomic import atomic_write_json
+from study.ladder import rung_settings
 from study.summary import console_table, method_label, write_summary
 
 
-def settings(args) -> list:
-    """The method settings of the grid, each as the results.json fields that name it."""
+def _method_settings(args) -> list:
+    """(label, settings, label compared with) of the progressive x schedule x balanced axes."""
     out = []
     for balanced in (b == "on" for b in args.balanced):
+        plain = {"use_progressive_hash": False, "balanced_loss": balanced}
         if "off" in args.progressive:
-            out.append({"use_progressive_hash": False, "balanced_loss": balanced})
+            out.append(plain)
         if "on" in args.progressive:
             out += [{"use_progressive_hash": True, "scale_schedule": schedule, "scale_max": scale_max,
                      "balanced_loss": balanced}
-                    for schedule in args.schedules  # hashnet's scale ignores scale_max: one run
-                    for scale_max in (args.scale_max if schedule != "hashnet" else args.scale_max[:1])]
+                    for schedule in args.schedules  # hashnet reaches scale_max too, but one run suffices per value
+                    for scale_max in args.scale_max]
+    return [(method_label(s), s, None if not s["use_progressive_hash"] else method_label(
+        {"use_progressive_hash": False, "balanced_loss": s["balanced_loss"]})) for s in out]
+
+
+def settings(args) -> list:
+    """(label, settings, label compared with or None) of every setting of the grid: the ladder's
+    rungs (args.ladder) or the method axes, crossed with every --vary axis (KEY=V1,V2); a varied
+    setting is compared with its baseline at the same varied values."""
+    base = rung_settings(args.ladder) if args.ladder else _method_settings(args)
+    axes = [[(key, value) for value in values] for key, values in args.vary]
+    out = []
+    for combo in itertools.product(*axes):
+        suffix = "".join(f" {key}={value}" for key, value in combo)
+        for label, setting, baseline in base:
+            out.append((label + suffix, {**setting, **dict(combo)}, baseline and baseline + suffix))
     return out
 
 
 def grid(args) -> list:
-    """(run folder, train.py argv or None for CCA, dataset, bits) for every cell and seed."""
+    """(run folder, train.py argv or None for CCA, dataset, bits, grid.json record) for every run."""
     runs = []
     for dataset in args.dataset:
         for bits in args.bits:
             if args.cca:
-                runs.append((args.out / dataset / f"{bits}bit" / "cca", None, dataset, bits))
-            for setting in settings(args):
+                runs.append((args.out / dataset / f"{bits}bit" / "cca", None, dataset, bits, None))
+            for order, (label, setting, baseline) in enumerate(settings(args)):
                 flags = [f"--{key}={value}" for key, value in setting.items()]
                 for seed in range(args.seeds):
-                    folder = args.out / dataset / f"{bits}bit" / method_label(setting) / f"seed{seed}"
+                    folder = args.out / dataset / f"{bits}bit" / label.replace(" ", "_") / f"seed{seed}"
                     argv = ["--dataset", dataset, "--data_root", args.data_root, "--hash_lens", str(bits),
-                            "--seed", str(seed), *flags, "--output_dir", str(folder),
+                            *flags, "--seed", str(seed), "--output_dir", str(folder),
                             "--checkpoint_dir", str(folder / "checkpoints"), "--save_every", "0",
                             "--record_histograms", "true", "--save_codes", "true", *args.train_flags]
-                    runs.append((folder, argv, dataset, bits))
+                    runs.append((folder, argv, dataset, bits, {"method": label, "baseline": baseline,
+                                                                "order": order}))
     return runs
 
 
-def run_one(folder, argv, dataset, bits, data_root, threads, keep_checkpoints):
-    """One training (or the CCA baseline), its console output kept in <folder>/train.log."""
+def share_trainings(runs) -> list:
+    """The runs with, for each whose model equals an earlier run's (same checkpoint settings), the
+    argv that re-scores that run's checkpoint (task test_hash) in place of training."""
+    trained, out = {}, []
+    for folder, argv, dataset, bits, record in runs:
+        if argv is not None:
+            cfg = to_dict(build_config(argv))
+            key = (bits, repr(sorted((k, v) for k, v in cfg.items() if k in CHECKPOINT_KEYS)))
+            source = trained.get(key)
+            if source is not None and (source / "results.json").is_file() and not (source / "checkpoints").is_dir():
+                source = None                  # its checkpoint was cleaned up: train this one afresh
+            if source is not None:
+                argv = [*argv, "--task", "test_hash", "--checkpoint_dir", str(source / "checkpoints")]
+                record = {**record, "scored_checkpoint_of": str(source)}
+            else:
+                trained[key] = folder
+        out.append((folder, argv, dataset, bits, record))
+    return out
+
+
+def run_one(folder, argv, dataset, bits, record, data_root, threads):
+    """One training, re-scoring or CCA baseline, its console output kept in <folder>/train.log."""
     import torch
 
     import train
@@ -62,6 +104,8 @@ def run_one(folder, argv, dataset, bits, data_root, threads, keep_checkpoints):
 
     torch.set_num_threads(threads)
     folder.mkdir(parents=True, exist_ok=True)
+    if record:
+        atomic_write_json(folder / "grid.json", record)
     with open(folder / "train.log", "w") as log, contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
         if argv is None:
             scores = cca_scores(load_dataset(dataset, data_root), bits)
@@ -69,28 +113,36 @@ def run_one(folder, argv, dataset, bits, data_root, threads, keep_checkpoints):
                                                         "seed": 0, "train_seconds": 0.0, **scores})
         else:
             train.main(argv)
-    if not keep_checkpoints:
-        shutil.rmtree(folder / "checkpoints", ignore_errors=True)
     return folder
 
 
-def run_grid(args) -> list:
-    """Train every missing run of the grid (args as scripts/ablation.py parses them), in --jobs
-    processes; then curves.json where missing, summary.csv / summary.md and, unless args.no_plots,
-    every figure of study.figures.plot_all. Returns the summary rows."""
-    runs = grid(args)
-    todo = [r for r in runs if not (r[0] / "results.json").is_file()]
-    print(f"{len(runs)} runs in the grid, {len(runs) - len(todo)} already done, {len(todo)} to run -> {args.out}")
-    threads = max(1, (os.cpu_count() or 1) // max(1, args.jobs))
-    work = [(folder, argv, dataset, bits, args.data_root, threads, args.keep_checkpoints)
-            for folder, argv, dataset, bits in todo]
-    if args.jobs > 1:
-        with ProcessPoolExecutor(args.jobs) as pool:
-            for _ in tqdm(pool.map(run_one, *zip(*work)) if work else [], total=len(work), desc="runs"):
+def _run_all(work, jobs):
+    if jobs > 1 and len(work) > 1:
+        with ProcessPoolExecutor(jobs) as pool:
+            for _ in tqdm(pool.map(run_one, *zip(*work)), total=len(work), desc="runs"):
                 pass
     else:
         for item in tqdm(work, desc="runs", disable=None):
             run_one(*item)
+
+
+def run_grid(args) -> list:
+    """Train every missing run of the grid (args as scripts/ablation.py parses them), in --jobs
+    processes, trainings first, then the re-scorings of their checkpoints; then curves.json where
+    missing, summary.csv / summary.md and, unless args.no_plots, every figure of
+    study.figures.plot_all. Returns the summary rows."""
+    runs = share_trainings(grid(args))
+    todo = [r for r in runs if not (r[0] / "results.json").is_file()]
+    print(f"{len(runs)} runs in the grid, {len(runs) - len(todo)} already done, {len(todo)} to run -> {args.out}")
+    threads = max(1, (os.cpu_count() or 1) // max(1, args.jobs))
+    work = [(folder, argv, dataset, bits, record, args.data_root, threads)
+            for folder, argv, dataset, bits, record in todo]
+    rescoring = [w for w in work if w[4] and "scored_checkpoint_of" in w[4]]
+    _run_all([w for w in work if w not in rescoring], args.jobs)
+    _run_all(rescoring, args.jobs)
+    if not args.keep_checkpoints:
+        for folder, *_ in runs:
+            shutil.rmtree(folder / "checkpoints", ignore_errors=True)
     for codes in sorted(args.out.rglob("codes.npz")):  # runs made before curves were written
         if not (codes.parent / "curves.json").is_file():
             write_curves(codes.parent)
