@@ -18,6 +18,7 @@ from tqdm import tqdm
 
 from config import ConfigError, merge_checkpoint_config, resolve_device, to_dict
 from data import load_dataset
+from data.splits import check_val_queries
 from evaluate import PROTOCOLS, score_model
 from losses import balanced_pairwise_loss, contrastive_loss, neighbour_similarity, ucmfh_loss
 from model import build_model
@@ -58,6 +59,8 @@ class Solver:
     def _build(self, cfg, checkpoint):
         torch.manual_seed(cfg.seed)
         d = self.data
+        if cfg.val_queries:   # refused now, not after training
+            check_val_queries(cfg.val_queries, d.retrieval)
         self.num_train = min(len(d.train), cfg.train_limit or len(d.train))   # UCMFH trains on the first 4,992
         steps = self.num_train // cfg.batch_size if cfg.train_drop_last else math.ceil(self.num_train / cfg.batch_size)
         if steps == 0:

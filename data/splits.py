@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .errors import DataError
+
 
 @dataclass
 class FeatureSplit:
@@ -66,13 +68,18 @@ def whole_batches(split: FeatureSplit, batch_size: int) -> FeatureSplit:
 VALIDATION_SEED = 0   # one held-out set for every run, so settings are compared on the same queries
 
 
+def check_val_queries(count: int, retrieval: FeatureSplit) -> None:
+    """DataError (one line) unless 0 < count < database size."""
+    if not 0 < count < len(retrieval):
+        raise DataError(f"--val_queries: {count} must be between 1 and the database size - 1 "
+                        f"({len(retrieval) - 1}) of {retrieval.source}")
+
+
 def hold_out_queries(retrieval: FeatureSplit, count: int) -> tuple:
     """(validation queries, the database without them): `count` database items drawn at random with
     a fixed seed. The training pairs usually come from the database, so a validation query may be
     a training pair; its labels are never used for training, only to score."""
-    if not 0 < count < len(retrieval):
-        raise ValueError(f"--val_queries: {count} must be between 1 and the database size - 1 "
-                         f"({len(retrieval) - 1})")
+    check_val_queries(count, retrieval)
     chosen = np.sort(np.random.default_rng(VALIDATION_SEED).choice(len(retrieval), count, replace=False))
     rest = np.setdiff1d(np.arange(len(retrieval)), chosen)
     return (take_rows(retrieval, chosen, f"{count} validation queries"),

@@ -21,6 +21,7 @@ from config import CHECKPOINT_KEYS, build_config, to_dict
 from data import load_dataset
 from metrics.curves import write_curves
 from runio.atomic import atomic_write_json
+from study.claims import write_claims
 from study.ladder import rung_settings
 from study.summary import console_table, method_label, write_summary
 
@@ -129,12 +130,12 @@ def _run_all(work, jobs):
 def run_grid(args) -> list:
     """Train every missing run of the grid (args as scripts/ablation.py parses them), in --jobs
     processes, trainings first, then the re-scorings of their checkpoints; then curves.json where
-    missing, summary.csv / summary.md and, unless args.no_plots, every figure of
-    study.figures.plot_all. Returns the summary rows."""
+    missing, summary.csv / summary.md, claims.md / claims.json (study.claims) and, unless
+    args.no_plots, every figure of study.figures.plot_all. Returns the summary rows."""
     runs = share_trainings(grid(args))
     todo = [r for r in runs if not (r[0] / "results.json").is_file()]
     print(f"{len(runs)} runs in the grid, {len(runs) - len(todo)} already done, {len(todo)} to run -> {args.out}")
-    threads = max(1, (os.cpu_count() or 1) // max(1, args.jobs))
+    threads = getattr(args, "threads", None) or max(1, (os.cpu_count() or 1) // max(1, args.jobs))
     work = [(folder, argv, dataset, bits, record, args.data_root, threads)
             for folder, argv, dataset, bits, record in todo]
     rescoring = [w for w in work if w[4] and "scored_checkpoint_of" in w[4]]
@@ -148,7 +149,9 @@ def run_grid(args) -> list:
             write_curves(codes.parent)
     rows = write_summary(args.out)
     print(console_table(rows))
-    print(f"\nsummary: {args.out / 'summary.md'} and {args.out / 'summary.csv'}")
+    write_claims(args.out)
+    print(f"\nsummary: {args.out / 'summary.md'} and {args.out / 'summary.csv'}; the design note's claims "
+          f"(loss spread, quantisation gap, saturation): {args.out / 'claims.md'}")
     if not args.no_plots and (todo or not (args.out / "map_vs_bits.png").is_file()):
         from study.figures import plot_all
 

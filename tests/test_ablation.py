@@ -79,3 +79,103 @@ def test_interrupted_grid_resumes_and_a_finished_one_does_no_work(tmp_path, monk
     assert (run / "histograms.json").is_file() and (run / "codes.npz").is_file()
     assert not (run / "checkpoints").exists()
     assert json.loads((run / "results.json").read_text())["seed"] == 1
+
+
+def test_ladder_rungs_are_cumulative_then_branch_with_their_baselines():
+    from study.ladder import FLAWS_FIXED, rung_settings
+    rungs = {label: (settings, parent) for label, settings, parent in rung_settings("ucmfh")}
+    assert rungs["ucmfh"] == ({"preset": "ucmfh"}, None)
+    assert rungs["+stable-ties"][0] == {"preset": "ucmfh", "eval_sequence": "item", "eval_drop_last": False,
+                                        "tie_order": "index"}
+    fixed = rungs[FLAWS_FIXED][0]
+    assert fixed == {"preset": "ucmfh", "eval_sequence": "item", "eval_drop_last": False, "tie_order": "index",
+                     "lr_step": "epoch", "train_limit": 0, "train_drop_last": False}
+    assert rungs["dropout-0.5"] == ({**fixed, "modality_dropout": 0.5}, FLAWS_FIXED)
+    assert rungs["progressive-hashnet"][0] == {**fixed, "use_progressive_hash": True, "scale_schedule": "hashnet"}
+    assert rungs["dropout-0.75+progressive"] == ({**fixed, "modality_dropout": 0.75, "use_progressive_hash": True,
+                                                  "scale_schedule": "linear"}, "dropout-0.75")
+    assert rungs["defaults"] == ({}, FLAWS_FIXED)
+    # after every switch is off, the preset's remaining values are UCMFH's training: dropout 0, plain tanh
+    from config import build_config
+    cfg, default = build_config([f"--{k}={v}" for k, v in fixed.items()]), build_config([])
+    differ = {k for k in vars(cfg) if getattr(cfg, k) != getattr(default, k)}
+    assert differ == {"preset", "seed", "modality_dropout", "use_progressive_hash", "eval_batch_size"}
+
+
+def test_vary_axis_crosses_settings_and_compares_at_equal_values(tmp_path):
+    args = ablation_cli.parse_args(["--dataset", "demo", "--bits", "8", "--seeds", "2", "--out", str(tmp_path),
+                                    "--vary", "modality_dropout=0,0.5", "--vary", "lr_hash=0.001"])
+    labels = {label: baseline for label, _, baseline in ablation.settings(args)}
+    assert labels == {"plain modality_dropout=0 lr_hash=0.001": None,
+                      "progressive-linear modality_dropout=0 lr_hash=0.001": "plain modality_dropout=0 lr_hash=0.001",
+                      "plain modality_dropout=0.5 lr_hash=0.001": None,
+                      "progressive-linear modality_dropout=0.5 lr_hash=0.001":
+                          "plain modality_dropout=0.5 lr_hash=0.001"}
+    runs = ablation.grid(args)
+    assert len(runs) == 8
+    folder, argv, *_ = runs[2]
+    assert folder == tmp_path / "demo" / "8bit" / "progressive-linear_modality_dropout=0_lr_hash=0.001" / "seed0"
+    assert "--modality_dropout=0" in argv and "--lr_hash=0.001" in argv
+    for bad in ("modality_dropout", "nope=1,2", "modality_dropout=x", "epoch="):
+        with pytest.raises(SystemExit):
+            ablation_cli.parse_args(["--vary", bad])
+
+
+def test_runs_that_differ_only_in_scoring_re_score_a_checkpoint(tmp_path):
+    args = ablation_cli.parse_args(["--dataset", "demo", "--bits", "8", "--seeds", "1", "--out", str(tmp_path),
+                                    "--ladder", "ucmfh"])
+    runs = {record["method"]: (folder, argv, record) for folder, argv, _, _, record in
+            ablation.share_trainings(ablation.grid(args))}
+    source = runs["ucmfh"][0]
+    for label in ("+item-eval", "+all-scored", "+stable-ties"):   # evaluation switches only: no training
+        folder, argv, record = runs[label]
+        assert record["scored_checkpoint_of"] == str(source)
+        assert argv[-4:] == ["--task", "test_hash", "--checkpoint_dir", str(source / "checkpoints")]
+    for label in ("ucmfh", "+epoch-lr", "dropout-0.5", "dropout-0.75+progressive"):
+        assert "scored_checkpoint_of" not in runs[label][2] and "test_hash" not in runs[label][1]
+    # the project's defaults train the same model as dropout 0.75 + progressive (they differ in
+    # eval_batch_size only)
+    assert runs["defaults"][2]["scored_checkpoint_of"] == str(runs["dropout-0.75+progressive"][0])
+
+
+def test_ladder_grid_end_to_end_with_validation_scores(tmp_path):
+    argv = ["--dataset", "demo", "--data_root", str(tmp_path / "data"), "--bits", "8", "--seeds", "2",
+            "--ladder", "ucmfh", "--out", str(tmp_path / "grid"), "--no_plots", *SMALL, "--val_queries", "200"]
+    from study import ladder
+    monkey_rungs = [r for r in ladder.LADDERS["ucmfh"] if r.label in ("ucmfh", "+item-eval", "+all-scored")]
+    ladder.LADDERS["test"] = monkey_rungs
+    try:
+        rows = ablation_cli.main([*argv[:argv.index("ucmfh")], "test", *argv[argv.index("ucmfh") + 1:]])
+    finally:
+        del ladder.LADDERS["test"]
+    by_method = {r["method"]: r for r in rows}
+    assert list(by_method) == ["ucmfh", "+item-eval", "+all-scored"]          # ladder order, not by name
+    assert by_method["+item-eval"]["baseline"] == "ucmfh" and by_method["ucmfh"]["baseline"] is None
+    assert by_method["+all-scored"]["val_i2t_map_mean"] is not None
+    # the re-scored rungs read the ucmfh rung's checkpoint: the same training time, other scores
+    assert by_method["+item-eval"]["train_seconds_mean"] == by_method["ucmfh"]["train_seconds_mean"]
+    assert not list((tmp_path / "grid").rglob("*.pth"))                      # cleaned up at the end
+    summary = (tmp_path / "grid" / "summary.md").read_text()
+    assert "| vs |" in summary and "Δ val I2T mAP@K (p)" in summary
+    assert "| demo | 8 | ucmfh | 2 |" in (tmp_path / "grid" / "claims.md").read_text()
+
+
+def test_claims_against_hand_computed_values(tmp_path):
+    from study.claims import write_claims
+    epochs = [{"epoch": e, "loss": 2.0 * e, "loss_step_std": 0.1 * e, "saturated": 0.1 * e, "abs_h": 0.5}
+              for e in range(1, 7)]                      # the last third: epochs 5 and 6
+    for seed, (final, i2t) in enumerate(((12.0, 0.5), (10.0, 0.7))):
+        run = tmp_path / "demo" / "8bit" / "m" / f"seed{seed}"
+        run.mkdir(parents=True)
+        records = [*epochs[:-1], {**epochs[-1], "loss": final}]
+        (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+        (run / "results.json").write_text(json.dumps({
+            **fake({"method": "m"}, seed, i2t, 0.6), "i2t_map_continuous": i2t + 0.02, "t2i_map_continuous": 0.6}))
+    [row] = write_claims(tmp_path)
+    # loss_step_std / loss: epoch 5: 0.5 / 10 = 0.05; epoch 6: 0.6 / 12 (seed 0) or 0.6 / 10 (seed 1)
+    assert row["step_loss_cv"] == pytest.approx(((0.05 + 0.05) + (0.05 + 0.06)) / 4)
+    assert row["final_loss_seed_std"] == pytest.approx(math.sqrt(2.0))          # 12 and 10
+    assert row["quantisation_gap"] == pytest.approx(0.01)                        # (0.02 + 0) / 2
+    assert row["saturated"] == pytest.approx(0.6) and row["abs_h"] == 0.5
+    assert row["map_seed_std"] == pytest.approx(math.sqrt(2) * 0.1 / 2)        # (0.55, 0.65)
+    assert "| demo | 16 | m | 2 |" in (tmp_path / "claims.md").read_text()

@@ -178,3 +178,17 @@ def test_welch_test_and_verdict():
     assert row["same_i2t_map"] is False and row["same_t2i_map"] is True and row["p_t2i_map"] == pytest.approx(1.0)
     assert row["delta_i2t_map"] == pytest.approx(np.mean(b) - np.mean(a))
     assert (row["reference_seconds_per_epoch"], row["compatible_seconds_per_epoch"]) == (1.5, 0.5)
+
+
+def test_bench_epoch_times_the_reference_on_the_same_pairs(tmp_path, capsys):
+    """scripts/bench_epoch.py --reference: the reference (here the fake checkout) reads the bench's
+    own training pairs and its epoch times are reported beside ours."""
+    from conftest import _import_script
+    _import_script("bench_epoch_cli", ROOT / "scripts" / "bench_epoch.py")
+    import bench_epoch_cli
+    reference = fake_reference(tmp_path / "ucmfh")
+    bench_epoch_cli.main(["--pairs", "300", "--epochs", "2", "--bits", "16", "--reference", str(reference)])
+    out = capsys.readouterr().out
+    assert "seconds per epoch (median of 2)" in out
+    assert out.count("reference epoch ") == 2 and "reference UCMFH code (measured now)" in out
+    assert "x faster (target: at least 6x" in out
