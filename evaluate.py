@@ -17,7 +17,6 @@ cosine), plus the tie-aware mAP.
 """
 from __future__ import annotations
 
-import io
 import sys
 from pathlib import Path
 
@@ -25,15 +24,14 @@ import numpy as np
 
 from config import ConfigError, build_config, merge_checkpoint_config, resolve_device, to_dict
 from data import DataError, load_dataset
-from data.splits import hold_out_queries, whole_batches
+from data.splits import hold_out_queries, validation_rows, whole_batches
 from metrics import cosine, hamming, tie_aware
 from metrics.curves import write_curves
 from metrics.inputs import check_inputs, positive_int, signs, to_sign_codes
 from metrics.unstable import unstable_ranking_metrics
 from model import PROTOCOLS as ENCODINGS
-from runio.atomic import atomic_write_bytes
 from runio.checkpoint import check_input_widths, checkpoint_file, read_checkpoint, rebuild_model, saved_config
-from runio.run_folder import RunFolder, default_output_dir, results_record
+from runio.run_folder import RunFolder, default_output_dir, results_record, write_codes
 from runio.tables import score_table
 
 __all__ = ["METRICS", "TIE_METRICS", "PROTOCOLS", "to_sign_codes", "hamming_ranking", "average_precision",
@@ -155,36 +153,37 @@ def score_model(model, data, cfg, final: bool = False, codes_dir=None) -> dict:
     query, database = data.query, data.retrieval
     if cfg.eval_drop_last:
         query, database = whole_batches(query, cfg.eval_batch_size), whole_batches(database, cfg.eval_batch_size)
-    scores, codes = _score_queries(model, query, database, cfg, final, prefix="")
+    encode = lambda split: model.encode_protocols(split, cfg.eval_batch_size, cfg.eval_sequence)  # noqa: E731
+    database_codes = encode(database)
+    scores, codes = _score_codes(model, encode(query), database_codes, query.label, database.label, cfg, final,
+                                 prefix="")
     if cfg.val_queries:
-        scores.update(_score_queries(model, *hold_out_queries(data.retrieval, cfg.val_queries), cfg, final,
-                                     prefix="val_")[0])
+        chosen, rest = validation_rows(len(data.retrieval), cfg.val_queries)
+        if cfg.eval_sequence == "item" and not cfg.eval_drop_last:   # batch-free codes: reuse the database's
+            val_query, val_database = ({p: tuple(side[rows] for side in database_codes[p]) for p in PROTOCOLS}
+                                       for rows in (chosen, rest))
+        else:
+            val_query, val_database = map(encode, hold_out_queries(data.retrieval, cfg.val_queries))
+        labels = np.asarray(data.retrieval.label)
+        scores.update(_score_codes(model, val_query, val_database, labels[chosen], labels[rest], cfg, final,
+                                   prefix="val_")[0])
     if final and model.hashing and codes_dir is not None:
-        buffer = io.BytesIO()
-        np.savez(buffer, **codes, query_label=query.label.astype(np.uint8),
-                 database_label=database.label.astype(np.uint8))
-        atomic_write_bytes(f"{codes_dir}/codes.npz", buffer.getvalue())
+        write_codes(codes_dir, codes, query.label, database.label)
         write_curves(codes_dir)
     return scores
 
 
-def _score_queries(model, query, database, cfg, final, prefix) -> tuple:
-    """(scores with keys prefixed `prefix`, the outputs by name) of one query set against a database."""
+def _score_codes(model, query_codes, database_codes, query_labels, database_labels, cfg, final, prefix) -> tuple:
+    """(scores with keys prefixed `prefix`, the outputs by name) of encoded queries against a database."""
     extra, scores, codes = final and model.hashing, {}, {}
     want = METRICS + TIE_METRICS if extra else METRICS
-    model.fusion.batch_as_sequence = cfg.eval_sequence == "batch"
-    try:
-        encoded = {protocol: (model.encode_split(query, protocol, cfg.eval_batch_size),
-                              model.encode_split(database, protocol, cfg.eval_batch_size)) for protocol in PROTOCOLS}
-    finally:
-        model.fusion.batch_as_sequence = False
     for protocol, name_prefix in PROTOCOLS.items():
-        (query_image, query_text), (db_image, db_text) = encoded[protocol]
+        (query_image, query_text), (db_image, db_text) = query_codes[protocol], database_codes[protocol]
         codes.update({f"{name_prefix}{name}": value.numpy() for name, value in (
             ("query_image", query_image), ("query_text", query_text), ("database_image", db_image),
             ("database_text", db_text))})
         for direction, q, db in (("i2t", query_image, db_text), ("t2i", query_text, db_image)):
-            args = (q, db, query.label, database.label, cfg.map_k or None)
+            args = (q, db, query_labels, database_labels, cfg.map_k or None)
             m = retrieval_metrics(*args, distance="hamming" if model.hashing else "cosine", want=want,
                                   ties=cfg.tie_order)
             name = prefix + name_prefix + direction

@@ -176,6 +176,15 @@ class CrossModalHasher(nn.Module):
             text_out.append(text_codes.cpu())
         return torch.cat(image_out), torch.cat(text_out)
 
+    def encode_protocols(self, split, batch_size: int, sequence: str = "item") -> dict:
+        """protocol -> encode_split(split, protocol, batch_size) for every protocol. sequence "batch"
+        feeds each batch as ONE sequence (UCMFH's evaluation; config eval_sequence), "item" does not."""
+        self.fusion.batch_as_sequence = sequence == "batch"
+        try:
+            return {protocol: self.encode_split(split, protocol, batch_size) for protocol in PROTOCOLS}
+        finally:
+            self.fusion.batch_as_sequence = False
+
     def encode_pair(self, image: torch.Tensor, text: torch.Tensor, scale: float | None = None):
         """(B, Di), (B, Dt) -> image-side and text-side outputs, (B, b) each (b = bits, or F/2)."""
         fused_image, fused_text = self.fusion(image, text)

@@ -68,6 +68,12 @@ def whole_batches(split: FeatureSplit, batch_size: int) -> FeatureSplit:
 VALIDATION_SEED = 0   # one held-out set for every run, so settings are compared on the same queries
 
 
+def validation_rows(database_size: int, count: int) -> tuple:
+    """(the `count` rows held out as validation queries, the other rows), both sorted: a fixed draw."""
+    chosen = np.sort(np.random.default_rng(VALIDATION_SEED).choice(database_size, count, replace=False))
+    return chosen, np.setdiff1d(np.arange(database_size), chosen)
+
+
 def check_val_queries(count: int, retrieval: FeatureSplit) -> None:
     """DataError (one line) unless 0 < count < database size."""
     if not 0 < count < len(retrieval):
@@ -80,7 +86,6 @@ def hold_out_queries(retrieval: FeatureSplit, count: int) -> tuple:
     a fixed seed. The training pairs usually come from the database, so a validation query may be
     a training pair; its labels are never used for training, only to score."""
     check_val_queries(count, retrieval)
-    chosen = np.sort(np.random.default_rng(VALIDATION_SEED).choice(len(retrieval), count, replace=False))
-    rest = np.setdiff1d(np.arange(len(retrieval)), chosen)
+    chosen, rest = validation_rows(len(retrieval), count)
     return (take_rows(retrieval, chosen, f"{count} validation queries"),
             take_rows(retrieval, rest, "database without the validation queries"))

@@ -5,14 +5,16 @@ per epoch) and `results.json` (the final scores), all written atomically.
 """
 from __future__ import annotations
 
+import io
 import json
 from datetime import datetime
 from pathlib import Path
 
+import numpy as np
 import yaml
 
 from config import scale_max_for
-from runio.atomic import atomic_write_json, atomic_write_text
+from runio.atomic import atomic_write_bytes, atomic_write_json, atomic_write_text
 
 
 class RunFolder:
@@ -73,3 +75,11 @@ def results_record(cfg, bits: int | None, scores: dict, *, epoch: int, train_sec
             # the sizes used: train_limit cuts training, eval_drop_last the scored sets to whole batches
             "num_train": min(len(data.train), cfg.train_limit or len(data.train)),
             "num_query": scored(len(data.query)), "num_retrieval": scored(len(data.retrieval))}
+
+
+def write_codes(folder, codes: dict, query_labels, database_labels) -> None:
+    """<folder>/codes.npz, atomically: the continuous outputs by name and the labels (uint8)."""
+    buffer = io.BytesIO()
+    np.savez(buffer, **codes, query_label=np.asarray(query_labels).astype(np.uint8),
+             database_label=np.asarray(database_labels).astype(np.uint8))
+    atomic_write_bytes(f"{folder}/codes.npz", buffer.getvalue())
