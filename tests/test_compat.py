@@ -216,3 +216,18 @@ def test_preset_run_end_to_end(tmp_path, data_root):
     assert (result["preset"], result["seed"], result["use_progressive_hash"], result["eval_scale"]) == \
         ("ucmfh", 3, False, 1.0)
     assert (result["num_train"], result["num_query"], result["num_retrieval"]) == (1500, 384, 3584)
+
+
+def test_val_queries_in_batch_mode_are_encoded_as_their_own_batches(trained):
+    """With eval_sequence batch the codes depend on the scoring batch, so the held-out queries and the
+    rest of the database are encoded as splits of their own (not sliced from the database's codes)."""
+    model, data, _ = trained
+    scores = evaluate.score_model(model, data, scoring_cfg(val_queries=300, eval_sequence="batch",
+                                                           eval_batch_size=128))
+    val, rest = hold_out_queries(data.retrieval, 300)
+    codes = {name: model.encode_protocols(split, 128, "batch")["paired"] for name, split in
+             (("val", val), ("rest", rest))}
+    expected = evaluate.retrieval_metrics(codes["val"][1], codes["rest"][0], val.label, rest.label, 50)
+    assert scores["val_t2i_map"] == pytest.approx(expected["map_k"])
+    item = evaluate.score_model(model, data, scoring_cfg(val_queries=300, eval_batch_size=128))
+    assert item["val_t2i_map"] != scores["val_t2i_map"]
