@@ -167,7 +167,8 @@ def scale_max_for(scale_max, bits):
     if not isinstance(scale_max, dict):
         return float(scale_max)
     if bits not in scale_max:
-        raise ConfigError(f"--scale_max: no value for {bits} bits (given for {', '.join(map(str, scale_max))})")
+        raise ConfigError(f"--scale_max: no value for {bits} bits (given for {', '.join(map(str, scale_max))}); "
+                          f"pass one number, or bits:value pairs naming every code length")
     return float(scale_max[bits])
 
 

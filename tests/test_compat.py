@@ -231,3 +231,20 @@ def test_val_queries_in_batch_mode_are_encoded_as_their_own_batches(trained):
     assert scores["val_t2i_map"] == pytest.approx(expected["map_k"])
     item = evaluate.score_model(model, data, scoring_cfg(val_queries=300, eval_batch_size=128))
     assert item["val_t2i_map"] != scores["val_t2i_map"]
+
+
+def test_epoch_records_the_spread_of_its_step_losses(tmp_path, data_root, monkeypatch):
+    import ICMR
+    losses, real_loss = [], ICMR.ucmfh_loss
+    monkeypatch.setattr(ICMR, "ucmfh_loss", lambda *a: (lambda out: losses.append(out[0].item()) or out)(real_loss(*a)))
+    train.main(run_args(tmp_path, data_root))
+    [record] = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert len(losses) == 6
+    assert record["loss_step_std"] == pytest.approx(float(np.std(losses, ddof=1)), rel=1e-5)
+
+
+def test_dataset_configs_carry_the_validated_scale_max_per_length(tmp_path, data_root):
+    for dataset in ("demo", "wiki", "mirflickr", "nus-wide", "mscoco"):
+        assert build_config(["--dataset", dataset]).scale_max == {16: 8.0, 32: 10.0, 64: 10.0, 128: 10.0}
+    [result] = train.main([*run_args(tmp_path, data_root), "--epoch", "2"])      # demo at 16 bits
+    assert result["scale_max"] == 8.0 == result["eval_scale"]
