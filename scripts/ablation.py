@@ -53,7 +53,8 @@ def parse_args(argv):
     p.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 (default 3)")
     p.add_argument("--progressive", nargs="+", choices=("on", "off"), default=["on", "off"])
     p.add_argument("--schedules", nargs="+", choices=SCALE_SCHEDULES, default=["linear"])
-    p.add_argument("--scale_max", nargs="+", default=["10"], help="values, or per-length maps like 16:10,64:15")
+    p.add_argument("--scale_max", nargs="+", default=[None],
+                   help="values, or per-length maps like 16:10,64:15 (default: the dataset config's)")
     p.add_argument("--balanced", nargs="+", choices=("on", "off"), default=["off"])
     p.add_argument("--vary", action="append", type=vary_axis, default=[], metavar="KEY=V1,V2",
                    help="an axis over any train.py setting (repeatable)")
@@ -78,7 +79,7 @@ def main(argv=None):
         for dataset in args.dataset:  # fail fast on a bad dataset or flag, before hours of runs
             load_dataset(dataset, args.data_root)
         build_config(["--dataset", args.dataset[0], *args.train_flags])
-        for scale_max in args.scale_max:
+        for scale_max in filter(None, args.scale_max):
             coerce("scale_max", scale_max)
     except (ConfigError, DataError) as err:
         print(f"error: {err}", file=sys.stderr)

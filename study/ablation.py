@@ -34,10 +34,9 @@ def _method_settings(args) -> list:
         if "off" in args.progressive:
             out.append(plain)
         if "on" in args.progressive:
-            out += [{"use_progressive_hash": True, "scale_schedule": schedule, "scale_max": scale_max,
-                     "balanced_loss": balanced}
-                    for schedule in args.schedules  # hashnet reaches scale_max too, but one run suffices per value
-                    for scale_max in args.scale_max]
+            out += [{"use_progressive_hash": True, "scale_schedule": schedule, "balanced_loss": balanced,
+                     **({"scale_max": scale_max} if scale_max else {})}   # None: the dataset config's
+                    for schedule in args.schedules for scale_max in args.scale_max]
     return [(method_label(s), s, None if not s["use_progressive_hash"] else method_label(
         {"use_progressive_hash": False, "balanced_loss": s["balanced_loss"]})) for s in out]
 

@@ -41,7 +41,7 @@ def method_label(result: dict) -> str:
         label = "plain"
     else:
         label = f"progressive-{result.get('scale_schedule', 'linear')}"
-        scale_max = str(result.get("scale_max", 10.0))               # a number, or a map like 16:10,64:15
+        scale_max = str(result.get("scale_max") or 10.0)             # a number, or a map like 16:10,64:15
         with contextlib.suppress(ValueError):
             scale_max = f"{float(scale_max):g}"
         if scale_max != "10":
