@@ -50,7 +50,9 @@ def _rungs() -> list:
     return rungs
 
 
-LADDERS = {"ucmfh": _rungs()}
+SHORT = ("ucmfh", "+item-eval", "+all-scored", "+stable-ties", "+epoch-lr", FLAWS_FIXED, "dropout-0.75",
+         "progressive-linear", "dropout-0.75+progressive", "defaults")   # each kind of change once
+LADDERS = {"ucmfh": _rungs(), "ucmfh-short": [r for r in _rungs() if r.label in SHORT]}
 
 
 def rung_settings(ladder: str) -> list:
