@@ -30,6 +30,7 @@ EVAL_SEQUENCES = ("item", "batch")     # what the transformer sees as one sequen
 TIE_ORDERS = ("index", "unstable")     # order of items at equal Hamming distance
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 PRESET_DIR = CONFIG_DIR / "presets"
+DEFAULT_SCALE_MAX = 10.0               # Config.scale_max, and a scale_max map's value for unnamed lengths
 
 
 class ConfigError(ValueError):
@@ -81,8 +82,8 @@ class Config:
     # --- progressive hash learning (HashNet's continuation) ---
     use_progressive_hash: bool = True
     scale_min: float = 1.0         # tanh(1*x): continuous codes at the start
-    scale_max: float = 10.0        # tanh(10*x): nearly binary at the end; one number, or per code length
-                                   # ({16: 10, 64: 15}; on the command line 16:10,64:15)
+    scale_max: float = DEFAULT_SCALE_MAX  # tanh(10*x): nearly binary at the end; one number, or per code length
+                                   # ({16: 10, 64: 15}; on the command line 16:10,64:15; unnamed: 10)
     scale_schedule: str = "linear"
     hashnet_gamma: float = 0.005   # hashnet schedule: scale_min * (1 + gamma*iter)^power ...
     hashnet_power: float = 0.5
@@ -163,13 +164,11 @@ def _parse_scale_max(value):
 
 
 def scale_max_for(scale_max, bits):
-    """The scale_max of a `bits`-bit model: the number itself, or the mapping's value for `bits`."""
+    """The scale_max of a `bits`-bit model: the number itself, or the mapping's value for `bits`;
+    a length the mapping does not name gets Config's default (10)."""
     if not isinstance(scale_max, dict):
         return float(scale_max)
-    if bits not in scale_max:
-        raise ConfigError(f"--scale_max: no value for {bits} bits (given for {', '.join(map(str, scale_max))}); "
-                          f"pass one number, or bits:value pairs naming every code length")
-    return float(scale_max[bits])
+    return float(scale_max.get(bits, DEFAULT_SCALE_MAX))
 
 
 def coerce(key, value):

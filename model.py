@@ -18,7 +18,7 @@ def _dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
     CPUs as its Bernoulli sampler."""
     if not training or p == 0:
         return x
-    return x * (torch.rand_like(x) >= p) / (1 - p)
+    return x * torch.rand_like(x).ge_(p).mul_(1.0 / (1 - p))      # mask and scale in place: one buffer
 
 
 def _length_one_layer(layer: nn.TransformerEncoderLayer, x: torch.Tensor) -> torch.Tensor:

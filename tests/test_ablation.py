@@ -183,3 +183,13 @@ def test_claims_against_hand_computed_values(tmp_path):
     assert row["saturated"] == pytest.approx(0.6) and row["abs_h"] == 0.5
     assert row["map_seed_std"] == pytest.approx(math.sqrt(2) * 0.1 / 2)        # (0.55, 0.65)
     assert "| demo | 16 | m | 2 |" in (tmp_path / "claims.md").read_text()
+
+
+def test_every_ladder_names_parents_it_contains():
+    from study.ladder import LADDERS, rung_settings
+    for name, rungs in LADDERS.items():
+        labels = [r.label for r in rungs]
+        assert all(r.parent is None or r.parent in labels for r in rungs), name
+        assert rung_settings(name)[0] == ("ucmfh", {"preset": "ucmfh"}, None)
+    full = dict((label, settings) for label, settings, _ in rung_settings("ucmfh"))
+    assert all(full[label] == settings for label, settings, _ in rung_settings("ucmfh-short"))  # same folders
