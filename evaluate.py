@@ -158,7 +158,7 @@ def score_model(model, data, cfg, final: bool = False, codes_dir=None) -> dict:
     scores, codes = _score_codes(model, encode(query), database_codes, query.label, database.label, cfg, final,
                                  prefix="")
     if cfg.val_queries:
-        chosen, rest = validation_rows(len(data.retrieval), cfg.val_queries)
+        chosen, rest = validation_rows(data.retrieval, cfg.val_queries)
         if cfg.eval_sequence == "item" and not cfg.eval_drop_last:   # batch-free codes: reuse the database's
             val_query, val_database = ({p: tuple(side[rows] for side in database_codes[p]) for p in PROTOCOLS}
                                        for rows in (chosen, rest))

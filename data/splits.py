@@ -68,10 +68,12 @@ def whole_batches(split: FeatureSplit, batch_size: int) -> FeatureSplit:
 VALIDATION_SEED = 0   # one held-out set for every run, so settings are compared on the same queries
 
 
-def validation_rows(database_size: int, count: int) -> tuple:
-    """(the `count` rows held out as validation queries, the other rows), both sorted: a fixed draw."""
-    chosen = np.sort(np.random.default_rng(VALIDATION_SEED).choice(database_size, count, replace=False))
-    return chosen, np.setdiff1d(np.arange(database_size), chosen)
+def validation_rows(retrieval: FeatureSplit, count: int) -> tuple:
+    """(the `count` database rows held out as validation queries, the other rows), both sorted: a
+    fixed draw. DataError (one line) unless 0 < count < database size."""
+    check_val_queries(count, retrieval)
+    chosen = np.sort(np.random.default_rng(VALIDATION_SEED).choice(len(retrieval), count, replace=False))
+    return chosen, np.setdiff1d(np.arange(len(retrieval)), chosen)
 
 
 def check_val_queries(count: int, retrieval: FeatureSplit) -> None:
@@ -85,7 +87,6 @@ def hold_out_queries(retrieval: FeatureSplit, count: int) -> tuple:
     """(validation queries, the database without them): `count` database items drawn at random with
     a fixed seed. The training pairs usually come from the database, so a validation query may be
     a training pair; its labels are never used for training, only to score."""
-    check_val_queries(count, retrieval)
-    chosen, rest = validation_rows(len(retrieval), count)
+    chosen, rest = validation_rows(retrieval, count)
     return (take_rows(retrieval, chosen, f"{count} validation queries"),
             take_rows(retrieval, rest, "database without the validation queries"))

@@ -248,3 +248,14 @@ def test_dataset_configs_carry_the_validated_scale_max_per_length(tmp_path, data
         assert build_config(["--dataset", dataset]).scale_max == {16: 8.0, 32: 10.0, 64: 10.0, 128: 10.0}
     [result] = train.main([*run_args(tmp_path, data_root), "--epoch", "2"])      # demo at 16 bits
     assert result["scale_max"] == 8.0 == result["eval_scale"]
+
+
+def test_scoring_a_checkpoint_with_too_many_val_queries_is_one_line(trained, data_root, tmp_path, capsys):
+    """The evaluate.py path (no Solver to check first): refused with the option named, no traceback."""
+    model, data, result = trained
+    with pytest.raises(DataError, match="--val_queries: 3600 must be between 1 and"):
+        evaluate.score_model(model, data, scoring_cfg(val_queries=3600))
+    with pytest.raises(SystemExit) as exit_info:
+        evaluate.main(["--checkpoint", result["checkpoint"], "--data_root", str(data_root),
+                       "--val_queries", "5000", "--output_dir", str(tmp_path / "scored")])
+    assert exit_info.value.code == 2 and "--val_queries: 5000" in capsys.readouterr().err
