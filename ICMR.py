@@ -31,6 +31,19 @@ HISTOGRAM_POINTS = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)   # training progress at which
 HISTOGRAM_EDGES = np.linspace(-1.0, 1.0, 51)
 
 
+def value_rows_only(saved: dict, optimizer) -> dict:
+    """An Adam state saved when the optimiser held whole attention in_proj tensors (3F rows; before
+    FuseTransEncoder.trainable_parameters) cut to the value rows it now holds (the last F rows; the
+    query and key rows' moments are zero, they never get a gradient)."""
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    for index, slot in saved["state"].items():
+        rows = len(params[index]) if params[index].dim() else 0
+        for key, value in slot.items():
+            if value.dim() and value.shape[0] == 3 * rows and value.shape[1:] == params[index].shape[1:]:
+                slot[key] = value[2 * rows:].clone()
+    return saved
+
+
 class Solver:
     """Trains one model: the fusion transformer (train_real) or it and the hash heads of `bits`
     bits (train_hash), on data.train; resumes from its checkpoint with cfg.resume."""
@@ -70,7 +83,7 @@ class Solver:
         self.model = build_model(cfg, d.image_dim, d.text_dim, self.bits, self.schedule.eval_scale).to(self.device)
         # the fused Adam kernel: the same update, about 3x faster than the per-tensor loop on CPUs
         fused = {"fused": True} if self.device.type in ("cpu", "cuda") else {}
-        self.optimizer_fusion = torch.optim.Adam(self.model.fusion.parameters(), lr=cfg.lr_fusion,
+        self.optimizer_fusion = torch.optim.Adam(self.model.fusion.trainable_parameters(), lr=cfg.lr_fusion,
                                                  betas=tuple(cfg.adam_betas), **fused)
         if self.hash_stage:
             head_params = [*self.model.image_head.parameters(), *self.model.text_head.parameters()]
@@ -107,7 +120,7 @@ class Solver:
 
     def _load_state(self, state: dict) -> None:
         load_weights(self.model, state, str(self.checkpoint_path), self.log)
-        self.optimizer_fusion.load_state_dict(state["optimizer_fusion"])
+        self.optimizer_fusion.load_state_dict(value_rows_only(state["optimizer_fusion"], self.optimizer_fusion))
         if self.hash_stage:
             self.optimizer_hash.load_state_dict(state["optimizer_hash"])
             self.lr_scheduler.load_state_dict(state["lr_scheduler"])

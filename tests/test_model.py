@@ -110,3 +110,65 @@ def test_head_dropout_applies_in_training_only():
     assert not torch.allclose(head(x), head(x))
     head.eval()
     assert torch.equal(head(x), head(x))
+
+
+def test_dropout_drops_at_rate_p_and_keeps_the_expectation():
+    from model import _dropout
+    torch.manual_seed(0)
+    x = torch.full((1000, 1000), 2.0)
+    for p in (0.1, 0.3, 0.75):
+        out = _dropout(x, p, training=True)
+        kept = out != 0
+        assert abs(1 - kept.float().mean().item() - p) < 0.003              # 1e6 draws: sd 5e-4
+        assert torch.allclose(out[kept], torch.tensor(2.0 / (1 - round(p * 65536) / 65536)))
+        assert abs(out.mean().item() - 2.0) < 0.01
+        rows = kept.float().mean(1)                                         # every row, not one lane
+        assert rows.min() > 1 - p - 0.07 and rows.max() < 1 - p + 0.07
+    assert torch.equal(_dropout(x, 0.3, training=False), x)
+    assert torch.equal(_dropout(x, 1.0, training=True), torch.zeros_like(x))
+    odd = torch.ones(7, 3)                                                  # sizes not a multiple of 4
+    assert _dropout(odd, 0.5, training=True).shape == (7, 3)
+
+
+def test_training_the_value_views_equals_training_in_proj():
+    """trainable_parameters() trains the value rows through views of in_proj: the same Adam
+    update as on the whole in_proj, query and key rows untouched, and the state dict sees it."""
+    torch.manual_seed(0)
+    image, text = torch.randn(12, 32), torch.randn(12, 32)
+    models = [FuseTransEncoder(32, 32, fusion_dim=64, num_heads=4, ff_dim=96, dropout=0.0) for _ in range(2)]
+    models[1].load_state_dict(models[0].state_dict())
+    start = {k: v.clone() for k, v in models[0].state_dict().items()}
+    optimizers = [torch.optim.Adam(models[0].parameters(), lr=0.01),
+                  torch.optim.Adam(models[1].trainable_parameters(), lr=0.01)]
+    assert sum(p.numel() for p in models[1].trainable_parameters()) == \
+        sum(p.numel() for p in models[1].parameters()) - 2 * (2 * 64 * 64 + 2 * 64)
+    for _ in range(3):
+        for model, optimizer in zip(models, optimizers):
+            optimizer.zero_grad()
+            fused_image, fused_text = model(image, text)
+            (fused_image.sum() * 3 + fused_text.pow(2).sum()).backward()
+            optimizer.step()
+    after = [m.state_dict() for m in models]
+    for key in after[0]:
+        torch.testing.assert_close(after[1][key], after[0][key], rtol=1e-5, atol=1e-6)
+    weight = after[1]["encoder.layers.0.self_attn.in_proj_weight"]
+    assert torch.equal(weight[:128], start["encoder.layers.0.self_attn.in_proj_weight"][:128])
+    assert not torch.equal(weight[128:], start["encoder.layers.0.self_attn.in_proj_weight"][128:])
+    assert [id(p) for p in models[1].trainable_parameters()] == [id(p) for p in optimizers[1].param_groups[0]["params"]]
+    models[1].encoder.layers[0].self_attn.in_proj_weight.data = weight.clone()   # as .to(device) would
+    with pytest.raises(RuntimeError, match="moved after trainable_parameters"):
+        models[1](image, text)
+
+
+def test_an_adam_state_of_whole_in_proj_is_cut_to_the_value_rows():
+    from ICMR import value_rows_only
+    encoder = FuseTransEncoder(32, 32, fusion_dim=64, num_heads=4, ff_dim=96)
+    old = torch.optim.Adam(encoder.parameters())
+    encoder(torch.randn(4, 32), torch.randn(4, 32))[0].sum().backward()
+    old.step()
+    new = torch.optim.Adam(encoder.trainable_parameters())
+    new.load_state_dict(value_rows_only(old.state_dict(), new))
+    cut = [param for param in new.param_groups[0]["params"] if param.shape[0] == 64]
+    assert len(cut) >= 4 and all(new.state[param]["exp_avg"].shape == param.shape for param in cut)
+    encoder(torch.randn(4, 32), torch.randn(4, 32))[0].sum().backward()
+    new.step()                                                              # shapes agree: no error
