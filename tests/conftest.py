@@ -11,6 +11,17 @@ WIKI_DIR = ROOT.parent / "shared" / "data" / "wiki"
 
 torch.set_num_threads(min(2, torch.get_num_threads()))
 
+# A two-layer open_clip architecture with ViT-B-32's interface (224-px images, 77 tokens, 512-d
+# features), registered under this name so CLI tests pass it as --clip_model: random weights
+# build and encode in milliseconds. One test keeps the default ViT-B-32 (test_extract.py).
+TINY_CLIP = "test-tiny-clip"
+try:
+    import open_clip
+
+    open_clip.add_model_config(ROOT / "tests" / "fixtures" / f"{TINY_CLIP}.json")
+except ImportError:   # the tests that need open_clip skip themselves
+    pass
+
 
 @pytest.fixture(autouse=True)
 def _seed():

@@ -8,6 +8,7 @@ import pytest
 import torch
 from PIL import Image
 
+from conftest import TINY_CLIP
 from data import DataError, load_dataset
 from data.clip_encoder import ClipEncoder, sha256_of
 from data.export import write_feature_dataset
@@ -20,7 +21,7 @@ open_clip = pytest.importorskip("open_clip")
 @pytest.fixture(scope="module")
 def encoder():
     torch.manual_seed(0)
-    return ClipEncoder("ViT-B-32", "random", device="cpu")
+    return ClipEncoder(TINY_CLIP, "random", device="cpu")
 
 
 def tiny_dataset(folder, n=10, broken=()):
@@ -54,6 +55,17 @@ def test_features_are_unit_length_float32_and_deterministic(tmp_path, encoder):
     np.testing.assert_allclose(np.linalg.norm(first.text, axis=1), 1.0, rtol=1e-5)
     assert np.array_equal(first.image, second.image) and np.array_equal(first.text, second.text)
     assert first.ok.all() and not first.failures
+
+
+def test_the_default_architecture_gives_unit_512d_features(tmp_path):
+    """The other tests use a two-layer stand-in (conftest.TINY_CLIP); this one runs the default."""
+    torch.manual_seed(0)
+    default = ClipEncoder("ViT-B-32", "random", device="cpu")
+    raw = tiny_dataset(tmp_path / "img", n=2)
+    features = extract_features(raw, default, tmp_path / "w", batch_size=2, workers=0, chunk_size=2)
+    for side in (features.image, features.text):
+        assert side.shape == (2, 512) and side.dtype == np.float32
+        np.testing.assert_allclose(np.linalg.norm(side, axis=1), 1, rtol=1e-5)
 
 
 def test_text_mode_mean_averages_unit_caption_features(tmp_path, encoder):
@@ -162,7 +174,7 @@ def test_weights_policy_never_downloads(tmp_path):
 def test_local_checkpoint_file_is_loaded_and_fingerprinted(tmp_path, encoder):
     path = tmp_path / "weights.pt"
     torch.save(encoder.model.state_dict(), path)
-    loaded = ClipEncoder("ViT-B-32", str(path))
+    loaded = ClipEncoder(TINY_CLIP, str(path))
     assert loaded.metadata["weights_sha256"] == sha256_of(path)
     texts = ["a dog on the beach"]
     np.testing.assert_allclose(loaded.encode_texts(texts), encoder.encode_texts(texts), rtol=1e-5, atol=1e-6)
@@ -179,13 +191,14 @@ def test_manifest_to_training_end_to_end(tmp_path, capsys):
     (tmp_path / "images" / "pairs.csv").write_text("\n".join(lines) + "\n")
     out = extract_features_cli.main(["--manifest", str(tmp_path / "images" / "pairs.csv"), "--name", "mine",
                                      "--data_root", str(tmp_path / "data"), "--pretrained", "random",
-                                     "--device", "cpu", "--batch_size", "8", "--chunk_size", "8", "--workers", "1",
+                                     "--clip_model", TINY_CLIP, "--device", "cpu", "--batch_size", "8",
+                                     "--chunk_size", "8", "--workers", "1",
                                      "--num_query", "4", "--num_train", "12", "--format", "both"])
     printed = capsys.readouterr().out
     assert "23 pairs kept, 1 skipped" in printed and out == tmp_path / "data" / "mine"
     assert not (out / ".work").exists()
     metadata = json.loads((out / "metadata.json").read_text())
-    assert metadata["clip_model"] == "ViT-B-32" and metadata["pretrained"] == "random"
+    assert metadata["clip_model"] == TINY_CLIP and metadata["pretrained"] == "random"
     assert metadata["sizes"] == {"train": 12, "query": 4, "retrieval": 19} and metadata["label_names"] == list("abcd")
     [result] = train.main(["--dataset", "mine", "--data_root", str(tmp_path / "data"), "--epoch", "1",
                            "--hash_lens", "8", "--fusion_dim", "64", "--fusion_ff_dim", "64", "--hash_hidden", "32",
@@ -214,7 +227,8 @@ def test_raw_release_to_training_end_to_end(tmp_path, release):
     tree = make(tmp_path / "raw")
     out = extract_features_cli.main(["--dataset", release, "--raw_root", str(tree.root), "--name", f"fake-{release}",
                                      "--data_root", str(tmp_path / "data"), "--pretrained", "random",
-                                     "--device", "cpu", "--batch_size", "8", "--chunk_size", "16", "--workers", "0",
+                                     "--clip_model", TINY_CLIP, "--device", "cpu", "--batch_size", "8",
+                                     "--chunk_size", "16", "--workers", "0",
                                      "--num_query", "5", "--num_train", "10"])
     splits = json.loads((out / "splits.json").read_text())
     assert sorted(splits["query"] + splits["retrieval"]) == sorted(tree.ids)

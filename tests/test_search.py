@@ -8,7 +8,7 @@ import torch
 import search_cli as search
 import train
 from hashindex.index_file import load_index, pack_codes, save_index
-from conftest import ROOT, _import_script
+from conftest import ROOT, TINY_CLIP, _import_script
 from data import load_dataset
 from data.clip_encoder import ClipEncoder
 from runio.checkpoint import load_trained_model
@@ -29,7 +29,7 @@ def built(tmp_path_factory):
                 "--output_dir", str(root / "runs")])
     checkpoint = root / "ck" / "hash" / "demo_hash_16.pth"
     index = build_index_cli.main(["--checkpoint", str(checkpoint), "--data_root", str(root / "data"),
-                                  "--out", str(root / "demo16.npz"), "--clip_model", "ViT-B-32",
+                                  "--out", str(root / "demo16.npz"), "--clip_model", TINY_CLIP,
                                   "--clip_pretrained", "random"])
     return root, checkpoint, index
 
@@ -56,7 +56,7 @@ def test_index_holds_the_models_unimodal_codes_and_its_facts(built):
     assert np.array_equal(index.codes["text"], pack_codes(text))
     assert index.codes["image"].shape == (len(retrieval), 2) and index.bits == 16
     assert index.meta["protocol"] == "unimodal" and index.meta["split"] == "retrieval"
-    assert index.meta["encoder"]["clip_model"] == "ViT-B-32" and len(index.meta["checkpoint_sha256"]) == 64
+    assert index.meta["encoder"]["clip_model"] == TINY_CLIP and len(index.meta["checkpoint_sha256"]) == 64
     assert np.array_equal(index.labels, retrieval.label.astype(np.uint8))
     assert index.ids[0] == "0" and index.ids[-1] == str(len(retrieval) - 1)
 
@@ -89,7 +89,7 @@ def test_text_query_goes_through_open_clip_and_the_checkpoint(built, capsys):
     found, _ = run_search(capsys, "--index", str(path), "--text", "a dog on the beach", "--json")
     index = load_index(path)
     torch.manual_seed(0)
-    features = ClipEncoder("ViT-B-32", "random").encode_texts(["a dog on the beach"])
+    features = ClipEncoder(TINY_CLIP, "random").encode_texts(["a dog on the beach"])
     assert found["query"]["code"] == expected_code(checkpoint, index, "text", features)
     query = np.frombuffer(bytes.fromhex(found["query"]["code"]), np.uint8)
     assert found["target"] == "image"
@@ -105,7 +105,7 @@ def test_image_query_goes_through_open_clip_and_the_checkpoint(built, capsys, tm
     found, out = run_search(capsys, "--index", str(path), "--image", str(photo), "--top_k", "4")
     index = load_index(path)
     torch.manual_seed(0)
-    encoder = ClipEncoder("ViT-B-32", "random")
+    encoder = ClipEncoder(TINY_CLIP, "random")
     with Image.open(photo) as picture:
         features = encoder.encode_images(encoder.preprocess(picture.convert("RGB")).unsqueeze(0))
     assert found["query"]["code"] == expected_code(checkpoint, index, "image", features)
@@ -167,7 +167,7 @@ def test_build_index_rejects_bad_input(built, capsys, tmp_path):
     root, checkpoint, _ = built
     for argv, expected in (
             (["--checkpoint", str(tmp_path / "none.pth")], "checkpoint not found"),
-            (["--checkpoint", str(checkpoint), "--data_root", str(root / "data"), "--clip_model", "ViT-B-32"],
+            (["--checkpoint", str(checkpoint), "--data_root", str(root / "data"), "--clip_model", TINY_CLIP],
              "go together"),
             (["--checkpoint", str(checkpoint), "--data_root", str(root / "data"), "--captions",
               str(tmp_path / "none.json")], "--captions")):
@@ -187,11 +187,11 @@ def test_encoder_and_label_names_come_from_the_features_metadata(built, capsys, 
     shutil.copytree(root / "data" / "demo", data_root / "demo")
     names = [f"concept{c}" for c in range(24)]
     (data_root / "demo" / "metadata.json").write_text(json.dumps(
-        {"clip_model": "ViT-B-32", "pretrained": "random", "weights_file": None, "label_names": names}))
+        {"clip_model": TINY_CLIP, "pretrained": "random", "weights_file": None, "label_names": names}))
     path = build_index_cli.main(["--checkpoint", str(checkpoint), "--data_root", str(data_root),
                                  "--out", str(tmp_path / "meta.npz")])
     index = load_index(path)
-    assert index.meta["encoder"]["clip_model"] == "ViT-B-32" and index.label_names == names
+    assert index.meta["encoder"]["clip_model"] == TINY_CLIP and index.label_names == names
     found, out = run_search(capsys, "--index", str(path), "--text", "two dogs", "--top_k", "2")
     assert len(found["results"]) == 2 and set(found["results"][0]["labels"]) <= set(names)
     assert "concept" in out
