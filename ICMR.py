@@ -22,10 +22,15 @@ from data.splits import check_val_queries
 from evaluate import PROTOCOLS, score_model
 from losses import balanced_pairwise_loss, contrastive_loss, neighbour_similarity, ucmfh_loss
 from model import build_model
+from parallel import broadcast, current, gather_with_grad, local_part, sum_gradients
 from runio.atomic import atomic_torch_save
 from runio.checkpoint import checkpoint_file, load_weights, read_checkpoint, saved_config
 from runio.run_folder import RunFolder, default_output_dir, results_record
 from schedules import ScaleSchedule, training_progress
+
+def _quiet(*_args, **_kwargs) -> None:
+    """The log of ranks other than 0."""
+
 
 HISTOGRAM_POINTS = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)   # training progress at which histograms are taken
 HISTOGRAM_EDGES = np.linspace(-1.0, 1.0, 51)
@@ -46,7 +51,9 @@ def value_rows_only(saved: dict, optimizer) -> dict:
 
 class Solver:
     """Trains one model: the fusion transformer (train_real) or it and the hash heads of `bits`
-    bits (train_hash), on data.train; resumes from its checkpoint with cfg.resume."""
+    bits (train_hash), on data.train; resumes from its checkpoint with cfg.resume. Under torchrun
+    each process trains its part of every global batch (parallel/ranks.py) and rank 0 alone logs
+    and writes."""
 
     def __init__(self, cfg, bits: int | None = None, data=None, log=print):
         if cfg.task not in ("train_real", "train_hash"):
@@ -54,8 +61,11 @@ class Solver:
         self.hash_stage = cfg.task == "train_hash"
         if self.hash_stage and bits is None:
             raise ValueError("a hash stage needs a code length")
-        self.bits, self.log = (bits if self.hash_stage else None), log
+        self.ranks = current()
+        self.bits, self.log = (bits if self.hash_stage else None), (log if self.ranks.main else _quiet)
         self.device = resolve_device(cfg.device)
+        if self.ranks.distributed and self.device.type == "cuda":   # one GPU per process
+            self.device = torch.device("cuda", self.ranks.local_rank)
         self.data = data if data is not None else load_dataset(cfg.dataset, cfg.data_root, cfg.wiki_text)
         self.checkpoint_path = checkpoint_file(cfg, self.bits)
         checkpoint = None
@@ -81,6 +91,8 @@ class Solver:
                               f"--batch_size {cfg.batch_size}")
         self.schedule = ScaleSchedule(cfg, steps, self.bits)
         self.model = build_model(cfg, d.image_dim, d.text_dim, self.bits, self.schedule.eval_scale).to(self.device)
+        if self.ranks.rank:  # the same initial weights everywhere, then each rank its own dropout masks
+            torch.manual_seed(cfg.seed + 7919 * self.ranks.rank)
         # the fused Adam kernel: the same update, about 3x faster than the per-tensor loop on CPUs
         fused = {"fused": True} if self.device.type in ("cpu", "cuda") else {}
         self.optimizer_fusion = torch.optim.Adam(self.model.fusion.trainable_parameters(), lr=cfg.lr_fusion,
@@ -93,6 +105,10 @@ class Solver:
             self.lr_scheduler = torch.optim.lr_scheduler.MultiStepLR(
                 self.optimizer_hash, milestones=cfg.lr_milestones, gamma=cfg.lr_gamma)
         self.shuffle_generator = torch.Generator().manual_seed(cfg.seed)
+        # the modality-dropout draws of a global batch: the same on every rank, whatever the world size
+        self.modality_generator = torch.Generator().manual_seed(cfg.seed + 1)
+        self.trained_parameters = [p for optimizer in self._optimizers() for group in optimizer.param_groups
+                                   for p in group["params"]]
         self.epoch, self.iteration, self.train_seconds = 0, 0, 0.0
         self.last_scores: dict = {}
         train = self.data.train
@@ -101,7 +117,7 @@ class Solver:
         self.train_text = torch.from_numpy(np.asarray(train.text[:self.num_train])).to(self.device)    # (N, Dt)
         if checkpoint is not None:
             self._load_state(checkpoint)
-        self.run = RunFolder(default_output_dir(cfg, self.bits))
+        self.run = RunFolder(broadcast(default_output_dir(cfg, self.bits), self.ranks), writable=self.ranks.main)
         self.cfg.output_dir = str(self.run.path)
 
     def _state(self) -> dict:
@@ -109,7 +125,8 @@ class Solver:
         state = {"fusion": self.model.fusion.state_dict(), "optimizer_fusion": self.optimizer_fusion.state_dict(),
                  "epoch": self.epoch, "iteration": self.iteration, "train_seconds": self.train_seconds,
                  "config": to_dict(self.cfg), "metrics": self.last_scores, "bits": self.bits,
-                 "rng_torch": torch.get_rng_state(), "rng_shuffle": self.shuffle_generator.get_state()}
+                 "rng_torch": torch.get_rng_state(), "rng_shuffle": self.shuffle_generator.get_state(),
+                 "rng_modality": self.modality_generator.get_state()}
         if self.hash_stage:
             state.update(image_head=self.model.image_head.state_dict(), text_head=self.model.text_head.state_dict(),
                          optimizer_hash=self.optimizer_hash.state_dict(),
@@ -128,11 +145,17 @@ class Solver:
         self.train_seconds, self.last_scores = state["train_seconds"], dict(state["metrics"])
         torch.set_rng_state(state["rng_torch"].cpu())
         self.shuffle_generator.set_state(state["rng_shuffle"].cpu())
+        if "rng_modality" in state:
+            self.modality_generator.set_state(state["rng_modality"].cpu())
         if "rng_cuda" in state and self.device.type == "cuda":
             torch.cuda.set_rng_state(state["rng_cuda"].cpu(), self.device)
 
+    def _optimizers(self) -> list:
+        return [self.optimizer_fusion, self.optimizer_hash] if self.hash_stage else [self.optimizer_fusion]
+
     def save_checkpoint(self) -> None:
-        atomic_torch_save(self.checkpoint_path, self._state())
+        if self.ranks.main:
+            atomic_torch_save(self.checkpoint_path, self._state())
 
     # ----- one epoch -----
     def _batches(self):
@@ -143,12 +166,27 @@ class Solver:
         return batches[:-1] if self.cfg.train_drop_last and len(batches[-1]) < self.cfg.batch_size else batches
 
     def _forward(self, idx, scale=None):
-        """The model on training rows `idx`, with modality dropout: each pair is encoded one side
-        at a time (image alone, text alone) with probability cfg.modality_dropout, which is how
-        the placeholders of the unimodal protocol are learned."""
+        """The model's outputs for the global batch of training rows `idx` (B,), with modality
+        dropout: each pair is encoded one side at a time (image alone, text alone) with probability
+        cfg.modality_dropout, which is how the placeholders of the unimodal protocol are learned.
+        Each rank encodes its part of the batch; the outputs come back whole, (B, ...) each."""
         rate = self.cfg.modality_dropout
-        unimodal = torch.rand(len(idx), device=self.device) < rate if rate > 0 else None   # (B,) bool
-        return self.model(self.train_image[idx], self.train_text[idx], scale, unimodal)
+        unimodal = (torch.rand(len(idx), generator=self.modality_generator) < rate).to(self.device) \
+            if rate > 0 else None                                                       # (B,) bool
+        mine = local_part(idx, self.ranks)
+        if unimodal is not None:
+            unimodal = local_part(unimodal, self.ranks)
+        outputs = self.model(self.train_image[mine], self.train_text[mine], scale, unimodal)
+        return tuple(gather_with_grad(output, self.ranks) for output in outputs)
+
+    def _step(self, loss) -> None:
+        """Backward, the gradients summed over ranks, one optimiser step."""
+        for optimizer in self._optimizers():
+            optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        sum_gradients(self.trained_parameters, self.ranks)
+        for optimizer in self._optimizers():
+            optimizer.step()
 
     def trainhash(self, scale) -> dict:
         """One epoch of the hash stage. `scale`: a float, or a function of the iteration
@@ -170,11 +208,7 @@ class Solver:
                 balanced_term = balanced_pairwise_loss(hash_image, hash_text, similar)
                 loss = loss + self.cfg.balanced_weight * balanced_term
                 terms = [("loss", loss), *terms[1:], ("balanced_loss", balanced_term)]
-            self.optimizer_fusion.zero_grad(set_to_none=True)
-            self.optimizer_hash.zero_grad(set_to_none=True)
-            loss.backward()
-            self.optimizer_fusion.step()
-            self.optimizer_hash.step()
+            self._step(loss)
             if self.cfg.lr_step == "batch":
                 self.lr_scheduler.step()
             with torch.no_grad():  # code statistics over both modalities, summed on the device (no host sync)
@@ -199,9 +233,7 @@ class Solver:
         total, rows = 0.0, 0
         for idx in tqdm(self._batches(), desc=f"epoch {self.epoch + 1}", leave=False, disable=None):
             loss = contrastive_loss(*self._forward(idx), self.cfg.temperature)
-            self.optimizer_fusion.zero_grad(set_to_none=True)
-            loss.backward()
-            self.optimizer_fusion.step()
+            self._step(loss)
             total, rows, self.iteration = total + loss.item() * len(idx), rows + len(idx), self.iteration + 1
         return {"loss": total / rows}
 
@@ -229,7 +261,8 @@ class Solver:
         if self.hash_stage:
             self.log("Training Hash Function...")
             self.log(self.schedule.describe())
-        self.run.path.mkdir(parents=True, exist_ok=True)
+        if self.ranks.main:
+            self.run.path.mkdir(parents=True, exist_ok=True)
         self.run.write_config(to_dict(cfg))
         if self.epoch:
             self.log(f"Resuming {self.checkpoint_path} after epoch {self.epoch} of {cfg.epoch}")

@@ -4,6 +4,7 @@
     python train.py --dataset flickr --hash_lens 16 32 64 128
     python train.py --dataset demo --use_progressive_hash false
     python train.py --config configs/mirflickr.yaml --task test_hash
+    torchrun --nproc_per_node 2 train.py --dataset demo     # data-parallel (docs/scaling.md)
 
 Every config key is a flag (`--key value`); see config.py or docs/training.md for
 the list with defaults. One model is trained per code length in --hash_lens.
@@ -20,6 +21,7 @@ from config import ConfigError, build_config
 from data import DataError, load_dataset
 from evaluate import score_checkpoint
 from ICMR import Solver
+from parallel import init_from_env, shutdown
 from runio.tables import score_table
 
 
@@ -56,11 +58,14 @@ def main(argv=None) -> list:
         return []
     try:
         cfg = build_config(argv)
+        ranks = init_from_env(cfg.device)     # torchrun: join its process group; rank 0 alone prints
         torch.manual_seed(cfg.seed)
-        return run(cfg)
+        return run(cfg, log=print if ranks.main else lambda *_: None)
     except (ConfigError, DataError) as err:
         print(f"error: {err}", file=sys.stderr)
         raise SystemExit(2) from None
+    finally:
+        shutdown()
 
 
 if __name__ == "__main__":

@@ -18,12 +18,15 @@ from runio.atomic import atomic_write_bytes, atomic_write_json, atomic_write_tex
 
 
 class RunFolder:
-    """The output folder of one trained code length."""
+    """The output folder of one trained code length. `writable` False (ranks other than 0 of a
+    distributed run) makes every write a no-op; reads still work."""
 
-    def __init__(self, path):
-        self.path = Path(path)
+    def __init__(self, path, writable: bool = True):
+        self.path, self.writable = Path(path), writable
 
     def write_config(self, config: dict) -> None:
+        if not self.writable:
+            return
         atomic_write_text(self.path / "config.yaml", yaml.safe_dump(config, sort_keys=False))
 
     def read_metrics(self) -> list:
@@ -33,11 +36,15 @@ class RunFolder:
         return [json.loads(line) for line in file.read_text().splitlines() if line.strip()]
 
     def append_metrics(self, record: dict) -> None:
+        if not self.writable:
+            return
         with open(self.path / "metrics.jsonl", "a") as handle:
             handle.write(json.dumps(record) + "\n")
 
     def truncate_metrics(self, last_epoch: int) -> None:
         """On resume: drop records of epochs after the checkpoint (they will be redone)."""
+        if not self.writable:
+            return
         kept = [r for r in self.read_metrics() if r.get("epoch", 0) <= last_epoch]
         atomic_write_text(self.path / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in kept))
 
@@ -46,9 +53,13 @@ class RunFolder:
         return json.loads(file.read_text()) if file.is_file() else default
 
     def write_json(self, name: str, obj) -> None:
+        if not self.writable:
+            return
         atomic_write_json(self.path / name, obj)
 
     def write_results(self, results: dict) -> None:
+        if not self.writable:
+            return
         atomic_write_json(self.path / "results.json", results)
 
 

@@ -1,0 +1,6 @@
+"""Data parallelism over torch.distributed, for processes started by torchrun (see docs/scaling.md)."""
+from parallel.ranks import (SINGLE, Ranks, broadcast, current, gather_rows, gather_with_grad, init_from_env,
+                            local_part, shutdown, sum_gradients)
+
+__all__ = ["SINGLE", "Ranks", "broadcast", "current", "gather_rows", "gather_with_grad", "init_from_env",
+           "local_part", "shutdown", "sum_gradients"]
