@@ -20,9 +20,9 @@ from config import ConfigError, merge_checkpoint_config, resolve_device, to_dict
 from data import load_dataset
 from data.splits import check_val_queries
 from evaluate import PROTOCOLS, score_model
-from losses import balanced_pairwise_loss, contrastive_loss, neighbour_similarity, ucmfh_loss
+from losses import balanced_pairwise_loss, contrastive_loss, distillation_loss, neighbour_similarity, ucmfh_loss
 from model import build_model
-from parallel import broadcast, current, gather_with_grad, local_part, sum_gradients
+from parallel import broadcast, current, gather_rows, gather_with_grad, local_part, sum_gradients
 from runio.atomic import atomic_torch_save
 from runio.checkpoint import checkpoint_file, load_weights, read_checkpoint, saved_config
 from runio.run_folder import RunFolder, default_output_dir, results_record
@@ -104,6 +104,13 @@ class Solver:
             # UCMFH's head schedule; milestones count epochs (lr_step epoch) or batches (batch, as UCMFH)
             self.lr_scheduler = torch.optim.lr_scheduler.MultiStepLR(
                 self.optimizer_hash, milestones=cfg.lr_milestones, gamma=cfg.lr_gamma)
+        self.branch = self.model.unimodal_branch       # trained in epochs epoch+1 .. epoch+unimodal_epochs
+        self.total_epochs = cfg.epoch + (cfg.unimodal_epochs if self.branch is not None else 0)
+        if self.branch is not None:   # the base learning rates, held constant
+            self.optimizer_branch = torch.optim.Adam(
+                [{"params": self.branch.fusion.trainable_parameters(), "lr": cfg.lr_fusion},
+                 {"params": [*self.branch.image_head.parameters(), *self.branch.text_head.parameters()],
+                  "lr": cfg.lr_hash}], betas=tuple(cfg.adam_betas), **fused)
         self.shuffle_generator = torch.Generator().manual_seed(cfg.seed)
         # the modality-dropout draws of a global batch: the same on every rank, whatever the world size
         self.modality_generator = torch.Generator().manual_seed(cfg.seed + 1)
@@ -131,6 +138,8 @@ class Solver:
             state.update(image_head=self.model.image_head.state_dict(), text_head=self.model.text_head.state_dict(),
                          optimizer_hash=self.optimizer_hash.state_dict(),
                          lr_scheduler=self.lr_scheduler.state_dict())
+        if self.branch is not None:
+            state.update(unimodal_branch=self.branch.state_dict(), optimizer_branch=self.optimizer_branch.state_dict())
         if self.device.type == "cuda":
             state["rng_cuda"] = torch.cuda.get_rng_state(self.device)
         return state
@@ -141,6 +150,8 @@ class Solver:
         if self.hash_stage:
             self.optimizer_hash.load_state_dict(state["optimizer_hash"])
             self.lr_scheduler.load_state_dict(state["lr_scheduler"])
+        if self.branch is not None:
+            self.optimizer_branch.load_state_dict(state["optimizer_branch"])
         self.epoch, self.iteration = state["epoch"], state["iteration"]
         self.train_seconds, self.last_scores = state["train_seconds"], dict(state["metrics"])
         torch.set_rng_state(state["rng_torch"].cpu())
@@ -151,7 +162,9 @@ class Solver:
             torch.cuda.set_rng_state(state["rng_cuda"].cpu(), self.device)
 
     def _optimizers(self) -> list:
-        return [self.optimizer_fusion, self.optimizer_hash] if self.hash_stage else [self.optimizer_fusion]
+        """Every optimiser; one whose parameters got no gradient in a step leaves them as they are."""
+        optimizers = [self.optimizer_fusion, self.optimizer_hash] if self.hash_stage else [self.optimizer_fusion]
+        return optimizers + ([self.optimizer_branch] if self.branch is not None else [])
 
     def save_checkpoint(self) -> None:
         if self.ranks.main:
@@ -227,6 +240,36 @@ class Solver:
         stats["loss_step_std"] = float(torch.stack(step_losses).std()) if len(step_losses) > 1 else 0.0
         return stats
 
+    def trainbranch(self) -> dict:
+        """One epoch of the unimodal branch (config unimodal_epochs). The main network is frozen;
+        every pair is encoded one side at a time by the branch, with the main network's loss plus
+        unimodal_distill x the squared gap to the frozen network's paired codes, at the test-time
+        scale. Returns the epoch's losses."""
+        scale, weight = self.schedule.eval_scale, self.cfg.unimodal_distill
+        self.model.eval()
+        self.branch.train()
+        sums, rows = dict.fromkeys(("loss", "fused_loss", "hash_loss", "distill_loss"), 0.0), 0
+        for idx in tqdm(self._batches(), desc=f"unimodal {self.epoch + 1 - self.cfg.epoch}", leave=False,
+                        disable=None):
+            mine = local_part(idx, self.ranks)
+            image, text = self.train_image[mine], self.train_text[mine]
+            with torch.no_grad():       # the targets: the frozen paired codes, (B, bits) each
+                teacher = [gather_rows(side, self.ranks) for side in self.model.encode_pair(image, text, scale)]
+            alone = torch.ones(len(mine), dtype=torch.bool, device=self.device)
+            fused_image, fused_text, hash_image, hash_text = (
+                gather_with_grad(output, self.ranks) for output in self.branch(image, text, scale, alone))
+            loss, fused_term, hash_term = ucmfh_loss(fused_image, fused_text, hash_image, hash_text,
+                                                     self.cfg.temperature, self.cfg.hash_loss_weight)
+            distill = (distillation_loss(hash_image, teacher[0]) + distillation_loss(hash_text, teacher[1])) / 2
+            loss = loss + weight * distill
+            self._step(loss)
+            with torch.no_grad():
+                for key, value in (("loss", loss), ("fused_loss", fused_term), ("hash_loss", hash_term),
+                                   ("distill_loss", distill)):
+                    sums[key] += value * len(idx)
+            rows, self.iteration = rows + len(idx), self.iteration + 1
+        return {key: float(value) / rows for key, value in sums.items()}
+
     def trainreal(self) -> dict:
         """One epoch of the real-valued stage (fusion transformer alone)."""
         self.model.train()
@@ -264,34 +307,43 @@ class Solver:
         if self.ranks.main:
             self.run.path.mkdir(parents=True, exist_ok=True)
         self.run.write_config(to_dict(cfg))
+        last = self.total_epochs
         if self.epoch:
-            self.log(f"Resuming {self.checkpoint_path} after epoch {self.epoch} of {cfg.epoch}")
+            self.log(f"Resuming {self.checkpoint_path} after epoch {self.epoch} of {last}")
             self.run.truncate_metrics(self.epoch)
         # histograms after the epochs whose progress is 0, 20, ..., 100% (epoch index e: e / (E - 1))
         histogram_epochs = {round(p * (cfg.epoch - 1)) for p in HISTOGRAM_POINTS} \
             if cfg.record_histograms and self.hash_stage else set()
         self.histograms = [h for h in self.run.read_json("histograms.json", {}).get("snapshots", [])
                            if h["epoch"] <= self.epoch]
-        for epoch in range(self.epoch, cfg.epoch):
+        for epoch in range(self.epoch, last):
             start = time.time()
-            # 1. the scale for this epoch (HashNet's schedule varies it per iteration)
-            scale = (lambda it, e=epoch: self.schedule.at(e, it)) if self.schedule.per_iteration \
-                else self.schedule.at(epoch)
-            if self.hash_stage and self.schedule.enabled:
-                self.log(f"epoch: {epoch + 1}/{cfg.epoch}\n  Progressive scale: "
-                         f"{self.schedule.at(epoch, self.iteration):.2f} "
-                         f"(progress: {training_progress(epoch, cfg.epoch) * 100:.1f}%)")
-            # 2. one pass over every training pair
-            stats = self.trainhash(scale) if self.hash_stage else self.trainreal()
-            # 3. learning-rate schedule, once per epoch (per batch with lr_step batch: in trainhash)
-            if self.hash_stage and cfg.lr_step == "epoch":
-                self.lr_scheduler.step()
+            if epoch < cfg.epoch:
+                # 1. the scale for this epoch (HashNet's schedule varies it per iteration)
+                scale = (lambda it, e=epoch: self.schedule.at(e, it)) if self.schedule.per_iteration \
+                    else self.schedule.at(epoch)
+                if self.hash_stage and self.schedule.enabled:
+                    self.log(f"epoch: {epoch + 1}/{cfg.epoch}\n  Progressive scale: "
+                             f"{self.schedule.at(epoch, self.iteration):.2f} "
+                             f"(progress: {training_progress(epoch, cfg.epoch) * 100:.1f}%)")
+                # 2. one pass over every training pair
+                stats = self.trainhash(scale) if self.hash_stage else self.trainreal()
+                # 3. learning-rate schedule, once per epoch (per batch with lr_step batch: in trainhash)
+                if self.hash_stage and cfg.lr_step == "epoch":
+                    self.lr_scheduler.step()
+            else:
+                # 1-3. the unimodal branch (unimodal_epochs), a copy of the trained network at first
+                if epoch == cfg.epoch:
+                    self.branch.load_state_dict({k: v for k, v in self.model.state_dict().items()
+                                                 if not k.startswith("unimodal_branch.")})
+                self.log(f"unimodal branch: epoch {epoch + 1 - cfg.epoch}/{cfg.unimodal_epochs}")
+                stats = self.trainbranch()
             self.epoch = epoch + 1
             self.train_seconds += time.time() - start
             record = {"epoch": self.epoch, **stats, "seconds": time.time() - start}
             # 4. score every eval_every epochs and at the end (reported, never used to pick a model)
-            if self.epoch == cfg.epoch or (cfg.eval_every and self.epoch % cfg.eval_every == 0):
-                self.last_scores = self.evaluate(final=self.epoch == cfg.epoch)
+            if self.epoch == last or (cfg.eval_every and self.epoch % cfg.eval_every == 0):
+                self.last_scores = self.evaluate(final=self.epoch == last)
                 record.update(self.last_scores)
             if epoch in histogram_epochs:
                 self.record_histogram(epoch)
@@ -299,7 +351,7 @@ class Solver:
                 f"{k} {v:.4f}" for k, v in record.items() if k not in ("epoch", "seconds")))
             # 5. log, then checkpoint every save_every epochs and at the end
             self.run.append_metrics(record)
-            if self.epoch == cfg.epoch or (cfg.save_every and self.epoch % cfg.save_every == 0):
+            if self.epoch == last or (cfg.save_every and self.epoch % cfg.save_every == 0):
                 self.save_checkpoint()
             self.after_epoch()
         if not self.last_scores:  # resumed a finished run

@@ -71,6 +71,10 @@ class Config:
     balanced_weight: float = 1.0   # weight of that term in the hash-stage loss
     modality_dropout: float = 0.75 # share of training pairs encoded one side at a time (image alone, text
                                    # alone) so the placeholders of the unimodal protocol are learned
+    unimodal_epochs: int = 0       # > 0: after the `epoch` epochs, train a separate unimodal branch (a copy
+                                   # of the network for one-side inputs) this many epochs, distilled from
+                                   # the frozen paired codes; the paired path cannot move (docs/training.md)
+    unimodal_distill: float = 1.0  # weight of the branch's distillation term (squared gap to paired codes)
     # --- model (UCMFH's sizes) ---
     fusion_dim: int = 1024         # image half + text half; inputs of other sizes are projected
     fusion_layers: int = 2
@@ -229,6 +233,9 @@ def validate(cfg: Config) -> Config:
         raise ConfigError(f"--adam_betas: expected two numbers in [0, 1), got {cfg.adam_betas}")
     if not 0 <= cfg.modality_dropout <= 1:
         raise ConfigError(f"--modality_dropout: must be in [0, 1], got {cfg.modality_dropout}")
+    if cfg.unimodal_epochs < 0 or cfg.unimodal_distill < 0:
+        raise ConfigError(f"--unimodal_epochs/--unimodal_distill: must be >= 0, got {cfg.unimodal_epochs}, "
+                          f"{cfg.unimodal_distill}")
     for key in ("fusion_dropout", "hash_dropout"):
         if not 0 <= getattr(cfg, key) < 1:
             raise ConfigError(f"--{key}: must be in [0, 1), got {getattr(cfg, key)}")

@@ -56,3 +56,9 @@ def balanced_pairwise_loss(hash_image: torch.Tensor, hash_text: torch.Tensor, si
     if (~similar).any():
         loss = loss + pair_loss[~similar].mean()
     return loss
+
+
+def distillation_loss(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+    """Mean squared gap between the unimodal branch's outputs and the frozen paired ones, (B, b)
+    each: the branch learns codes in the paired codes' space (the teacher gets no gradient)."""
+    return (student - teacher.detach()).pow(2).mean()

@@ -182,12 +182,16 @@ class CrossModalHasher(nn.Module):
     """
 
     def __init__(self, fusion: FuseTransEncoder, image_head: HashHead | None = None,
-                 text_head: HashHead | None = None, default_scale: float = 1.0):
+                 text_head: HashHead | None = None, default_scale: float = 1.0,
+                 unimodal_branch: CrossModalHasher | None = None):
         super().__init__()
         if (image_head is None) != (text_head is None):
             raise ValueError("CrossModalHasher needs both hash heads or neither")
         self.fusion, self.image_head, self.text_head = fusion, image_head, text_head
         self.default_scale = default_scale
+        # with config unimodal_epochs: a second network of the same shape for one-side inputs
+        # (encode_image, encode_text), trained after this one is frozen
+        self.unimodal_branch = unimodal_branch
 
     @property
     def hashing(self) -> bool:
@@ -236,11 +240,15 @@ class CrossModalHasher(nn.Module):
         return self._out(self.image_head, fused_image, scale), self._out(self.text_head, fused_text, scale)
 
     def encode_image(self, image: torch.Tensor, scale: float | None = None) -> torch.Tensor:
-        """(B, Di) image features alone -> (B, b) image-side outputs."""
+        """(B, Di) image features alone -> (B, b) image-side outputs (by the unimodal branch if any)."""
+        if self.unimodal_branch is not None:
+            return self.unimodal_branch.encode_image(image, self.default_scale if scale is None else scale)
         return self._out(self.image_head, self.fusion(image, None)[0], scale)
 
     def encode_text(self, text: torch.Tensor, scale: float | None = None) -> torch.Tensor:
-        """(B, Dt) text features alone -> (B, b) text-side outputs."""
+        """(B, Dt) text features alone -> (B, b) text-side outputs (by the unimodal branch if any)."""
+        if self.unimodal_branch is not None:
+            return self.unimodal_branch.encode_text(text, self.default_scale if scale is None else scale)
         return self._out(self.text_head, self.fusion(None, text)[1], scale)
 
     def forward(self, image: torch.Tensor, text: torch.Tensor, scale: float | None = None,
@@ -271,13 +279,21 @@ class CrossModalHasher(nn.Module):
                 self._out(self.text_head, fused_text, scale))
 
 
-def build_model(cfg, image_dim: int, text_dim: int, bits: int | None, default_scale: float) -> CrossModalHasher:
-    """A CrossModalHasher with the sizes of a Config `cfg`; hash heads when `bits`."""
-    fusion = FuseTransEncoder(image_dim, text_dim, cfg.fusion_dim, cfg.fusion_layers, cfg.fusion_heads,
-                              cfg.fusion_ff_dim, cfg.fusion_dropout)
-    heads = (None, None)
-    if bits:
-        make = lambda: HashHead(cfg.fusion_dim // 2, bits, cfg.hash_hidden, cfg.hash_dropout,  # noqa: E731
-                                cfg.use_progressive_hash)
-        heads = (make(), make())                                   # ImageMlp, TextMlp
-    return CrossModalHasher(fusion, *heads, default_scale=default_scale)
+def build_model(cfg, image_dim: int, text_dim: int, bits: int | None, default_scale: float,
+                branch: bool | None = None) -> CrossModalHasher:
+    """A CrossModalHasher with the sizes of a Config `cfg`; hash heads when `bits`; a unimodal
+    branch of the same shape when `branch` (default: a hash model with cfg.unimodal_epochs > 0)."""
+    def network():
+        fusion = FuseTransEncoder(image_dim, text_dim, cfg.fusion_dim, cfg.fusion_layers, cfg.fusion_heads,
+                                  cfg.fusion_ff_dim, cfg.fusion_dropout)
+        heads = (None, None)
+        if bits:
+            make = lambda: HashHead(cfg.fusion_dim // 2, bits, cfg.hash_hidden, cfg.hash_dropout,  # noqa: E731
+                                    cfg.use_progressive_hash)
+            heads = (make(), make())                                   # ImageMlp, TextMlp
+        return CrossModalHasher(fusion, *heads, default_scale=default_scale)
+    model = network()
+    if bool(bits and cfg.unimodal_epochs > 0) if branch is None else branch:
+        with torch.random.fork_rng(devices=[]):    # the main network and what follows draw as without it
+            model.unimodal_branch = network()       # (its weights are the main one's when stage 2 starts)
+    return model

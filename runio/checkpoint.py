@@ -47,6 +47,12 @@ def load_weights(model: CrossModalHasher, state: dict, source: str, log=print) -
             except (KeyError, RuntimeError) as err:  # absent, or shapes of another hash_hidden / bits
                 raise ConfigError(f"{source}: {name} weights do not fit this model "
                                   f"({str(err).splitlines()[-1].strip()[:160] or type(err).__name__})") from None
+    if model.unimodal_branch is not None:
+        try:
+            model.unimodal_branch.load_state_dict(state["unimodal_branch"])
+        except (KeyError, RuntimeError) as err:  # absent, or of another shape
+            raise ConfigError(f"{source}: unimodal_branch weights do not fit this model "
+                              f"({str(err).splitlines()[-1].strip()[:160] or type(err).__name__})") from None
 
 
 def input_dims(state: dict, fusion_dim: int) -> tuple:

@@ -23,6 +23,7 @@ class Rung(NamedTuple):
 
 
 FLAWS_FIXED = "+all-train"   # every difference from the reference switched off
+UNIMODAL_EPOCHS = 5          # the branch's epochs in the ladder (half the ladder's 10 paired epochs)
 
 
 def _rungs() -> list:
@@ -47,6 +48,13 @@ def _rungs() -> list:
               Rung("dropout-0.75+progressive", {"use_progressive_hash": True, "scale_schedule": "linear"},
                    "dropout-0.75", "progressive hashing (linear) on top of modality dropout 0.75"),
               Rung("defaults", {}, FLAWS_FIXED, "this project's defaults (no preset)", inherits=False)]
+    # the unimodal branch: UCMFH's paired training untouched, then a copy for one-side inputs
+    rungs += [Rung("unimodal-branch", {"unimodal_epochs": UNIMODAL_EPOCHS}, FLAWS_FIXED,
+                   f"then {UNIMODAL_EPOCHS} epochs of a unimodal branch distilled from the frozen paired codes"),
+              Rung("unimodal-branch-no-distill", {"unimodal_distill": 0.0}, "unimodal-branch",
+                   "the branch trained by the contrastive loss alone"),
+              Rung("progressive+unimodal-branch", {"unimodal_epochs": UNIMODAL_EPOCHS}, "progressive-linear",
+                   "progressive hashing (linear), then the unimodal branch")]
     return rungs
 
 

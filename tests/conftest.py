@@ -1,7 +1,9 @@
 """Shared test setup: the repo root on sys.path, few threads, fixed seeds."""
+import pickle
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -41,3 +43,20 @@ def _import_script(module_name, path):
 _import_script("extract_features_cli", ROOT / "scripts" / "extract_features.py")
 _import_script("ablation_cli", ROOT / "scripts" / "ablation.py")
 _import_script("search_cli", ROOT / "scripts" / "search.py")
+
+
+def small_dataset(folder):
+    """<folder>/data/small: 250 training pairs, 100 queries, 500 database items; 32-d images and
+    24-d texts that follow their 6 labels."""
+    root = folder / "data"
+    if not (root / "small" / "retrieval.pkl").is_file():
+        rng = np.random.default_rng(0)
+        image_map, text_map = rng.standard_normal((6, 32)), rng.standard_normal((6, 24))
+        for split, rows in (("train", 250), ("query", 100), ("retrieval", 500)):
+            label = (rng.random((rows, 6)) < 0.3).astype(np.float32)
+            label[np.arange(rows), rng.integers(0, 6, rows)] = 1
+            arrays = {"image": (label @ image_map + rng.standard_normal((rows, 32))).astype(np.float32),
+                      "text": (label @ text_map + rng.standard_normal((rows, 24))).astype(np.float32), "label": label}
+            (root / "small").mkdir(parents=True, exist_ok=True)
+            (root / "small" / f"{split}.pkl").write_bytes(pickle.dumps(arrays, protocol=4))
+    return root

@@ -1,14 +1,12 @@
 """Data-parallel training under torchrun: 2 gloo processes on the CPU against one process."""
 import json
-import pickle
 import subprocess
 import sys
 
-import numpy as np
 import pytest
 import torch.distributed as dist
 
-from conftest import ROOT
+from conftest import ROOT, small_dataset
 
 pytestmark = pytest.mark.skipif(not dist.is_available() or not dist.is_gloo_available(),
                                 reason="torch.distributed with gloo is not available")
@@ -35,25 +33,8 @@ train.main(sys.argv[1:])
 
 
 def _args(tmp_path, name):
-    return [*SETTINGS, "--data_root", str(_small_dataset(tmp_path.parent)), "--output_dir", str(tmp_path / name),
+    return [*SETTINGS, "--data_root", str(small_dataset(tmp_path.parent)), "--output_dir", str(tmp_path / name),
             "--checkpoint_dir", str(tmp_path / name / "ck")]
-
-
-def _small_dataset(folder):
-    """<folder>/data/small: 250 training pairs, 100 queries, 500 database items; 32-d images and
-    24-d texts that follow their 6 labels."""
-    root = folder / "data"
-    if not (root / "small" / "retrieval.pkl").is_file():
-        rng = np.random.default_rng(0)
-        image_map, text_map = rng.standard_normal((6, 32)), rng.standard_normal((6, 24))
-        for split, rows in (("train", 250), ("query", 100), ("retrieval", 500)):
-            label = (rng.random((rows, 6)) < 0.3).astype(np.float32)
-            label[np.arange(rows), rng.integers(0, 6, rows)] = 1
-            arrays = {"image": (label @ image_map + rng.standard_normal((rows, 32))).astype(np.float32),
-                      "text": (label @ text_map + rng.standard_normal((rows, 24))).astype(np.float32), "label": label}
-            (root / "small").mkdir(parents=True, exist_ok=True)
-            (root / "small" / f"{split}.pkl").write_bytes(pickle.dumps(arrays, protocol=4))
-    return root
 
 
 def _metrics(tmp_path, name):

@@ -1,0 +1,107 @@
+"""The unimodal branch (config unimodal_epochs): the paired path trained as UCMFH does, then a copy
+of the network for one-side inputs, distilled from the frozen paired codes."""
+import json
+
+import numpy as np
+import pytest
+import torch
+
+import evaluate
+import train
+from conftest import small_dataset
+from ICMR import Solver
+from losses import distillation_loss
+
+PAIRED = ("i2t_map", "t2i_map", "val_i2t_map", "val_t2i_map")
+UNIMODAL = ("unimodal_i2t_map", "unimodal_t2i_map")
+
+
+def _args(tmp_path, name, *extra):
+    return ["--dataset", "small", "--data_root", str(small_dataset(tmp_path.parent)), "--hash_lens", "16",
+            "--epoch", "3", "--fusion_dim", "64", "--fusion_ff_dim", "64", "--hash_hidden", "32", "--batch_size",
+            "64", "--modality_dropout", "0", "--val_queries", "100", "--device", "cpu", "--save_codes", "true",
+            "--output_dir", str(tmp_path / name), "--checkpoint_dir", str(tmp_path / name / "ck"), *extra]
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """The same seed without and with a 2-epoch branch."""
+    tmp_path = tmp_path_factory.mktemp("branch")
+    [plain] = train.main(_args(tmp_path, "plain"))
+    [branch] = train.main(_args(tmp_path, "branch", "--unimodal_epochs", "2"))
+    return tmp_path, plain, branch
+
+
+def test_distillation_loss_is_the_mean_squared_gap_without_teacher_gradient():
+    student, teacher = torch.randn(4, 8, requires_grad=True), torch.randn(4, 8, requires_grad=True)
+    loss = distillation_loss(student, teacher)
+    expected = sum((student[i, j] - teacher[i, j]) ** 2 for i in range(4) for j in range(8)) / 32
+    torch.testing.assert_close(loss, expected)
+    loss.backward()
+    assert teacher.grad is None and student.grad.abs().sum() > 0
+
+
+def test_the_branch_leaves_the_paired_codes_as_they_were_and_moves_the_unimodal_ones(runs):
+    tmp_path, plain, branch = runs
+    for key in PAIRED:
+        assert branch[key] == plain[key], key                 # exactly: the paired path is frozen
+    codes = [np.load(tmp_path / name / "codes.npz") for name in ("plain", "branch")]
+    for key in ("query_image", "query_text", "database_image", "database_text"):
+        assert np.array_equal(codes[0][key], codes[1][key])
+        assert not np.array_equal(codes[0][f"unimodal_{key}"], codes[1][f"unimodal_{key}"])
+    assert any(branch[key] != plain[key] for key in UNIMODAL)
+
+
+def test_the_branch_trains_after_the_paired_epochs_and_is_saved(runs):
+    tmp_path, _, branch = runs
+    records = [json.loads(line) for line in (tmp_path / "branch" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in records] == [1, 2, 3, 4, 5]
+    assert ["distill_loss" in r for r in records] == [False, False, False, True, True]
+    state = torch.load(branch["checkpoint"], weights_only=True)
+    assert state["epoch"] == 5 and "unimodal_branch" in state and "optimizer_branch" in state
+    # a checkpoint scored anew gives the run's scores: the branch is loaded and used for one-side inputs
+    rescored = evaluate.main(["--checkpoint", branch["checkpoint"], "--output_dir", str(tmp_path / "rescored"),
+                              "--val_queries", "100", "--data_root", str(small_dataset(tmp_path.parent))])
+    for key in PAIRED + UNIMODAL:
+        assert rescored[key] == pytest.approx(branch[key], abs=1e-9), key
+
+
+def test_the_branch_starts_from_the_trained_network(tmp_path):
+    """At the first branch epoch the branch's weights are the paired network's."""
+    cfg_args = _args(tmp_path, "start", "--unimodal_epochs", "1")
+    seen = {}
+    original = Solver.trainbranch
+
+    def spy(solver):
+        seen.update({k: torch.equal(v, solver.model.state_dict()[k]) for k, v in solver.branch.state_dict().items()})
+        return original(solver)
+
+    Solver.trainbranch = spy
+    try:
+        train.main(cfg_args)
+    finally:
+        Solver.trainbranch = original
+    assert seen and all(seen.values())
+
+
+@pytest.mark.parametrize("crash_after", [3, 4])
+def test_resume_across_and_inside_the_branch_epochs(tmp_path, runs, crash_after):
+    _, _, unbroken = runs
+    args = _args(tmp_path, "crash", "--unimodal_epochs", "2", "--save_every", "1")
+
+    class Crash(Exception):
+        pass
+
+    def crash(solver):
+        if solver.epoch == crash_after:
+            raise Crash
+
+    Solver.after_epoch, original = crash, Solver.after_epoch
+    try:
+        with pytest.raises(Crash):
+            train.main(args)
+    finally:
+        Solver.after_epoch = original
+    [resumed] = train.main([*args, "--resume", "true"])
+    for key in PAIRED + UNIMODAL:
+        assert resumed[key] == pytest.approx(unbroken[key], abs=1e-6), key
