@@ -69,12 +69,15 @@ class Config:
     balanced_loss: bool = False    # add HashNet's S/S1, S/S0-weighted pairwise loss (unsupervised neighbours)
     balanced_knn: int = 5          # neighbours: the k most similar fused embeddings of a batch, both ways
     balanced_weight: float = 1.0   # weight of that term in the hash-stage loss
-    modality_dropout: float = 0.75 # share of training pairs encoded one side at a time (image alone, text
-                                   # alone) so the placeholders of the unimodal protocol are learned
-    unimodal_epochs: int = 0       # > 0: after the `epoch` epochs, train a separate unimodal branch (a copy
+    modality_dropout: float = 0.0  # share of training pairs encoded one side at a time (image alone, text
+                                   # alone) by the one network; 0: its paired training is UCMFH's, and the
+                                   # unimodal branch below serves one-side inputs (chosen on validation
+                                   # queries over 0.75, docs/ablation-ladder.md)
+    unimodal_epochs: int = 5       # > 0: after the `epoch` epochs, train a separate unimodal branch (a copy
                                    # of the network for one-side inputs) this many epochs, distilled from
                                    # the frozen paired codes; the paired path cannot move (docs/training.md)
-    unimodal_distill: float = 1.0  # weight of the branch's distillation term (squared gap to paired codes)
+    unimodal_distill: float = 1.0  # weight of the branch's distillation term (squared gap to paired codes;
+                                   # 1 over 0 on validation queries)
     # --- model (UCMFH's sizes) ---
     fusion_dim: int = 1024         # image half + text half; inputs of other sizes are projected
     fusion_layers: int = 2

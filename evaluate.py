@@ -24,13 +24,13 @@ import numpy as np
 
 from config import ConfigError, build_config, merge_checkpoint_config, resolve_device, to_dict
 from data import DataError, load_dataset
-from data.splits import hold_out_queries, take_rows, validation_rows, whole_batches
+from data.splits import hold_out_queries, validation_rows, whole_batches
 from metrics import cosine, hamming, tie_aware
 from metrics.curves import write_curves
 from metrics.inputs import check_inputs, positive_int, signs, to_sign_codes
 from metrics.unstable import unstable_ranking_metrics
 from model import PROTOCOLS as ENCODINGS
-from parallel import broadcast, current, gather_rows
+from parallel import broadcast, current, sharded_encoder
 from runio.checkpoint import check_input_widths, checkpoint_file, read_checkpoint, rebuild_model, saved_config
 from runio.run_folder import RunFolder, default_output_dir, results_record, write_codes
 from runio.tables import score_table
@@ -150,41 +150,13 @@ def score_model(model, data, cfg, final: bool = False, codes_dir=None) -> dict:
     ranking), eval_batch_size, val_queries (held-out database items scored against the rest: val_*
     keys) and UCMFH's switches eval_sequence, eval_drop_last, tie_order. A final scoring of a hash
     model adds the tie-aware mAP and the continuous outputs' mAP@K (cosine before sign: the
-    quantisation gap), and with codes_dir writes codes.npz and curves.json there.
-    Under torchrun every rank encodes its share of the splits; rank 0 scores and its scores are
-    returned on every rank."""
-    ranks = current()
-    return broadcast(_score_model(model, data, cfg, final, codes_dir, ranks), ranks)
-
-
-def _encoder(model, cfg, ranks):
-    """split -> protocol -> (image side, text side) outputs of every row. Under torchrun each rank
-    encodes a share of whole scoring batches (so eval_sequence "batch" sees UCMFH's batches) and
-    the shares are gathered in order."""
-    batch_size = cfg.eval_batch_size
-
-    def encode(split):
-        if not ranks.distributed:
-            return model.encode_protocols(split, batch_size, cfg.eval_sequence)
-        batches = -(-len(split) // batch_size)
-        first, last = (min(len(split), batch_size * (batches * r // ranks.world_size))
-                       for r in (ranks.rank, ranks.rank + 1))
-        rows = slice(first, last) if last > first else slice(0, 1)     # an empty share: one row, cut below
-        mine = model.encode_protocols(take_rows(split, rows, f"rows {first}-{last}"), batch_size, cfg.eval_sequence)
-        mine = {protocol: tuple(side[:last - first] for side in sides) for protocol, sides in mine.items()}
-        device = next(model.parameters()).device    # NCCL gathers device tensors
-        return {protocol: tuple(gather_rows(side.to(device), ranks).cpu() for side in sides)
-                for protocol, sides in mine.items()}
-    return encode
-
-
-def _score_model(model, data, cfg, final, codes_dir, ranks) -> dict | None:
-    """score_model's work; every rank encodes, rank 0 alone scores (None elsewhere)."""
-    query, database = data.query, data.retrieval
+    quantisation gap), and with codes_dir writes codes.npz and curves.json there. Under torchrun
+    every rank encodes a share of the splits and rank 0 scores; every rank returns its scores."""
+    ranks, query, database = current(), data.query, data.retrieval
     if cfg.eval_drop_last:
         query, database = whole_batches(query, cfg.eval_batch_size), whole_batches(database, cfg.eval_batch_size)
-    encode = _encoder(model, cfg, ranks)
-    database_codes, query_codes = encode(database), encode(query)
+    encode = sharded_encoder(model, cfg.eval_batch_size, cfg.eval_sequence, ranks)
+    database_codes, query_codes, scores = encode(database), encode(query), None
     if cfg.val_queries:
         chosen, rest = validation_rows(data.retrieval, cfg.val_queries)
         if cfg.eval_sequence == "item" and not cfg.eval_drop_last:   # batch-free codes: reuse the database's
@@ -192,18 +164,17 @@ def _score_model(model, data, cfg, final, codes_dir, ranks) -> dict | None:
                                        for rows in (chosen, rest))
         else:
             val_query, val_database = map(encode, hold_out_queries(data.retrieval, cfg.val_queries))
-    if not ranks.main:
-        return None
-    scores, codes = _score_codes(model, query_codes, database_codes, query.label, database.label, cfg, final,
-                                 prefix="")
-    if cfg.val_queries:
-        labels = np.asarray(data.retrieval.label)
-        scores.update(_score_codes(model, val_query, val_database, labels[chosen], labels[rest], cfg, final,
-                                   prefix="val_")[0])
-    if final and model.hashing and codes_dir is not None:
-        write_codes(codes_dir, codes, query.label, database.label)
-        write_curves(codes_dir)
-    return scores
+    if ranks.main:
+        scores, codes = _score_codes(model, query_codes, database_codes, query.label, database.label, cfg, final,
+                                     prefix="")
+        if cfg.val_queries:
+            labels = np.asarray(data.retrieval.label)
+            scores.update(_score_codes(model, val_query, val_database, labels[chosen], labels[rest], cfg, final,
+                                       prefix="val_")[0])
+        if final and model.hashing and codes_dir is not None:
+            write_codes(codes_dir, codes, query.label, database.label)
+            write_curves(codes_dir)
+    return broadcast(scores, ranks)
 
 
 def _score_codes(model, query_codes, database_codes, query_labels, database_labels, cfg, final, prefix) -> tuple:
@@ -259,10 +230,8 @@ def score_checkpoint(cfg, bits, checkpoint=None, state=None, data=None, log=prin
 # --- command line ---
 
 def main(argv=None) -> dict:
-    """Score a saved checkpoint on its dataset's query and database splits.
-
-        python evaluate.py --checkpoint checkpoints/hash/mirflickr_hash_64.pth [--key value ...]
-
+    """Score a saved checkpoint on its dataset's query and database splits:
+    python evaluate.py --checkpoint checkpoints/hash/mirflickr_hash_64.pth [--key value ...]
     Other flags are the run's settings (data_root, device, map_k, eval_batch_size, output_dir,
     save_codes); the model's come from the checkpoint. Prints the score table, writes config.yaml
     and results.json to the output folder and returns the results.
@@ -275,8 +244,7 @@ def main(argv=None) -> dict:
         if "--checkpoint" not in argv or argv.index("--checkpoint") + 1 >= len(argv):
             raise ConfigError("--checkpoint PATH is required (a .pth file written by train.py)")
         at = argv.index("--checkpoint")
-        path, rest = Path(argv[at + 1]), argv[:at] + argv[at + 2:]
-        state = read_checkpoint(path)
+        path, rest, state = Path(argv[at + 1]), argv[:at] + argv[at + 2:], read_checkpoint(argv[at + 1])
         dataset, bits = saved_config(state, path).get("dataset"), state.get("bits")
         cfg = build_config(rest, overrides={"dataset": dataset, "task": "test_hash" if bits else "test_real"})
         results = score_checkpoint(cfg, bits, checkpoint=path, state=state)

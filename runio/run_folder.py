@@ -78,7 +78,8 @@ def results_record(cfg, bits: int | None, scores: dict, *, epoch: int, train_sec
     scored = (lambda n: n // cfg.eval_batch_size * cfg.eval_batch_size) if cfg.eval_drop_last else (lambda n: n)  # noqa: E731
     return {"dataset": cfg.dataset, "task": cfg.task, "bits": bits,
             "use_progressive_hash": cfg.use_progressive_hash, "scale_schedule": cfg.scale_schedule,
-            "modality_dropout": cfg.modality_dropout, "protocols": list(protocols),
+            "modality_dropout": cfg.modality_dropout, "unimodal_epochs": cfg.unimodal_epochs,
+            "protocols": list(protocols),
             "balanced_loss": cfg.balanced_loss, "scale_min": cfg.scale_min,
             "scale_max": scale_max_for(cfg.scale_max, bits) if bits else cfg.scale_max, "preset": cfg.preset,
             "eval_scale": eval_scale, "epoch": epoch, "seed": cfg.seed, "map_k": cfg.map_k or None, **scores,

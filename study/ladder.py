@@ -46,20 +46,21 @@ def _rungs() -> list:
                           FLAWS_FIXED, f"progressive hashing, {schedule} schedule (tanh(scale x))"))
     rungs += [Rung("balanced", {"balanced_loss": True}, FLAWS_FIXED, "HashNet's balanced pairwise loss added"),
               Rung("dropout-0.75+progressive", {"use_progressive_hash": True, "scale_schedule": "linear"},
-                   "dropout-0.75", "progressive hashing (linear) on top of modality dropout 0.75"),
-              Rung("defaults", {}, FLAWS_FIXED, "this project's defaults (no preset)", inherits=False)]
+                   "dropout-0.75", "progressive hashing (linear) on top of modality dropout 0.75")]
     # the unimodal branch: UCMFH's paired training untouched, then a copy for one-side inputs
     rungs += [Rung("unimodal-branch", {"unimodal_epochs": UNIMODAL_EPOCHS}, FLAWS_FIXED,
                    f"then {UNIMODAL_EPOCHS} epochs of a unimodal branch distilled from the frozen paired codes"),
               Rung("unimodal-branch-no-distill", {"unimodal_distill": 0.0}, "unimodal-branch",
                    "the branch trained by the contrastive loss alone"),
               Rung("progressive+unimodal-branch", {"unimodal_epochs": UNIMODAL_EPOCHS}, "progressive-linear",
-                   "progressive hashing (linear), then the unimodal branch")]
+                   "progressive hashing (linear), then the unimodal branch"),
+              Rung("defaults", {}, FLAWS_FIXED, "this project's defaults (no preset)", inherits=False)]
     return rungs
 
 
 SHORT = ("ucmfh", "+item-eval", "+all-scored", "+stable-ties", "+epoch-lr", FLAWS_FIXED, "dropout-0.75",
-         "progressive-linear", "dropout-0.75+progressive", "defaults")   # each kind of change once
+         "progressive-linear", "dropout-0.75+progressive", "unimodal-branch", "progressive+unimodal-branch",
+         "defaults")   # each kind of change once
 LADDERS = {"ucmfh": _rungs(), "ucmfh-short": [r for r in _rungs() if r.label in SHORT]}
 
 

@@ -95,11 +95,15 @@ def test_ladder_rungs_are_cumulative_then_branch_with_their_baselines():
     assert rungs["dropout-0.75+progressive"] == ({**fixed, "modality_dropout": 0.75, "use_progressive_hash": True,
                                                   "scale_schedule": "linear"}, "dropout-0.75")
     assert rungs["defaults"] == ({}, FLAWS_FIXED)
-    # after every switch is off, the preset's remaining values are UCMFH's training: dropout 0, plain tanh
+    assert rungs["unimodal-branch-no-distill"] == ({**fixed, "unimodal_epochs": 5, "unimodal_distill": 0.0},
+                                                   "unimodal-branch")
+    assert rungs["progressive+unimodal-branch"] == (
+        {**fixed, "use_progressive_hash": True, "scale_schedule": "linear", "unimodal_epochs": 5}, "progressive-linear")
+    # after every switch is off, the preset's remaining values are UCMFH's training: plain tanh, no branch
     from config import build_config
     cfg, default = build_config([f"--{k}={v}" for k, v in fixed.items()]), build_config([])
     differ = {k for k in vars(cfg) if getattr(cfg, k) != getattr(default, k)}
-    assert differ == {"preset", "seed", "modality_dropout", "use_progressive_hash", "eval_batch_size"}
+    assert differ == {"preset", "seed", "unimodal_epochs", "use_progressive_hash", "eval_batch_size"}
 
 
 def test_vary_axis_crosses_settings_and_compares_at_equal_values(tmp_path):
@@ -137,9 +141,9 @@ def test_runs_that_differ_only_in_scoring_re_score_a_checkpoint(tmp_path):
         assert argv[-4:] == ["--task", "test_hash", "--checkpoint_dir", str(source / "checkpoints")]
     for label in ("ucmfh", "+epoch-lr", "dropout-0.5", "dropout-0.75+progressive"):
         assert "scored_checkpoint_of" not in runs[label][2] and "test_hash" not in runs[label][1]
-    # the project's defaults train the same model as dropout 0.75 + progressive (they differ in
-    # eval_batch_size only)
-    assert runs["defaults"][2]["scored_checkpoint_of"] == str(runs["dropout-0.75+progressive"][0])
+    # the project's defaults train the same model as progressive hashing + the unimodal branch (they
+    # differ in eval_batch_size only)
+    assert runs["defaults"][2]["scored_checkpoint_of"] == str(runs["progressive+unimodal-branch"][0])
 
 
 def test_ladder_grid_end_to_end_with_validation_scores(tmp_path):

@@ -1,0 +1,23 @@
+"""Encoding a split on every rank: each encodes a share, the shares are gathered in order."""
+from __future__ import annotations
+
+from data.splits import take_rows
+from parallel.ranks import Ranks, gather_rows
+
+
+def sharded_encoder(model, batch_size: int, sequence: str, ranks: Ranks):
+    """A function split -> protocol -> (image side, text side) outputs of every row, on the CPU
+    (CrossModalHasher.encode_protocols). Under torchrun each rank encodes a contiguous share of
+    whole scoring batches (so sequence "batch" sees UCMFH's batches) and every rank gets them all."""
+    def encode(split):
+        if not ranks.distributed:
+            return model.encode_protocols(split, batch_size, sequence)
+        batches = -(-len(split) // batch_size)
+        first, last = (min(len(split), batch_size * (batches * r // ranks.world_size))
+                       for r in (ranks.rank, ranks.rank + 1))
+        rows = slice(first, last) if last > first else slice(0, 1)     # an empty share: one row, cut below
+        mine = model.encode_protocols(take_rows(split, rows, f"rows {first}-{last}"), batch_size, sequence)
+        device = next(model.parameters()).device    # NCCL gathers device tensors
+        return {protocol: tuple(gather_rows(side[:last - first].to(device), ranks).cpu() for side in sides)
+                for protocol, sides in mine.items()}
+    return encode
