@@ -27,7 +27,7 @@ def _args(tmp_path, name, *extra):
 def runs(tmp_path_factory):
     """The same seed without and with a 2-epoch branch."""
     tmp_path = tmp_path_factory.mktemp("branch")
-    [plain] = train.main(_args(tmp_path, "plain"))
+    [plain] = train.main(_args(tmp_path, "plain", "--unimodal_epochs", "0"))
     [branch] = train.main(_args(tmp_path, "branch", "--unimodal_epochs", "2"))
     return tmp_path, plain, branch
 
@@ -57,6 +57,10 @@ def test_the_branch_trains_after_the_paired_epochs_and_is_saved(runs):
     records = [json.loads(line) for line in (tmp_path / "branch" / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in records] == [1, 2, 3, 4, 5]
     assert ["distill_loss" in r for r in records] == [False, False, False, True, True]
+    for record in records[3:]:   # the branch's loss: the main one's terms + unimodal_distill (1) x distillation
+        assert record["distill_loss"] > 0
+        assert record["loss"] == pytest.approx(record["fused_loss"] + 0.5 * record["hash_loss"]
+                                               + record["distill_loss"], rel=1e-5)
     state = torch.load(branch["checkpoint"], weights_only=True)
     assert state["epoch"] == 5 and "unimodal_branch" in state and "optimizer_branch" in state
     # a checkpoint scored anew gives the run's scores: the branch is loaded and used for one-side inputs
