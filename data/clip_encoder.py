@@ -75,16 +75,20 @@ class ClipEncoder:
                  cache_dir=None):
         import open_clip
 
+        if model_name.endswith(".json") and os.path.isfile(model_name):   # an architecture file of open_clip's
+            open_clip.add_model_config(model_name)                        # format, known by its stem from now
+            model_name = Path(model_name).stem
         if model_name not in open_clip.list_models():
-            raise DataError(f"--clip_model {model_name!r} is not an open_clip model "
+            raise DataError(f"--clip_model {model_name!r} is not an open_clip model or model config file "
                             f"(e.g. ViT-B-32, ViT-B-16, ViT-L-14; see open_clip.list_models())")
         if not pretrained:
             raise DataError(f"no CLIP weights given: {HOW_TO_GET_WEIGHTS}")
         self.device = torch.device(device)
         weights_file, source = None, pretrained
         context = contextlib.nullcontext()
-        if pretrained == RANDOM_WEIGHTS:
+        if pretrained == RANDOM_WEIGHTS:   # fixed random weights: the same in every process and run
             source = None
+            torch.manual_seed(0)
         elif os.path.isfile(pretrained):
             weights_file = pretrained
         elif open_clip.get_pretrained_cfg(model_name, pretrained):

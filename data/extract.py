@@ -121,34 +121,45 @@ def _encode_chunk(encoder, items, batch_size, workers, text_mode, bar):
 
 
 def extract_features(dataset, encoder, work_dir, batch_size=64, workers=2, chunk_size=1024, text_mode="mean",
-                     on_chunk_done=None) -> ExtractedFeatures:
+                     on_chunk_done=None, share=(0, 1), barrier=None) -> ExtractedFeatures:
     """Encode every item of a RawDataset, resuming from the chunks already in `work_dir`.
-    `on_chunk_done(chunk_index)` is called after each chunk is saved (tests use it to stop a run)."""
+    `on_chunk_done(chunk_index)` is called after each chunk is saved (tests use it to stop a run).
+    share = (rank, world size) of a torchrun job: this process encodes the chunks whose index
+    modulo the world size is its rank, `barrier()` waits for the others, and every process then
+    reads all chunks from `work_dir` (a folder all of them see). Each process resumes on its own."""
     if text_mode not in TEXT_MODES:
         raise DataError(f"--text_mode {text_mode!r} is not one of {', '.join(TEXT_MODES)}")
     if chunk_size % batch_size:
         raise DataError(f"--chunk_size {chunk_size} must be a multiple of --batch_size {batch_size}")
+    rank, world_size = share
+    barrier = barrier or (lambda: None)
     work_dir = Path(work_dir)
-    job = _open_job(work_dir, job_fingerprint(dataset, encoder.metadata, chunk_size, batch_size, text_mode))
+    fingerprint = job_fingerprint(dataset, encoder.metadata, chunk_size, batch_size, text_mode)
+    job = _open_job(work_dir, fingerprint) if rank == 0 else None
+    barrier()                                   # rank 0 has written job.json (or checked it)
+    job = job or _open_job(work_dir, fingerprint)
     items = dataset.items
     starts = range(0, len(items), chunk_size)
-    parts = []
-    with tqdm(total=len(items), desc="images", unit="img", smoothing=0.1, disable=None) as bar:
-        for index, start in enumerate(starts):
-            chunk_file = work_dir / f"chunk_{index:05d}.npz"
-            chunk_items = items[start:start + chunk_size]
-            if chunk_file.is_file():  # done by an earlier, interrupted run
-                with np.load(chunk_file, allow_pickle=False) as saved:
-                    parts.append((saved["image"], saved["text"], json.loads(str(saved["failures"]))))
+    chunk_file = lambda index: work_dir / f"chunk_{index:05d}.npz"  # noqa: E731
+    mine = [index for index in range(len(starts)) if index % world_size == rank]
+    with tqdm(total=sum(len(items[starts[i]:starts[i] + chunk_size]) for i in mine), desc="images", unit="img",
+              smoothing=0.1, disable=None if rank == 0 else True) as bar:
+        for index in mine:
+            chunk_items = items[starts[index]:starts[index] + chunk_size]
+            if chunk_file(index).is_file():  # done by an earlier, interrupted run
                 bar.update(len(chunk_items))
                 continue
             image, text, failures = _encode_chunk(encoder, chunk_items, batch_size, workers, text_mode, bar)
             buffer = io.BytesIO()
             np.savez(buffer, image=image, text=text, failures=np.array(json.dumps(failures)))
-            atomic_write_bytes(chunk_file, buffer.getvalue())
-            parts.append((image, text, {str(k): v for k, v in failures.items()}))
+            atomic_write_bytes(chunk_file(index), buffer.getvalue())
             if on_chunk_done is not None:
                 on_chunk_done(index)
+    barrier()                                   # every chunk is on disk
+    parts = []
+    for index in range(len(starts)):
+        with np.load(chunk_file(index), allow_pickle=False) as saved:
+            parts.append((saved["image"], saved["text"], json.loads(str(saved["failures"]))))
     failures = {start + int(k): reason for start, (_, _, part) in zip(starts, parts) for k, reason in part.items()}
     ok = np.ones(len(items), dtype=bool)
     ok[list(failures)] = False

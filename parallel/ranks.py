@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from datetime import timedelta
 
 import torch
 import torch.distributed as dist
@@ -57,7 +58,8 @@ def init_from_env(device: str = "auto") -> Ranks:
         cuda = device != "cpu" and torch.cuda.is_available()
         if cuda:
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
-        dist.init_process_group("nccl" if cuda else "gloo")
+        # a long timeout: in extraction one rank may wait at a barrier while another finishes its chunks
+        dist.init_process_group("nccl" if cuda else "gloo", timeout=timedelta(hours=2))
     return current()
 
 
@@ -125,3 +127,9 @@ def broadcast(obj, ranks: Ranks):
     box = [obj]
     dist.broadcast_object_list(box, src=0)
     return box[0]
+
+
+def barrier(ranks: Ranks) -> None:
+    """Wait until every rank gets here."""
+    if ranks.distributed:
+        dist.barrier()

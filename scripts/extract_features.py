@@ -4,6 +4,8 @@
     python scripts/extract_features.py --manifest pairs.csv --name mypairs --pretrained ViT-B-32.pt
     # a public raw release, laid out as docs/data.md ("Raw layouts") describes
     python scripts/extract_features.py --dataset mirflickr --raw_root /data/mirflickr25k --pretrained openai
+    # on N processes (GPUs, or CPU processes with --device cpu), each resumable on its own
+    torchrun --nproc_per_node N scripts/extract_features.py --manifest pairs.csv --name mypairs --pretrained ...
     # then
     python train.py --dataset mypairs
 
@@ -28,6 +30,7 @@ from data.clip_encoder import ClipEncoder  # noqa: E402
 from data.export import DTYPES, FORMATS, write_feature_dataset  # noqa: E402
 from data.extract import TEXT_MODES, extract_features  # noqa: E402
 from data.raw import PREPARERS, SPLIT_SIZES, make_splits, read_manifest  # noqa: E402
+from parallel import barrier, init_from_env, shutdown  # noqa: E402
 
 
 def parse_args(argv):
@@ -40,7 +43,8 @@ def parse_args(argv):
     p.add_argument("--name", help="output dataset name (default: --dataset, or the manifest's file name)")
     p.add_argument("--data_root", default="data", help="outputs go to <data_root>/<name>/ (default: data)")
     p.add_argument("--output", help="output folder (overrides <data_root>/<name>)")
-    p.add_argument("--clip_model", default="ViT-B-32", help="open_clip model name (default: ViT-B-32)")
+    p.add_argument("--clip_model", default="ViT-B-32",
+                   help="open_clip model name, or a model config file in open_clip's JSON format (default: ViT-B-32)")
     p.add_argument("--pretrained", help="local checkpoint file, or a cached open_clip tag; 'random' for a smoke test")
     p.add_argument("--allow_download", action="store_true", help="let open_clip download the tag's weights")
     p.add_argument("--cache_dir", help="open_clip's weight cache (default: its own)")
@@ -86,11 +90,19 @@ def main(argv=None) -> Path:
         name = args.name or default_name
         out_dir = Path(args.output) if args.output else Path(args.data_root) / name
         device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
+        ranks = init_from_env(device)             # torchrun: each process encodes its share of the chunks
+        if ranks.distributed and device.startswith("cuda"):
+            device = f"cuda:{ranks.local_rank}"
         encoder = ClipEncoder(args.clip_model, args.pretrained, args.allow_download, device, args.cache_dir)
-        print(f"{raw.source}: {len(raw)} pairs, {len(raw.label_names)} labels -> {out_dir}")
+        say = print if ranks.main else (lambda *_: None)
+        say(f"{raw.source}: {len(raw)} pairs, {len(raw.label_names)} labels -> {out_dir}"
+            + (f" ({ranks.world_size} processes)" if ranks.distributed else ""))
         start = time.time()
         features = extract_features(raw, encoder, out_dir / ".work", args.batch_size, args.workers,
-                                    args.chunk_size, args.text_mode)
+                                    args.chunk_size, args.text_mode, share=(ranks.rank, ranks.world_size),
+                                    barrier=lambda: barrier(ranks))
+        if not ranks.main:                        # rank 0 writes the dataset
+            return out_dir
         seconds = time.time() - start
         kept = int(features.ok.sum())
         num_query, num_train = split_sizes(args, name, kept)
@@ -102,6 +114,8 @@ def main(argv=None) -> Path:
     except DataError as err:
         print(f"error: {err}", file=sys.stderr)
         raise SystemExit(2) from None
+    finally:
+        shutdown()
     if not args.keep_work:
         shutil.rmtree(out_dir / ".work", ignore_errors=True)
     skipped = len(raw) - kept

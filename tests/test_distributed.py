@@ -3,6 +3,7 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch.distributed as dist
 
@@ -74,3 +75,62 @@ def test_two_processes_train_like_one_and_resume_in_one(tmp_path, one_process):
     assert last["epoch"] == 4 and last["loss"] == pytest.approx(reference[-1]["loss"], rel=1e-4)   # the branch's
     for key in SCORES:
         assert abs(results[key] - reference_results[key]) <= 0.002, key
+
+
+def test_two_processes_extract_what_one_does_and_each_resumes_alone(tmp_path):
+    """torchrun scripts/extract_features.py: the chunks are shared out, the merged output is the
+    one-process output, and a rank that lost a chunk redoes that chunk only."""
+    pytest.importorskip("open_clip")
+    from test_extract import tiny_dataset
+
+    raw = tiny_dataset(tmp_path / "images", n=13, broken=(5,))
+    lines = ["image,text,labels"] + [f"{item.image.name},{item.texts[0]},{'|'.join('abcd'[i] for i in item.labels)}"
+                                     for item in raw.items]
+    (tmp_path / "images" / "pairs.csv").write_text("\n".join(lines) + "\n")
+    common = ["--manifest", str(tmp_path / "images" / "pairs.csv"), "--pretrained", "random", "--clip_model",
+              str(ROOT / "tests" / "fixtures" / "test-tiny-clip.json"), "--device", "cpu", "--batch_size", "2",
+              "--chunk_size", "4", "--workers", "0", "--num_query", "3", "--num_train", "6", "--format", "h5"]
+    script = str(ROOT / "scripts" / "extract_features.py")
+    env = {"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"}
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+
+    def extract(launcher, out, *extra):
+        done = subprocess.run([*launcher, script, *common, "--output", str(out), *extra], cwd=ROOT,
+                              capture_output=True, text=True, env=env, timeout=300)
+        assert done.returncode == 0, done.stderr[-3000:]
+        return done.stdout
+
+    import extract_features_cli   # one process: in this one
+
+    extract_features_cli.main([*common, "--output", str(tmp_path / "one")])
+    printed = extract(torchrun, tmp_path / "two", "--keep_work")
+    assert printed.count("pairs kept") == 1 and "(2 processes)" in printed
+    for name in ("splits.json", "extraction_report.json"):
+        assert (tmp_path / "one" / name).read_text() == (tmp_path / "two" / name).read_text(), name
+    import h5py
+
+    def arrays(folder):
+        with h5py.File(folder / "retrieval.h5", "r") as f:
+            return {key: f[key][()] for key in f.keys()}
+
+    def same(ours, theirs):
+        assert ours.keys() == theirs.keys()
+        for key in ours:   # features to float tolerance (two processes, one thread each), ids and labels exactly
+            if ours[key].dtype.kind == "f":
+                np.testing.assert_allclose(ours[key], theirs[key], rtol=0, atol=1e-6, err_msg=key)
+            else:
+                assert np.array_equal(ours[key], theirs[key]), key
+
+    one = arrays(tmp_path / "one")
+    same(arrays(tmp_path / "two"), one)
+    # rank 1's chunk 1 lost: rank 1 encodes it again, nothing else is redone
+    work = tmp_path / "two" / ".work"
+    chunks = sorted(work.glob("chunk_*.npz"))
+    assert len(chunks) == 4
+    stamps = {c.name: c.stat().st_mtime_ns for c in chunks}
+    chunks[1].unlink()
+    extract(torchrun, tmp_path / "two", "--keep_work")
+    assert {c.name: c.stat().st_mtime_ns for c in work.glob("chunk_*.npz") if c.name != chunks[1].name} == \
+        {name: stamp for name, stamp in stamps.items() if name != chunks[1].name}
+    assert chunks[1].is_file()
+    same(arrays(tmp_path / "two"), one)
