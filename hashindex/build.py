@@ -15,10 +15,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
 from config import ConfigError, resolve_device
 from data import DataError, load_dataset
 from data.clip_encoder import sha256_of
+from data.splits import take_rows
 from hashindex.hamming_search import HammingSearcher, store_approximate
 from hashindex.index_file import CodeIndex, pack_codes
 from runio.checkpoint import load_trained_model
@@ -86,6 +88,22 @@ def read_captions(path: str, ids: np.ndarray) -> np.ndarray | None:
     raise DataError(f"--captions {path}: expected a list or an object of captions, got {type(data).__name__}")
 
 
+STREAM_ROWS = 65536   # rows encoded, then packed, at a time: memory stays bounded by this, not the split
+
+
+def encode_packed(model, rows, protocol: str, batch_size: int, block: int = STREAM_ROWS) -> tuple:
+    """(N, ceil(bits/8)) uint8 packed image and text codes of every row of a split, encoded `block`
+    rows at a time (features read lazily where the split is stored so), so only the packed codes
+    of the whole split are ever held: 8 bytes per item and side at 64 bits."""
+    image, text = [], []
+    for start in tqdm(range(0, len(rows), block), desc="encoding", unit="block", disable=None):
+        part = take_rows(rows, slice(start, start + block), f"rows {start}-{start + block}")
+        image_outputs, text_outputs = model.encode_split(part, protocol, batch_size)
+        image.append(pack_codes(image_outputs))
+        text.append(pack_codes(text_outputs))
+    return np.concatenate(image), np.concatenate(text)
+
+
 def build_index(checkpoint, dataset: str = "", data_root: str = "", split: str = "retrieval",
                 protocol: str = "unimodal", kind: str = "flat", clip_model: str = "", clip_pretrained: str = "",
                 captions: str = "", batch_size: int = 1024, device: str = "auto", log=print) -> CodeIndex:
@@ -104,7 +122,7 @@ def build_index(checkpoint, dataset: str = "", data_root: str = "", split: str =
     log(f"encoding {len(rows)} {data.name}/{split} items with {checkpoint} "
         f"({info['bits']} bits, {protocol} protocol)")
     start = time.time()
-    image_codes, text_codes = model.encode_split(rows, protocol, batch_size)
+    image_codes, text_codes = encode_packed(model, rows, protocol, batch_size)
     ids = rows.ids if rows.ids is not None else np.arange(len(rows)).astype(str)
     mean_norm = lambda features: float(np.linalg.norm(np.asarray(features[:10000], np.float64), axis=1).mean())
     meta = {
@@ -117,7 +135,7 @@ def build_index(checkpoint, dataset: str = "", data_root: str = "", split: str =
         "built": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
     index = CodeIndex(bits=info["bits"], ids=ids, meta=meta,
-                      codes={"image": pack_codes(image_codes), "text": pack_codes(text_codes)},
+                      codes={"image": image_codes, "text": text_codes},
                       labels=np.asarray(rows.label).astype(np.uint8),
                       label_names=label_names(metadata, rows.label.shape[1]),
                       captions=read_captions(captions, ids))

@@ -19,6 +19,7 @@ stored HNSW index, and the file sizes.
 from __future__ import annotations
 
 import argparse
+import resource
 import sys
 import tempfile
 import time
@@ -35,6 +36,12 @@ from runio.atomic import atomic_write_json  # noqa: E402
 from runio.tables import format_table  # noqa: E402
 
 _CHUNK = 100_000      # rows generated at once: (chunk, dims) float32
+METHODS = ("numpy", "faiss-flat", "faiss-hnsw", "faiss-ivf")
+
+
+def peak_rss_gb() -> float:
+    """Peak resident memory of this process so far (Linux reports ru_maxrss in KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20
 
 
 def mixture(bits, dims, clusters, rng):
@@ -97,6 +104,10 @@ def main(argv=None):
     p.add_argument("--ivf_nlist", type=int, default=None, help="default ~4 sqrt(N)")
     p.add_argument("--ivf_nprobe", type=int, default=32)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS),
+                   help="which searchers (default: all); the first exact one is the recall reference. At 10M "
+                        "codes: --methods faiss-flat faiss-ivf (numpy scans and an HNSW build take too long)")
+    p.add_argument("--no_files", action="store_true", help="skip the save/load timing of the index file")
     p.add_argument("--json", default=None, help="also write the results here (atomically)")
     args = p.parse_args(argv)
     if min(args.n, args.bits, args.queries, args.k) < 1:
@@ -112,16 +123,17 @@ def main(argv=None):
     print(f"N={args.n} bits={args.bits} queries={args.queries} k={k} dims={args.dims} "
           f"clusters={args.clusters} spread={args.spread} (ids {ids.dtype}: {ids.itemsize} B each)")
 
-    methods = [("exact numpy", dict(kind="flat", backend="numpy"))]
-    if faiss_available():
-        methods += [("exact faiss flat", dict(kind="flat", backend="faiss")),
-                    ("faiss hnsw", dict(kind="hnsw", hnsw_m=args.hnsw_m,
-                                        hnsw_ef_construction=args.hnsw_ef_construction,
-                                        hnsw_ef_search=args.hnsw_ef_search)),
-                    ("faiss ivf", dict(kind="ivf", ivf_nlist=args.ivf_nlist, ivf_nprobe=args.ivf_nprobe,
-                                       seed=args.seed))]
-    else:
+    options = {"numpy": ("exact numpy", dict(kind="flat", backend="numpy")),
+               "faiss-flat": ("exact faiss flat", dict(kind="flat", backend="faiss")),
+               "faiss-hnsw": ("faiss hnsw", dict(kind="hnsw", hnsw_m=args.hnsw_m,
+                                                 hnsw_ef_construction=args.hnsw_ef_construction,
+                                                 hnsw_ef_search=args.hnsw_ef_search)),
+               "faiss-ivf": ("faiss ivf", dict(kind="ivf", ivf_nlist=args.ivf_nlist, ivf_nprobe=args.ivf_nprobe,
+                                               seed=args.seed))}
+    if not faiss_available() and any(m.startswith("faiss") for m in args.methods):
         print("faiss is not installed (pip install faiss-cpu): exact numpy only")
+        args.methods = ["numpy"]
+    methods = [options[m] for m in METHODS if m in args.methods]
     results, searchers, exact = [], {}, None
     for name, options in methods:
         searcher, build_s = timed(lambda: HammingSearcher(database, args.bits, **options))
@@ -139,13 +151,20 @@ def main(argv=None):
         else:
             row["recall_at_k"], row["recall_at_k_tie"] = recall(rows, dist, exact[1], exact[0])
         results.append(row)
-        print(f"  {name}: built in {build_s:.1f} s, median {row['latency_ms_median']:.3f} ms", flush=True)
+        row["peak_rss_gb"] = peak_rss_gb()
+        print(f"  {name}: built in {build_s:.1f} s, median {row['latency_ms_median']:.3f} ms, "
+              f"peak RSS so far {row['peak_rss_gb']:.2f} GB", flush=True)
     print(format_table(results, [
         ("method", "method", "{}"), ("build s", "build_s", "{:.2f}"), ("B/item", "bytes_per_item", "{:.1f}"),
         ("median ms", "latency_ms_median", "{:.3f}"), ("p99 ms", "latency_ms_p99", "{:.3f}"),
         (f"recall@{k}", "recall_at_k", "{:.4f}"), (f"tie recall@{k}", "recall_at_k_tie", "{:.4f}"),
-        ("= numpy", "identical_to_numpy", "{}")]))
+        ("= reference", "identical_to_numpy", "{}")]))
+    print(f"peak resident memory of this process: {peak_rss_gb():.2f} GB")
 
+    if args.no_files:
+        if args.json:
+            atomic_write_json(args.json, {"config": vars(args), "methods": results, "files": []})
+        return 0
     index = CodeIndex(bits=args.bits, ids=ids, codes={"image": database},
                       meta={"source": "scripts/bench_index.py synthetic", "seed": args.seed})
     files = []

@@ -339,3 +339,33 @@ def test_bench_index_small_run(tmp_path, capsys):
             assert 0 < methods[name]["recall_at_k"] <= methods[name]["recall_at_k_tie"] <= 1
     assert all(f["bytes"] > 0 and f["load_s"] >= 0 for f in result["files"])
     assert "median ms" in capsys.readouterr().out
+
+
+def test_bench_index_runs_the_chosen_methods_and_reports_peak_memory(tmp_path, capsys):
+    pytest.importorskip("faiss")
+    out = tmp_path / "bench.json"
+    assert bench_index_cli.main(["--n", "3000", "--queries", "10", "--methods", "faiss-ivf", "faiss-flat",
+                                 "--no_files", "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    methods = [m["method"] for m in result["methods"]]
+    assert methods == ["exact faiss flat", "faiss ivf"] and result["files"] == []   # the exact one first
+    assert 0 < result["methods"][1]["recall_at_k"] <= 1
+    assert all(0 < m["peak_rss_gb"] < 64 for m in result["methods"])
+    assert "peak resident memory of this process" in capsys.readouterr().out
+
+
+def test_codes_are_encoded_and_packed_a_block_at_a_time_to_the_same_bits():
+    from data.splits import FeatureSplit
+    from hashindex.build import encode_packed
+    from hashindex.index_file import pack_codes
+    from test_unimodal import tiny_model
+
+    model = tiny_model()
+    rng = np.random.default_rng(0)
+    rows = FeatureSplit(rng.standard_normal((10, 12)).astype(np.float32),
+                        rng.standard_normal((10, 10)).astype(np.float32), np.ones((10, 2), np.float32), "test")
+    for protocol in ("paired", "unimodal"):
+        whole = [pack_codes(side) for side in model.encode_split(rows, protocol, 4)]
+        streamed = encode_packed(model, rows, protocol, batch_size=2, block=3)   # blocks of 3, 3, 3, 1
+        for a, b in zip(whole, streamed):
+            assert b.dtype == np.uint8 and np.array_equal(a, b)
