@@ -28,12 +28,12 @@ from runio.checkpoint import checkpoint_file, load_weights, read_checkpoint, sav
 from runio.run_folder import RunFolder, default_output_dir, results_record
 from schedules import ScaleSchedule, training_progress
 
-def _quiet(*_args, **_kwargs) -> None:
-    """The log of ranks other than 0."""
-
-
 HISTOGRAM_POINTS = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)   # training progress at which histograms are taken
 HISTOGRAM_EDGES = np.linspace(-1.0, 1.0, 51)
+
+
+def _quiet(*_args, **_kwargs) -> None:
+    """The log of ranks other than 0."""
 
 
 def value_rows_only(saved: dict, optimizer) -> dict:
@@ -154,7 +154,9 @@ class Solver:
             self.optimizer_branch.load_state_dict(state["optimizer_branch"])
         self.epoch, self.iteration = state["epoch"], state["iteration"]
         self.train_seconds, self.last_scores = state["train_seconds"], dict(state["metrics"])
-        torch.set_rng_state(state["rng_torch"].cpu())
+        torch.set_rng_state(state["rng_torch"].cpu())   # rank 0's; the others draw their own masks again
+        if self.ranks.rank:
+            torch.manual_seed(self.cfg.seed + 7919 * self.ranks.rank + self.epoch)
         self.shuffle_generator.set_state(state["rng_shuffle"].cpu())
         if "rng_modality" in state:
             self.modality_generator.set_state(state["rng_modality"].cpu())
