@@ -32,6 +32,16 @@ HISTOGRAM_POINTS = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)   # training progress at which
 HISTOGRAM_EDGES = np.linspace(-1.0, 1.0, 51)
 
 
+def streams(cfg, train, rows: int) -> bool:
+    """Whether training reads its pairs a window at a time (config stream_train): on, off, or auto =
+    on for features stored lazily (HDF5) whose float32 size is over stream_min_gb."""
+    if cfg.stream_train != "auto":
+        return cfg.stream_train == "on"
+    lazy = not isinstance(train.image, np.ndarray) or not isinstance(train.text, np.ndarray)
+    width = train.image.shape[1] + train.text.shape[1]
+    return lazy and rows * width * 4 / 2 ** 30 > cfg.stream_min_gb
+
+
 def _quiet(*_args, **_kwargs) -> None:
     """The log of ranks other than 0."""
 
@@ -119,9 +129,12 @@ class Solver:
         self.epoch, self.iteration, self.train_seconds = 0, 0, 0.0
         self.last_scores: dict = {}
         train = self.data.train
-        # the training pairs stay on the device; np.asarray reads lazily stored (HDF5) features once
-        self.train_image = torch.from_numpy(np.asarray(train.image[:self.num_train])).to(self.device)  # (N, Di)
-        self.train_text = torch.from_numpy(np.asarray(train.text[:self.num_train])).to(self.device)    # (N, Dt)
+        self.streamed = streams(cfg, train, self.num_train)
+        if self.streamed:   # read a window of blocks at a time by _batches
+            self.train_image = self.train_text = None
+        else:               # the training pairs stay on the device; lazily stored (HDF5) ones are read once
+            self.train_image = torch.from_numpy(np.asarray(train.image[:self.num_train])).to(self.device)  # (N, Di)
+            self.train_text = torch.from_numpy(np.asarray(train.text[:self.num_train])).to(self.device)    # (N, Dt)
         if checkpoint is not None:
             self._load_state(checkpoint)
         self.run = RunFolder(broadcast(default_output_dir(cfg, self.bits), self.ranks), writable=self.ranks.main)
@@ -174,11 +187,28 @@ class Solver:
 
     # ----- one epoch -----
     def _batches(self):
-        """Shuffled index batches over every training pair; the last one may be short (and is dropped
-        with train_drop_last)."""
-        order = torch.randperm(len(self.train_image), generator=self.shuffle_generator).to(self.device)
+        """Shuffled index batches over every training pair into self.train_image / train_text; the
+        last one may be short (and is dropped with train_drop_last). Streamed (stream_train), the
+        pairs are read a window of stream_window_blocks blocks at a time, blocks in shuffled order,
+        and each window's rows are shuffled and batched before the next window is read."""
+        if not self.streamed:
+            yield from self._shuffled(len(self.train_image))
+            return
+        cfg, train, rows = self.cfg, self.data.train, self.cfg.stream_block_rows
+        blocks = torch.randperm(-(-self.num_train // rows), generator=self.shuffle_generator).tolist()
+        for first in range(0, len(blocks), cfg.stream_window_blocks):
+            window = sorted(blocks[first:first + cfg.stream_window_blocks])   # read in file order
+            read = lambda side: torch.from_numpy(np.concatenate(  # noqa: E731
+                [np.asarray(side[b * rows:min(self.num_train, (b + 1) * rows)]) for b in window])).to(self.device)
+            self.train_image, self.train_text = None, None       # the last window goes before the next comes
+            self.train_image, self.train_text = read(train.image), read(train.text)   # (W, Di), (W, Dt)
+            yield from self._shuffled(len(self.train_image))
+        self.train_image = self.train_text = None
+
+    def _shuffled(self, count: int):
+        order = torch.randperm(count, generator=self.shuffle_generator).to(self.device)
         batches = order.split(self.cfg.batch_size)
-        return batches[:-1] if self.cfg.train_drop_last and len(batches[-1]) < self.cfg.batch_size else batches
+        yield from (batches[:-1] if self.cfg.train_drop_last and len(batches[-1]) < self.cfg.batch_size else batches)
 
     def _forward(self, idx, scale=None):
         """The model's outputs for the global batch of training rows `idx` (B,), with modality

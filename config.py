@@ -26,6 +26,7 @@ TASKS = ("train_real", "train_hash", "test_real", "test_hash")
 SCALE_SCHEDULES = ("linear", "exponential", "step", "hashnet", "constant")
 WIKI_TEXT_FEATURES = ("lda", "tfidf")
 LR_STEPS = ("epoch", "batch")          # what lr_milestones count
+STREAM_MODES = ("auto", "on", "off")
 EVAL_SEQUENCES = ("item", "batch")     # what the transformer sees as one sequence when scoring
 TIE_ORDERS = ("index", "unstable")     # order of items at equal Hamming distance
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
@@ -64,6 +65,12 @@ class Config:
     lr_gamma: float = 1.2          # UCMFH raises the head LR at the milestones (0.6 for mscoco)
     lr_step: str = "epoch"         # epoch | batch (UCMFH steps per batch: its milestones fire in epoch 1)
     train_drop_last: bool = False  # drop the last short batch of an epoch (UCMFH does; its loss needed it)
+    stream_train: str = "auto"     # on: read training pairs from their files a window of blocks at a time
+                                   # (shuffled blocks, rows shuffled in the window) instead of holding them
+                                   # all in memory; auto: on for lazily stored (HDF5) sets over stream_min_gb
+    stream_min_gb: float = 2.0     # auto streams above this many GB of training features (as float32)
+    stream_block_rows: int = 32768 # rows read at once; a window of stream_window_blocks blocks is in memory
+    stream_window_blocks: int = 4  # (32768 x 4 rows x 512-d x 2 sides x 4 B = 0.5 GB)
     temperature: float = 0.5       # InfoNCE temperature
     hash_loss_weight: float = 0.5  # loss = fused-embedding loss + weight * hash-output loss
     balanced_loss: bool = False    # add HashNet's S/S1, S/S0-weighted pairwise loss (unsupervised neighbours)
@@ -205,6 +212,7 @@ def validate(cfg: Config) -> Config:
     _choice("scale_schedule", cfg.scale_schedule, SCALE_SCHEDULES)
     _choice("wiki_text", cfg.wiki_text, WIKI_TEXT_FEATURES)
     _choice("lr_step", cfg.lr_step, LR_STEPS)
+    _choice("stream_train", cfg.stream_train, STREAM_MODES)
     _choice("eval_sequence", cfg.eval_sequence, EVAL_SEQUENCES)
     _choice("tie_order", cfg.tie_order, TIE_ORDERS)
     if cfg.preset:
@@ -217,7 +225,8 @@ def validate(cfg: Config) -> Config:
         raise ConfigError(f"--hash_lens: {cfg.hash_lens} repeats a length (its runs would share one "
                           f"output folder and one checkpoint)")
     for key in ("epoch", "batch_size", "fusion_dim", "fusion_layers", "fusion_heads",
-                "fusion_ff_dim", "hash_hidden", "eval_batch_size", "hashnet_step_size"):
+                "fusion_ff_dim", "hash_hidden", "eval_batch_size", "hashnet_step_size", "stream_block_rows",
+                "stream_window_blocks"):
         if getattr(cfg, key) < 1:
             raise ConfigError(f"--{key}: must be at least 1, got {getattr(cfg, key)}")
     for key in ("eval_every", "save_every", "map_k", "seed", "balanced_knn", "train_limit", "val_queries"):

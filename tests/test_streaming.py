@@ -1,0 +1,79 @@
+"""Training that reads its pairs a window of blocks at a time (config stream_train)."""
+import numpy as np
+import pytest
+import torch
+
+import train
+from conftest import small_dataset
+from config import build_config
+from data import load_dataset
+from ICMR import Solver, streams
+
+
+def _cfg(tmp_path, *extra):
+    return build_config(["--dataset", "small", "--data_root", str(small_dataset(tmp_path)), "--epoch", "2",
+                         "--fusion_dim", "64", "--fusion_ff_dim", "64", "--hash_hidden", "32", "--batch_size", "32",
+                         "--unimodal_epochs", "0", "--output_dir", str(tmp_path / "run"),
+                         "--checkpoint_dir", str(tmp_path / "ck"), *extra])
+
+
+def test_a_streamed_epoch_visits_every_pair_once_a_window_at_a_time(tmp_path):
+    cfg = _cfg(tmp_path, "--stream_train", "on", "--stream_block_rows", "40", "--stream_window_blocks", "2")
+    solver = Solver(cfg, bits=16, log=lambda *_: None)
+    assert solver.streamed and solver.train_image is None            # nothing held before the epoch
+    seen, windows = [], []                                           # the window tensors, each once
+    for idx in solver._batches():
+        if not windows or solver.train_image is not windows[-1]:
+            windows.append(solver.train_image)
+        assert len(idx) <= 32 and len(solver.train_image) <= 80       # one window: 2 blocks of 40 rows
+        seen.append(solver.train_image[idx].numpy())
+    rows = np.concatenate(seen)
+    expected = np.asarray(solver.data.train.image)
+    assert len(rows) == len(expected) == 250                          # every pair once: 7 blocks, 4 windows
+    assert sorted(map(bytes, rows)) == sorted(map(bytes, expected))
+    # 7 blocks (six of 40 rows, one of 10) in 4 windows of up to 2 blocks; none left in memory after
+    assert len(windows) == 4 and sum(map(len, windows)) == 250 and solver.train_image is None
+
+
+def test_a_streamed_run_trains_scores_and_resumes_to_the_unbroken_result(tmp_path):
+    args = ["--dataset", "small", "--data_root", str(small_dataset(tmp_path)), "--hash_lens", "16", "--epoch", "3",
+            "--fusion_dim", "64", "--fusion_ff_dim", "64", "--hash_hidden", "32", "--batch_size", "32",
+            "--unimodal_epochs", "0", "--stream_train", "on", "--stream_block_rows", "64", "--save_every", "1"]
+    [unbroken] = train.main([*args, "--output_dir", str(tmp_path / "a"), "--checkpoint_dir", str(tmp_path / "cka")])
+    assert 0 < unbroken["i2t_map"] <= 1
+
+    class Crash(Exception):
+        pass
+
+    def crash(solver):
+        if solver.epoch == 2:
+            raise Crash
+
+    Solver.after_epoch, original = crash, Solver.after_epoch
+    try:
+        with pytest.raises(Crash):
+            train.main([*args, "--output_dir", str(tmp_path / "b"), "--checkpoint_dir", str(tmp_path / "ckb")])
+    finally:
+        Solver.after_epoch = original
+    [resumed] = train.main([*args, "--output_dir", str(tmp_path / "b"), "--checkpoint_dir", str(tmp_path / "ckb"),
+                            "--resume", "true"])
+    assert resumed["i2t_map"] == pytest.approx(unbroken["i2t_map"], abs=1e-9)
+
+
+def test_auto_streams_lazily_stored_sets_over_the_threshold_only(tmp_path):
+    data = load_dataset("small", small_dataset(tmp_path))
+    in_memory = data.train                                            # numpy arrays: never streamed on auto
+    assert not streams(_cfg(tmp_path, "--stream_min_gb", "0"), in_memory, 250)
+
+    class Lazy:                                                       # stands in for data.lazy.LazyRows
+        def __init__(self, array):
+            self.array, self.shape = array, array.shape
+
+        def __getitem__(self, rows):
+            return self.array[rows]
+
+    lazy = type(in_memory)(Lazy(in_memory.image), Lazy(in_memory.text), in_memory.label, "lazy")
+    assert streams(_cfg(tmp_path, "--stream_min_gb", "0"), lazy, 250)
+    assert not streams(_cfg(tmp_path), lazy, 250)                     # 250 x 56 floats: far below 2 GB
+    assert streams(_cfg(tmp_path, "--stream_train", "on"), in_memory, 250)
+    assert not streams(_cfg(tmp_path, "--stream_train", "off", "--stream_min_gb", "0"), lazy, 250)
