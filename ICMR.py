@@ -197,13 +197,22 @@ class Solver:
         cfg, train, rows = self.cfg, self.data.train, self.cfg.stream_block_rows
         blocks = torch.randperm(-(-self.num_train // rows), generator=self.shuffle_generator).tolist()
         for first in range(0, len(blocks), cfg.stream_window_blocks):
-            window = sorted(blocks[first:first + cfg.stream_window_blocks])   # read in file order
-            read = lambda side: torch.from_numpy(np.concatenate(  # noqa: E731
-                [np.asarray(side[b * rows:min(self.num_train, (b + 1) * rows)]) for b in window])).to(self.device)
-            self.train_image, self.train_text = None, None       # the last window goes before the next comes
-            self.train_image, self.train_text = read(train.image), read(train.text)   # (W, Di), (W, Dt)
+            spans = [(b * rows, min(self.num_train, (b + 1) * rows))
+                     for b in sorted(blocks[first:first + cfg.stream_window_blocks])]   # read in file order
+            self.train_image = self.train_text = None            # the last window goes before the next comes
+            self.train_image, self.train_text = (self._read_window(side, spans) for side in (train.image, train.text))
             yield from self._shuffled(len(self.train_image))
         self.train_image = self.train_text = None
+
+    def _read_window(self, side, spans) -> torch.Tensor:
+        """(W, D) float32 on the device: the rows of `spans` ((start, stop) pairs) of one side, read
+        block by block into one buffer (no second copy of the window)."""
+        window = torch.empty(sum(stop - start for start, stop in spans), side.shape[1], device=self.device)
+        at = 0
+        for start, stop in spans:
+            window[at:at + stop - start] = torch.from_numpy(np.asarray(side[start:stop], dtype=np.float32))
+            at += stop - start
+        return window
 
     def _shuffled(self, count: int):
         order = torch.randperm(count, generator=self.shuffle_generator).to(self.device)
