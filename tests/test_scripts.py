@@ -8,7 +8,7 @@ from conftest import ROOT
 from data import make_demo_dataset
 
 SMALL = ["--epoch", "1", "--fusion_dim", "64", "--fusion_ff_dim", "64", "--hash_hidden", "64",
-         "--batch_size", "512"]
+         "--batch_size", "512", "--unimodal_epochs", "1"]
 
 
 def run_script(name, data_root, *extra):

@@ -1,7 +1,6 @@
 """Training that reads its pairs a window of blocks at a time (config stream_train)."""
 import numpy as np
 import pytest
-import torch
 
 import train
 from conftest import small_dataset
