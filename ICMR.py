@@ -19,6 +19,7 @@ from tqdm import tqdm
 from config import ConfigError, merge_checkpoint_config, resolve_device, to_dict
 from data import load_dataset
 from data.splits import check_val_queries
+from data.streaming import read_window, streams, window_spans
 from evaluate import PROTOCOLS, score_model
 from losses import balanced_pairwise_loss, contrastive_loss, distillation_loss, neighbour_similarity, ucmfh_loss
 from model import build_model
@@ -30,16 +31,6 @@ from schedules import ScaleSchedule, training_progress
 
 HISTOGRAM_POINTS = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)   # training progress at which histograms are taken
 HISTOGRAM_EDGES = np.linspace(-1.0, 1.0, 51)
-
-
-def streams(cfg, train, rows: int) -> bool:
-    """Whether training reads its pairs a window at a time (config stream_train): on, off, or auto =
-    on for features stored lazily (HDF5) whose float32 size is over stream_min_gb."""
-    if cfg.stream_train != "auto":
-        return cfg.stream_train == "on"
-    lazy = not isinstance(train.image, np.ndarray) or not isinstance(train.text, np.ndarray)
-    width = train.image.shape[1] + train.text.shape[1]
-    return lazy and rows * width * 4 / 2 ** 30 > cfg.stream_min_gb
 
 
 def _quiet(*_args, **_kwargs) -> None:
@@ -194,25 +185,14 @@ class Solver:
         if not self.streamed:
             yield from self._shuffled(len(self.train_image))
             return
-        cfg, train, rows = self.cfg, self.data.train, self.cfg.stream_block_rows
-        blocks = torch.randperm(-(-self.num_train // rows), generator=self.shuffle_generator).tolist()
-        for first in range(0, len(blocks), cfg.stream_window_blocks):
-            spans = [(b * rows, min(self.num_train, (b + 1) * rows))
-                     for b in sorted(blocks[first:first + cfg.stream_window_blocks])]   # read in file order
+        train = self.data.train
+        for spans in window_spans(self.num_train, self.cfg.stream_block_rows, self.cfg.stream_window_blocks,
+                                  self.shuffle_generator):
             self.train_image = self.train_text = None            # the last window goes before the next comes
-            self.train_image, self.train_text = (self._read_window(side, spans) for side in (train.image, train.text))
+            self.train_image, self.train_text = (read_window(side, spans, self.device) for side in (train.image,
+                                                                                                    train.text))
             yield from self._shuffled(len(self.train_image))
         self.train_image = self.train_text = None
-
-    def _read_window(self, side, spans) -> torch.Tensor:
-        """(W, D) float32 on the device: the rows of `spans` ((start, stop) pairs) of one side, read
-        block by block into one buffer (no second copy of the window)."""
-        window = torch.empty(sum(stop - start for start, stop in spans), side.shape[1], device=self.device)
-        at = 0
-        for start, stop in spans:
-            window[at:at + stop - start] = torch.from_numpy(np.asarray(side[start:stop], dtype=np.float32))
-            at += stop - start
-        return window
 
     def _shuffled(self, count: int):
         order = torch.randperm(count, generator=self.shuffle_generator).to(self.device)

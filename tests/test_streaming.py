@@ -6,7 +6,8 @@ import train
 from conftest import small_dataset
 from config import build_config
 from data import load_dataset
-from ICMR import Solver, streams
+from data.streaming import streams
+from ICMR import Solver
 
 
 def _cfg(tmp_path, *extra):
