@@ -86,9 +86,8 @@ class ClipEncoder:
         self.device = torch.device(device)
         weights_file, source = None, pretrained
         context = contextlib.nullcontext()
-        if pretrained == RANDOM_WEIGHTS:   # fixed random weights: the same in every process and run
+        if pretrained == RANDOM_WEIGHTS:
             source = None
-            torch.manual_seed(0)
         elif os.path.isfile(pretrained):
             weights_file = pretrained
         elif open_clip.get_pretrained_cfg(model_name, pretrained):
@@ -102,7 +101,10 @@ class ClipEncoder:
             raise DataError(f"--pretrained {pretrained}: not a file and not an open_clip tag of {model_name} "
                             f"(tags: {tags})")
         try:
-            with context:
+            # random weights are drawn from seed 0: the same in every process and run, and the
+            # caller's random stream is left as it was
+            with context, torch.random.fork_rng(devices=[]):
+                torch.manual_seed(0)
                 model, _, preprocess = open_clip.create_model_and_transforms(
                     model_name, pretrained=source, device=self.device, cache_dir=cache_dir)
         except Exception as err:

@@ -57,24 +57,10 @@ def main(argv=None):
                         "--device", args.device, "--output_dir", "/tmp/bench_epoch",
                         *(["--modality_dropout", args.modality_dropout] if args.modality_dropout else [])])
     solver = Solver(cfg, bits=args.bits, data=data, log=lambda *_: None)
-    times = []
-    for epoch in range(args.epochs):
-        start = time.perf_counter()
-        solver.trainhash(solver.schedule.at(epoch))
-        if solver.device.type == "cuda":
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - start)
-        print(f"epoch {epoch + 1}: {times[-1]:.2f} s")
+    times = timed_epochs(solver, lambda epoch: solver.trainhash(solver.schedule.at(epoch)), args.epochs, "epoch")
     median = statistics.median(times)
     if solver.branch is not None:   # the unimodal branch's epochs (config unimodal_epochs), after the paired ones
-        branch_times = []
-        for epoch in range(args.epochs):
-            start = time.perf_counter()
-            solver.trainbranch()
-            if solver.device.type == "cuda":
-                torch.cuda.synchronize()
-            branch_times.append(time.perf_counter() - start)
-            print(f"unimodal branch epoch {epoch + 1}: {branch_times[-1]:.2f} s")
+        branch_times = timed_epochs(solver, lambda _: solver.trainbranch(), args.epochs, "unimodal branch epoch")
     print(f"\n{args.pairs} pairs x {data.image_dim}-d, batch {args.batch_size}, {args.bits} bits, "
           f"modality_dropout {cfg.modality_dropout}, "
           f"{torch.get_num_threads()} threads, {args.device}")
@@ -87,6 +73,19 @@ def main(argv=None):
         reference, source = time_reference(args.reference, data, args.bits, args.epochs), "measured now"
     print(f"reference UCMFH code ({source}): {reference:.1f} s -> {reference / median:.1f}x faster "
           f"(target: at least {TARGET:g}x, i.e. <= {reference / TARGET:.1f} s)")
+
+
+def timed_epochs(solver, run_epoch, epochs: int, label: str) -> list:
+    """Seconds of each of `epochs` calls run_epoch(epoch), printed as they come."""
+    times = []
+    for epoch in range(epochs):
+        start = time.perf_counter()
+        run_epoch(epoch)
+        if solver.device.type == "cuda":
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - start)
+        print(f"{label} {epoch + 1}: {times[-1]:.2f} s")
+    return times
 
 
 def time_reference(checkout, data, bits, epochs) -> float:
