@@ -84,6 +84,7 @@ class Solver:
         torch.manual_seed(cfg.seed)
         d = self.data
         if cfg.val_queries:   # refused now, not after training
+            d.require_labels("--val_queries")
             check_val_queries(cfg.val_queries, d.retrieval)
         self.num_train = min(len(d.train), cfg.train_limit or len(d.train))   # UCMFH trains on the first 4,992
         steps = self.num_train // cfg.batch_size if cfg.train_drop_last else math.ceil(self.num_train / cfg.batch_size)
@@ -304,7 +305,9 @@ class Solver:
     # ----- evaluation -----
     def evaluate(self, final=False) -> dict:
         """Scores on the query set (evaluate.score_model); the final one also writes codes.npz and
-        curves.json when save_codes is set."""
+        curves.json when save_codes is set. None for a set without labels: nothing to score against."""
+        if not self.data.labelled:
+            return {}
         return score_model(self.model, self.data, self.cfg, final=final,
                            codes_dir=self.run.path if final and self.cfg.save_codes else None)
 
@@ -328,6 +331,8 @@ class Solver:
         if self.ranks.main:
             self.run.path.mkdir(parents=True, exist_ok=True)
         self.run.write_config(to_dict(cfg))
+        if not self.data.labelled:
+            self.log(f"{self.data.name} has no labels: training without scoring (mAP needs labels)")
         last = self.total_epochs
         if self.epoch:
             self.log(f"Resuming {self.checkpoint_path} after epoch {self.epoch} of {last}")

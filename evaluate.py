@@ -213,6 +213,7 @@ def score_checkpoint(cfg, bits, checkpoint=None, state=None, data=None, log=prin
     state = state if state is not None else read_checkpoint(path, device)
     cfg = merge_checkpoint_config(cfg, saved_config(state, path), path)
     data = data if data is not None else load_dataset(cfg.dataset, cfg.data_root, cfg.wiki_text)
+    data.require_labels(f"scoring {path}")
     check_input_widths(state, cfg, data, path)
     model = rebuild_model(state, cfg, path, device, log)
     run = RunFolder(default_output_dir(cfg, bits))

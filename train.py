@@ -30,7 +30,7 @@ def run(cfg, log=print) -> list:
     data = load_dataset(cfg.dataset, cfg.data_root, cfg.wiki_text)
     log(f"{data.name}: {len(data.train)} training pairs, {len(data.query)} queries, "
         f"{len(data.retrieval)} database items; image {data.image_dim}-d, text {data.text_dim}-d, "
-        f"{data.num_labels} labels")
+        + (f"{data.num_labels} labels" if data.labelled else "no labels (training and indexing only)"))
     hash_stage = cfg.task in ("train_hash", "test_hash")
     lengths = cfg.hash_lens if hash_stage else [None]
     results = []

@@ -5,13 +5,16 @@ dict with ``image`` (N x Di), ``text`` (N x Dt) and ``label`` (N x C
 multi-hot).  For each split the first of ``.pkl``, ``.npz``, ``.h5`` that
 exists is read (see :mod:`data.readers`).  ``demo`` is generated on first use
 and ``wiki`` is read from the original .mat/.list files.  Any other name is
-taken as a folder of the user's own features in the same layout.
+taken as a folder of the user's own features in the same layout, or in the
+embedding-folder layout of clip-retrieval (``img_emb/``, ``text_emb/``,
+``metadata/``: no labels; see :mod:`data.embedding_folder`).
 """
 
 from pathlib import Path
 
 from .demo import SPLIT_FILES as DEMO_FILES
 from .demo import make_demo_dataset
+from .embedding_folder import is_embedding_folder, load_embedding_folder
 from .errors import DataError
 from .readers import SPLIT_EXTENSIONS, find_split_file, load_split_file
 from .splits import DatasetSplits
@@ -92,4 +95,6 @@ def load_dataset(name, data_root="data", wiki_text="lda"):
         return _load_demo(folder)
     if name == "wiki":
         return load_wiki(folder, wiki_text)
+    if name not in KNOWN_DATASETS and find_split_file(folder, "train") is None and is_embedding_folder(folder):
+        return load_embedding_folder(folder, name)
     return _load_folder(folder, name)

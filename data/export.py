@@ -6,6 +6,8 @@ Output folder (every file written atomically):
   splits.json                           the seed, the sizes and the ids of every split
   metadata.json                         model, weights file and sha256, preprocessing, date, counts, labels
   extraction_report.json                the items skipped, with the reason
+  items.json                            {id: {"image": absolute image path, "caption": first text}} of the
+                                        kept items, for search results (scripts/build_index.py reads it)
 """
 from __future__ import annotations
 
@@ -67,6 +69,8 @@ def write_feature_dataset(out_dir, dataset, features, splits: dict, metadata: di
     atomic_write_json(out_dir / "splits.json", {"seed": metadata.get("split_seed"), "sizes": sizes,
                                                 **{split: ids[splits[split]].tolist() for split in SPLIT_NAMES}})
     atomic_write_json(out_dir / "metadata.json", {**metadata, "sizes": sizes})
+    atomic_write_json(out_dir / "items.json", {dataset.items[i].id: {
+        "image": str(Path(dataset.items[i].image).resolve()), "caption": dataset.items[i].texts[0]} for i in kept})
     skipped = [{"id": dataset.items[i].id, "image": str(dataset.items[i].image), "reason": reason}
                for i, reason in sorted(features.failures.items())]
     atomic_write_json(out_dir / "extraction_report.json",

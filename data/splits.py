@@ -14,17 +14,21 @@ class FeatureSplit:
     """One split (train, query or retrieval) of paired features.
 
     Row ``i`` of ``image``, ``text`` and ``label`` describe the same pair.
-    ``image`` and ``text`` are float32; ``label`` is float32 multi-hot (0/1).
+    ``image`` and ``text`` are float32; ``label`` is float32 multi-hot (0/1),
+    or None for a set without labels (it trains and indexes, nothing scores).
     ``source`` is the file or folder the split came from, for messages.
     ``ids`` (N,) str, when the file has them (features this framework
-    extracts do); None otherwise.
+    extracts do); None otherwise.  ``captions`` and ``image_paths`` (N,) str,
+    when the set records them (clip-retrieval's metadata), for search results.
     """
 
     image: np.ndarray
     text: np.ndarray
-    label: np.ndarray
+    label: np.ndarray | None
     source: str
     ids: np.ndarray | None = None
+    captions: np.ndarray | None = None
+    image_paths: np.ndarray | None = None
 
     def __len__(self):
         return len(self.image)
@@ -48,15 +52,27 @@ class DatasetSplits:
         return self.train.text.shape[1]
 
     @property
+    def labelled(self):
+        """Whether the set has labels: scoring (mAP) needs them, training and indexing do not."""
+        return self.train.label is not None
+
+    @property
     def num_labels(self):
-        return self.train.label.shape[1]
+        return self.train.label.shape[1] if self.labelled else 0
+
+    def require_labels(self, what: str) -> None:
+        """DataError (one line) naming the set when it has no labels."""
+        if not self.labelled:
+            raise DataError(f"{what} needs labels, and {self.name} ({self.train.source}) has none; "
+                            "a set without labels can train and build a code index (scripts/build_index.py)")
 
 
 def take_rows(split: FeatureSplit, rows, note: str) -> FeatureSplit:
     """The rows `rows` (a slice or an increasing index array) of a split, read into memory;
     `note` is added to its source for messages."""
-    return FeatureSplit(np.asarray(split.image[rows]), np.asarray(split.text[rows]), np.asarray(split.label[rows]),
-                        f"{split.source} ({note})", None if split.ids is None else split.ids[rows])
+    pick = lambda column: None if column is None else np.asarray(column[rows])   # noqa: E731
+    return FeatureSplit(pick(split.image), pick(split.text), pick(split.label), f"{split.source} ({note})",
+                        pick(split.ids), pick(split.captions), pick(split.image_paths))
 
 
 def whole_batches(split: FeatureSplit, batch_size: int) -> FeatureSplit:

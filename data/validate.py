@@ -9,7 +9,7 @@ checked in a few numpy passes, with no Python loop over rows.
 import numpy as np
 
 from .errors import DataError
-from .lazy import LazyRows
+from .lazy import LAZY_ROWS
 from .splits import FeatureSplit
 
 SPLIT_NAMES = ("train", "query", "retrieval")
@@ -27,23 +27,23 @@ def _describe_value(value):
 
 def _as_2d_float32(value, source, key):
     """Check ``value`` is a 2-D numeric array and return it as float32
-    (LazyRows from an HDF5 file stay lazy: they already yield float32)."""
-    if isinstance(value, LazyRows):
+    (rows read on demand from HDF5 or .npy files stay lazy: they already yield float32)."""
+    if isinstance(value, LAZY_ROWS):
         return value
     if not (isinstance(value, np.ndarray) and value.ndim == 2
             and value.dtype.kind in _NUMERIC_KINDS):
         raise DataError(f"{source}: key '{key}' must be a 2-D numeric array, "
                         f"got {_describe_value(value)}")
     # copy=False: float32 input (the common case) is used without copying.
-    # Overflow to inf is reported by _check_finite, so numpy's warning is muted.
+    # Overflow to inf is reported by check_finite, so numpy's warning is muted.
     with np.errstate(over="ignore"):
         return value.astype(np.float32, copy=False)
 
 
-def _check_finite(array, source, key):
+def check_finite(array, source, key):
     # Checked after the float32 cast so float64 values that overflow to inf
     # are caught too.
-    blocks = array.blocks() if isinstance(array, LazyRows) else [array]
+    blocks = array.blocks() if isinstance(array, LAZY_ROWS) else [array]
     bad_rows = sum(int(np.count_nonzero(~np.isfinite(block).all(axis=1))) for block in blocks)
     if bad_rows:
         raise DataError(f"{source}: key '{key}' has NaN or inf values in "
@@ -83,7 +83,7 @@ def validate_split(raw, source, dataset, require_label, names=None):
         raise DataError(f"{source}: key '{names['image']}' is empty (0 rows); "
                         "every split needs at least one item")
     for key in ("image", "text"):
-        _check_finite(arrays[key], source, names[key])
+        check_finite(arrays[key], source, names[key])
     _check_labels(arrays["label"], source, names["label"], require_label, dataset)
     return FeatureSplit(arrays["image"], arrays["text"], arrays["label"], str(source),
                         _check_ids(raw.get("ids"), source, counts["image"]))

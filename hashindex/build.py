@@ -4,12 +4,14 @@ what a search needs to trust them (the library behind scripts/build_index.py).
 Every item gets an image code and a text code, under the `unimodal` protocol by default (image code
 from the image alone, text code from the text alone: what a real search compares a query with) or
 `paired` (UCMFH's: both from the pair). The index also holds the ids, labels (with names when the
-features' metadata.json has them), captions when given, and metadata: the checkpoint and its
+features' metadata.json has them), captions (given, or recorded with the features), the items' image
+paths when the features were extracted from images, and metadata: the checkpoint and its
 sha256, code length, protocol, model keys and the CLIP encoder that made the features.
 """
 from __future__ import annotations
 
 import json
+import os
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -88,6 +90,34 @@ def read_captions(path: str, ids: np.ndarray) -> np.ndarray | None:
     raise DataError(f"--captions {path}: expected a list or an object of captions, got {type(data).__name__}")
 
 
+def item_details(folder: Path, rows) -> tuple:
+    """(captions, image paths), each (N,) str or None, of a split's rows: from the split itself (an
+    embedding folder's metadata), else from the items.json that extract_features.py writes."""
+    captions, paths = rows.captions, rows.image_paths
+    items = folder / "items.json"
+    if (captions is None or paths is None) and rows.ids is not None and items.is_file():
+        try:
+            known = json.loads(items.read_text(encoding="utf-8"))
+        except ValueError:
+            raise DataError(f"{items}: not valid JSON") from None
+        if not isinstance(known, dict):
+            raise DataError(f"{items}: expected an object {{id: {{image, caption}}}}, got {type(known).__name__}")
+        found = [known.get(i) if isinstance(known.get(i), dict) else {} for i in rows.ids.tolist()]
+        if captions is None:
+            captions = np.array([str(item.get("caption", "")) for item in found])
+        if paths is None:
+            paths = np.array([str(item.get("image", "")) for item in found])
+    if paths is not None and not any(paths.tolist()):
+        paths = None
+    return captions, paths
+
+
+def image_root(paths) -> str | None:
+    """The deepest folder holding every image (the only place a search page serves images from)."""
+    folders = {str(Path(p).parent) for p in paths.tolist() if p} if paths is not None else set()
+    return os.path.commonpath(sorted(folders)) if folders else None
+
+
 STREAM_ROWS = 65536   # rows encoded, then packed, at a time: memory stays bounded by this, not the split
 
 
@@ -134,11 +164,15 @@ def build_index(checkpoint, dataset: str = "", data_root: str = "", split: str =
         "feature_norms": {"image": mean_norm(rows.image), "text": mean_norm(rows.text)},
         "built": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
+    known_captions, image_paths = item_details(Path(data_root) / data.name, rows)
+    meta["image_root"] = image_root(image_paths)
+    labelled = rows.label is not None
     index = CodeIndex(bits=info["bits"], ids=ids, meta=meta,
                       codes={"image": image_codes, "text": text_codes},
-                      labels=np.asarray(rows.label).astype(np.uint8),
-                      label_names=label_names(metadata, rows.label.shape[1]),
-                      captions=read_captions(captions, ids))
+                      labels=np.asarray(rows.label).astype(np.uint8) if labelled else None,
+                      label_names=label_names(metadata, rows.label.shape[1]) if labelled else None,
+                      captions=read_captions(captions, ids) if captions else known_captions,
+                      image_paths=image_paths)
     if kind != "flat":
         for modality in MODALITIES:
             store_approximate(index, modality, HammingSearcher(index.codes[modality], index.bits, kind))

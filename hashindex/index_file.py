@@ -20,6 +20,8 @@ File: an uncompressed .npz (np.savez, no pickle) with keys
     labels          (N, C)    uint8     optional, 0/1
     label_names     (C,)      unicode   optional, needs labels
     captions        (N,)      unicode   optional
+    image_paths     (N,)      unicode   optional, absolute paths of the items' image files (features
+                                        extracted from raw images); meta["image_root"] is their folder
     approx_<m>      (S,)      uint8     optional, faiss.serialize_index_binary bytes;
                                         its kind is meta["approximate"][m]["kind"]
 Loading uses np.load(allow_pickle=False): reading a file never runs code from it.
@@ -44,7 +46,7 @@ __all__ = ["FORMAT_VERSION", "IndexFileError", "CodeIndex", "pack_codes", "packe
 FORMAT_VERSION = 1
 _CODES, _APPROX = "codes_", "approx_"
 _REQUIRED = ("format_version", "bits", "ids", "meta_json")
-_OPTIONAL = ("labels", "label_names", "captions")
+_OPTIONAL = ("labels", "label_names", "captions", "image_paths")
 
 
 class IndexFileError(ValueError):
@@ -82,6 +84,7 @@ class CodeIndex:
     labels: np.ndarray | None = None                  # (N, C) uint8 multi-hot
     label_names: list | None = None                   # C names
     captions: np.ndarray | None = None                # (N,) unicode
+    image_paths: np.ndarray | None = None             # (N,) unicode absolute paths ("" = none)
     approximate: dict = field(default_factory=dict)   # modality -> (S,) uint8 faiss bytes
     _row_by_id: dict | None = field(default=None, init=False, repr=False, compare=False)
 
@@ -89,6 +92,8 @@ class CodeIndex:
         self.ids = np.asarray(self.ids)                 # a list of str becomes (N,) unicode
         if self.captions is not None:
             self.captions = np.asarray(self.captions)
+        if self.image_paths is not None:
+            self.image_paths = np.asarray(self.image_paths)
 
     @property
     def size(self) -> int:
@@ -149,8 +154,9 @@ def _check(index: CodeIndex, where) -> None:
         names = np.asarray(index.label_names)
         need("label_names", names if names.size else names.astype(str), "unicode", 1,
              np.asarray(index.labels).shape[1])
-    if index.captions is not None:
-        need("captions", index.captions, "unicode", 1, n)
+    for key in ("captions", "image_paths"):
+        if getattr(index, key) is not None:
+            need(key, getattr(index, key), "unicode", 1, n)
     kinds = index.meta.get("approximate")
     for modality, blob in index.approximate.items():
         need(_APPROX + modality, blob, "uint8", 1)
@@ -179,8 +185,9 @@ def save_index(path, index: CodeIndex) -> None:
         arrays["labels"] = np.asarray(index.labels)
     if index.label_names is not None:
         arrays["label_names"] = np.asarray(index.label_names, dtype=str)
-    if index.captions is not None:
-        arrays["captions"] = np.asarray(index.captions)
+    for key in ("captions", "image_paths"):
+        if getattr(index, key) is not None:
+            arrays[key] = np.asarray(getattr(index, key))
     buffer = io.BytesIO()
     np.savez(buffer, **arrays)   # every array is numeric or unicode (_check): nothing is pickled
     atomic_write_bytes(path, buffer.getvalue())
@@ -240,7 +247,7 @@ def load_index(path) -> CodeIndex:
     index = CodeIndex(
         bits=_scalar_int(path, arrays, "bits"), ids=arrays["ids"], meta=meta,
         codes={k[len(_CODES):]: a for k, a in arrays.items() if k.startswith(_CODES)},
-        labels=arrays.get("labels"), captions=arrays.get("captions"),
+        labels=arrays.get("labels"), captions=arrays.get("captions"), image_paths=arrays.get("image_paths"),
         label_names=None if label_names is None else label_names.tolist(),
         approximate={k[len(_APPROX):]: a for k, a in arrays.items() if k.startswith(_APPROX)})
     _check(index, path)

@@ -3,8 +3,11 @@ training (config stream_train) against the in-memory path.
 
     python scripts/bench_stream.py                       # 2,000,000 x 512-d float16 pairs (about 4 GB on disk)
     python scripts/bench_stream.py --pairs 200000 --steps 50
+    python scripts/bench_stream.py --format npy          # clip-retrieval's layout: .npy shards + parquet
 
-Writes a synthetic set to --folder (HDF5, chunked; reused when it is already there), then measures
+Writes a synthetic set to --folder (chunked HDF5, or with --format npy clip-retrieval's embedding
+folder: 1,000,000-row .npy shards and parquet metadata with key and caption; reused when it is
+already there), then measures
 in two fresh processes, so each peak resident memory is its own:
   stream  every pair of the set, read a window of blocks at a time (--stream_train on);
   memory  the first --memory_pairs pairs held in memory as the default path does (the whole set
@@ -63,6 +66,41 @@ def write_set(folder: Path, pairs: int, dim: int, labels: int, seed: int = 0) ->
         part.replace(path)
 
 
+SHARD_ROWS = 1_000_000   # rows per .npy shard (clip-retrieval writes about this many)
+
+
+def write_embedding_folder(folder: Path, pairs: int, dim: int, labels: int, seed: int = 0) -> None:
+    """<folder>/{img_emb,text_emb,metadata}/..._<i>: the same kind of features as write_set, without
+    labels (clip-retrieval records none), in shards of SHARD_ROWS rows."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rng = np.random.default_rng(seed)
+    image_map, text_map = rng.standard_normal((labels, dim)), rng.standard_normal((labels, dim))
+    for kind in ("img_emb", "text_emb", "metadata"):
+        (folder / kind).mkdir(parents=True, exist_ok=True)
+    for shard, first in enumerate(range(0, pairs, SHARD_ROWS)):
+        rows = min(SHARD_ROWS, pairs - first)
+        paths = [folder / "img_emb" / f"img_emb_{shard}.npy", folder / "text_emb" / f"text_emb_{shard}.npy"]
+        meta = folder / "metadata" / f"metadata_{shard}.parquet"
+        if meta.is_file() and all(np.load(p, mmap_mode="r").shape == (rows, dim) for p in paths):
+            continue
+        outputs = [np.lib.format.open_memmap(p.with_suffix(".part"), "w+", np.float16, (rows, dim)) for p in paths]
+        for start in range(0, rows, ROWS_PER_WRITE):
+            n = min(ROWS_PER_WRITE, rows - start)
+            y = (rng.random((n, labels)) < 0.2).astype(np.float32)
+            y[np.arange(n), rng.integers(0, labels, n)] = 1
+            for out, mapping in zip(outputs, (image_map, text_map)):
+                x = y @ mapping + rng.standard_normal((n, dim))
+                out[start:start + n] = (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float16)
+        for out, path in zip(outputs, paths):
+            out.flush()
+            del out
+            path.with_suffix(".part").replace(path)
+        ids = [f"{first + i:09d}" for i in range(rows)]
+        pq.write_table(pa.table({"key": ids, "caption": [f"synthetic pair {i}" for i in ids]}), meta)
+
+
 def measure(folder: Path, mode: str, steps: int, warmup: int, memory_pairs: int) -> dict:
     """In this process: steps of training in `mode`; pairs/s and peak RSS."""
     import torch
@@ -93,20 +131,23 @@ def main(argv=None):
     p.add_argument("--pairs", type=int, default=2_000_000)
     p.add_argument("--dim", type=int, default=512)
     p.add_argument("--labels", type=int, default=8)
-    p.add_argument("--folder", default="/tmp/bench_stream/pairs", help="where the synthetic set is written")
+    p.add_argument("--folder", default="", help="where the synthetic set is written "
+                                                "(default: /tmp/bench_stream/pairs or /tmp/bench_stream/clip)")
+    p.add_argument("--format", choices=("h5", "npy"), default="h5",
+                   help="h5: chunked HDF5 splits; npy: clip-retrieval's embedding folder (no labels)")
     p.add_argument("--steps", type=int, default=100)
     p.add_argument("--warmup", type=int, default=5)
     p.add_argument("--memory_pairs", type=int, default=200_000, help="pairs the in-memory path holds")
     p.add_argument("--measure", choices=("stream", "memory"), help=argparse.SUPPRESS)   # the child processes
     args = p.parse_args(argv)
-    folder = Path(args.folder)
+    folder = Path(args.folder or f"/tmp/bench_stream/{'pairs' if args.format == 'h5' else 'clip'}")
     if args.measure:
         print(json.dumps(measure(folder, args.measure, args.steps, args.warmup, args.memory_pairs)))
         return 0
     start = time.perf_counter()
-    write_set(folder, args.pairs, args.dim, args.labels)
-    size = sum(f.stat().st_size for f in folder.glob("*.h5")) / 2 ** 30
-    print(f"{folder}: {args.pairs} pairs x {args.dim}-d float16, {size:.2f} GB on disk "
+    (write_set if args.format == "h5" else write_embedding_folder)(folder, args.pairs, args.dim, args.labels)
+    size = sum(f.stat().st_size for f in folder.rglob("*.*") if f.suffix in (".h5", ".npy", ".parquet")) / 2 ** 30
+    print(f"{folder} ({args.format}): {args.pairs} pairs x {args.dim}-d float16, {size:.2f} GB on disk "
           f"(ready in {time.perf_counter() - start:.0f} s)")
     results = []
     for mode in ("stream", "memory"):

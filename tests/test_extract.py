@@ -136,6 +136,10 @@ def test_corrupt_and_missing_images_are_reported_and_skipped(tmp_path, encoder):
     with open(tmp_path / "out" / "retrieval.pkl", "rb") as handle:
         ids = pickle.load(handle)["ids"]
     assert not {"p1", "p4", "p7"} & set(ids.tolist())
+    # items.json: the kept items' image files and captions, for search results (hashindex/build.py)
+    items = json.loads((tmp_path / "out" / "items.json").read_text())
+    assert sorted(items) == sorted(f"p{i}" for i in (0, 2, 3, 5, 6, 8))
+    assert items["p2"] == {"image": str(raw.items[2].image.resolve()), "caption": raw.items[2].texts[0]}
 
 
 def test_missing_text_is_an_error_naming_the_item(tmp_path, encoder):

@@ -50,7 +50,8 @@ def small_index(rng, n=40, bits=13):
         codes={"image": random_packed(rng, n, bits), "text": random_packed(rng, n, bits)},
         meta={"checkpoint": {"path": "ck.pt", "sha256": "ab" * 32}, "protocol": "wiki", "bits": bits},
         labels=(rng.random((n, 5)) < 0.3).astype(np.uint8), label_names=list("abcde"),
-        captions=np.array([f"caption {i} é" for i in range(n)]))
+        captions=np.array([f"caption {i} é" for i in range(n)]),
+        image_paths=np.array([f"/images/img{i:03d}.jpg" for i in range(n)]))
 
 
 # ---------------------------------------------------------------- packing
@@ -91,7 +92,7 @@ def test_save_load_round_trip(tmp_path):
     loaded = load_index(path)
     assert loaded.bits == 13 and loaded.size == 40 and loaded.meta == index.meta
     assert loaded.label_names == list("abcde")
-    for name in ("ids", "labels", "captions"):
+    for name in ("ids", "labels", "captions", "image_paths"):
         assert np.array_equal(getattr(loaded, name), getattr(index, name))
         assert getattr(loaded, name).dtype == getattr(index, name).dtype
     assert sorted(loaded.codes) == ["image", "text"]
@@ -131,6 +132,10 @@ def test_save_rejects_inconsistent_index(tmp_path):
     index = small_index(np.random.default_rng(0))
     index.ids[3] = index.ids[4]
     with pytest.raises(IndexFileError, match="duplicate"):
+        save_index(path, index)
+    index = small_index(np.random.default_rng(0))
+    index.image_paths = index.image_paths[:-1]
+    with pytest.raises(IndexFileError, match=r"key 'image_paths' must be 1-D unicode with 40 rows"):
         save_index(path, index)
     index = small_index(np.random.default_rng(0))
     index.approximate["image"] = np.zeros(10, np.uint8)                # no kind in meta
