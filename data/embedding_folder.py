@@ -10,9 +10,9 @@ file reads, nothing memory-mapped), so a set larger than memory trains with stre
 With no labels, such a set trains and builds a code index; nothing can be scored:
   train, retrieval   every pair (the database of a code index)
   query              the first QUERY_ROWS pairs, only for the code histograms of training
-Ids come from the metadata's `key`, `image_path` or `url` column (the first one present and
-unique), else the row number; captions and image paths from `caption` and `image_path` (a relative
-path is taken relative to the embedding folder).
+Ids come from the metadata's `key`, `image_path` or `url` column (the first one present; the row
+numbers when its values are not unique, or with no metadata); captions and image paths from
+`caption` and `image_path`. The metadata is read when first needed (a code index), not to train.
 """
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ import numpy as np
 
 from .errors import DataError, describe
 from .lazy import NpyRows
-from .splits import DatasetSplits, FeatureSplit, take_rows
+from .splits import DatasetSplits, FeatureSplit
 from .validate import check_finite
 
 QUERY_ROWS = 1000
@@ -41,29 +41,73 @@ def _shards(folder: Path, kind: str, suffix: str) -> dict:
             if (m := pattern.fullmatch(path.name))}
 
 
-def _read_metadata(paths: list, rows: list, folder: Path) -> dict:
-    """{column: (N,) str array} of the id, caption and image-path columns of the parquet shards."""
+class MetadataColumn:
+    """One column of the parquet metadata shards, as (N,) str, read on first use: training never
+    needs it, and 2M captions as Python strings would take more memory than a window of pairs.
+    An id column whose values are not unique gives the row numbers instead."""
+
+    def __init__(self, paths: list, counts: list, name: str, ids: bool = False, stop: int | None = None):
+        self.paths, self.counts, self.name, self.ids = paths, counts, name, ids
+        self.stop = sum(counts) if stop is None else min(stop, sum(counts))
+        self._values = None
+
+    def head(self, stop: int) -> "MetadataColumn":
+        return MetadataColumn(self.paths, self.counts, self.name, self.ids, stop)
+
+    def values(self) -> np.ndarray:
+        if self._values is None:
+            import pyarrow.parquet as pq
+
+            parts, have = [], 0
+            for path, count in zip(self.paths, self.counts):
+                if have >= self.stop:
+                    break
+                try:
+                    column = pq.read_table(path, columns=[self.name]).column(self.name)
+                except Exception as exc:   # pyarrow raises its own types for a broken file
+                    raise DataError(f"{path}: column '{self.name}' is unreadable ({describe(exc)})") from None
+                parts.append(np.array(["" if v is None else str(v) for v in column.to_pylist()[:self.stop - have]]))
+                have += count
+            values = np.concatenate(parts) if parts else np.array([], dtype=str)
+            if self.ids and len(np.unique(values)) != len(values):
+                values = np.arange(self.stop).astype(str)
+            self._values = values
+        return self._values
+
+    def __len__(self):
+        return self.stop
+
+    def __getitem__(self, rows):
+        return self.values()[rows]
+
+    def __array__(self, dtype=None, copy=None):
+        return self.values() if dtype is None else self.values().astype(dtype)
+
+    def tolist(self) -> list:
+        return self.values().tolist()
+
+
+def _metadata(folder: Path, shards: list, counts: list) -> dict:
+    """{column name: MetadataColumn} of the id, caption and image-path columns that every parquet
+    shard has ({} without metadata); checked now for row counts, read later."""
+    found = _shards(folder, "metadata", ".parquet")
+    if not found or sorted(found) != shards:
+        return {}
     try:
         import pyarrow.parquet as pq
     except ImportError:
         raise DataError(f"{folder}/metadata: reading .parquet files needs pyarrow "
                         "(pip install -r requirements.txt)") from None
-    wanted = set(ID_COLUMNS) | {"caption"}
-    columns: dict = {}
-    for path, count in zip(paths, rows):
+    paths, names = [found[i] for i in shards], set(ID_COLUMNS) | {"caption", "image_path"}
+    for path, count in zip(paths, counts):
         try:
-            present = wanted & set(pq.read_schema(path).names)
-            table = pq.read_table(path, columns=sorted(present))
+            info = pq.read_metadata(path)
         except Exception as exc:   # pyarrow raises its own types for a broken file
             raise DataError(f"{path}: not a readable parquet file ({describe(exc)})") from None
-        if table.num_rows != count:
-            raise DataError(f"{path}: {table.num_rows} rows, but its embedding shards have {count}")
-        for name in sorted(present):
-            values = ["" if v is None else str(v) for v in table.column(name).to_pylist()]
-            columns.setdefault(name, []).append(values)
-    complete = {name: np.array([v for part in parts for v in part]) for name, parts in columns.items()
-                if len(parts) == len(paths)}
-    return complete
+        if info.num_rows != count:
+            raise DataError(f"{path}: {info.num_rows} rows, but its embedding shards have {count}")
+        names &= set(info.schema.names)
+    return {name: MetadataColumn(paths, counts, name, ids=name in ID_COLUMNS) for name in sorted(names)}
 
 
 def load_embedding_folder(folder, name) -> DatasetSplits:
@@ -87,15 +131,12 @@ def load_embedding_folder(folder, name) -> DatasetSplits:
         raise DataError(f"{folder}: the embedding shards hold no rows")
     check_finite(images, f"{folder}/img_emb", "img_emb")
     check_finite(texts, f"{folder}/text_emb", "text_emb")
-    metadata = _shards(folder, "metadata", ".parquet")
-    details = _read_metadata([metadata[i] for i in shards], counts, folder) \
-        if metadata and sorted(metadata) == shards else {}
-    ids = next((details[c] for c in ID_COLUMNS if c in details and len(np.unique(details[c])) == len(images)),
-               np.arange(len(images)).astype(str))
-    paths = details.get("image_path")
-    if paths is not None:
-        paths = np.array([str(folder / p) if p and not Path(p).is_absolute() else p for p in paths.tolist()])
+    details = _metadata(folder, shards, counts)
+    ids = next((details[c] for c in ID_COLUMNS if c in details), None)
     everything = FeatureSplit(images, texts, None, str(folder), ids, captions=details.get("caption"),
-                              image_paths=paths)
-    query = take_rows(everything, slice(0, QUERY_ROWS), f"first {min(QUERY_ROWS, len(images))} pairs")
+                              image_paths=details.get("image_path"))
+    head = min(QUERY_ROWS, len(images))
+    query = FeatureSplit(images[:head], texts[:head], None, f"{folder} (first {head} pairs)",
+                         *(None if c is None else c.head(head) for c in (ids, everything.captions,
+                                                                          everything.image_paths)))
     return DatasetSplits(name=name, train=everything, query=query, retrieval=everything)

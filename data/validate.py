@@ -43,7 +43,7 @@ def _as_2d_float32(value, source, key):
 def check_finite(array, source, key):
     # Checked after the float32 cast so float64 values that overflow to inf
     # are caught too.
-    blocks = array.blocks() if isinstance(array, LAZY_ROWS) else [array]
+    blocks = array.blocks(16384) if isinstance(array, LAZY_ROWS) else [array]   # 32 MB at 512-d
     bad_rows = sum(int(np.count_nonzero(~np.isfinite(block).all(axis=1))) for block in blocks)
     if bad_rows:
         raise DataError(f"{source}: key '{key}' has NaN or inf values in "

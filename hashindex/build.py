@@ -92,8 +92,11 @@ def read_captions(path: str, ids: np.ndarray) -> np.ndarray | None:
 
 def item_details(folder: Path, rows) -> tuple:
     """(captions, image paths), each (N,) str or None, of a split's rows: from the split itself (an
-    embedding folder's metadata), else from the items.json that extract_features.py writes."""
-    captions, paths = rows.captions, rows.image_paths
+    embedding folder's metadata; a relative path is relative to `folder`), else from the items.json
+    that extract_features.py writes."""
+    captions, paths = (None if column is None else np.asarray(column) for column in (rows.captions, rows.image_paths))
+    if paths is not None:
+        paths = np.array([str(folder / p) if p and not os.path.isabs(p) else p for p in paths.tolist()])
     items = folder / "items.json"
     if (captions is None or paths is None) and rows.ids is not None and items.is_file():
         try:
@@ -153,7 +156,7 @@ def build_index(checkpoint, dataset: str = "", data_root: str = "", split: str =
         f"({info['bits']} bits, {protocol} protocol)")
     start = time.time()
     image_codes, text_codes = encode_packed(model, rows, protocol, batch_size)
-    ids = rows.ids if rows.ids is not None else np.arange(len(rows)).astype(str)
+    ids = np.asarray(rows.ids) if rows.ids is not None else np.arange(len(rows)).astype(str)
     mean_norm = lambda features: float(np.linalg.norm(np.asarray(features[:10000], np.float64), axis=1).mean())
     meta = {
         "checkpoint": str(Path(checkpoint).resolve()), "checkpoint_sha256": sha256_of(checkpoint),

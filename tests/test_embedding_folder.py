@@ -85,19 +85,25 @@ def test_embedding_folder_loads_as_a_set_without_labels(tmp_path):
     folder = embedding_folder(tmp_path)
     data = load_dataset("clipset", tmp_path)
     assert not data.labelled and data.num_labels == 0
+    assert data.train.captions._values is None           # metadata is read when asked for, not to train
     assert isinstance(data.train.image, NpyRows)                      # read on demand, not loaded
     assert data.train is data.retrieval and len(data.train) == 160 and len(data.query) == 160
     assert np.array_equal(np.asarray(data.retrieval.text), stacked(folder, "text_emb"))
     assert data.train.ids[70] == "k00070" and data.train.captions[159] == "caption 159"
-    assert data.train.image_paths[0] == str(folder / "images" / "00000.jpg")
+    assert data.train.image_paths[0] == "images/00000.jpg" and data.query.ids[-1] == "k00159"
+    head = data.train.ids.head(75)                         # a prefix reads the shards it needs
+    assert len(head) == 75 and head.tolist()[-1] == "k00074"
     cfg = build_config(["--dataset", "clipset", "--data_root", str(tmp_path), "--stream_min_gb", "0"])
     assert streams(cfg, data.train, len(data.train))                  # large .npy sets stream on their own
+    # keys that repeat cannot be ids: the row numbers stand in
+    pq.write_table(pa.table({"key": ["same"] * 90}), folder / "metadata" / "metadata_2.parquet")
+    assert load_dataset("clipset", tmp_path).train.ids[-2:].tolist() == ["158", "159"]
     # without metadata: row numbers as ids, no captions
     (tmp_path / "bare").mkdir()
     for kind in ("img_emb", "text_emb"):
         (folder / kind).rename(tmp_path / "bare" / kind)
     bare = load_dataset("bare", tmp_path)
-    assert bare.train.ids[-1] == "159" and bare.train.captions is None and bare.train.image_paths is None
+    assert bare.train.ids is None and bare.train.captions is None and bare.train.image_paths is None
 
 
 def test_embedding_folder_errors_name_the_file(tmp_path):
