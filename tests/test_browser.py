@@ -1,0 +1,94 @@
+"""The search page end to end in a real headless Chromium (Debian's chromium and chromium-driver, driven
+by selenium) against the real server on a free localhost port, over the toy set of test_serve.py.
+
+Skipped when selenium, chromium or chromedriver is not installed (.ci/run installs them where it can).
+With UCMFH_SCREENSHOT=path the page's screenshot is also written there (docs/img/search-page.png).
+"""
+import os
+import shutil
+import socket
+import threading
+import time
+
+import pytest
+
+CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
+if not (CHROMIUM and CHROMEDRIVER):
+    pytest.skip("no browser: install Debian's chromium and chromium-driver to run the page in a browser",
+                allow_module_level=True)
+webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed (pip install selenium)")
+uvicorn = pytest.importorskip("uvicorn")
+
+from selenium.webdriver.chrome.service import Service  # noqa: E402
+from selenium.webdriver.common.by import By  # noqa: E402
+from selenium.webdriver.common.keys import Keys  # noqa: E402
+from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
+
+from hashindex.index_file import load_index  # noqa: E402
+from hashindex.query import SearchEngine  # noqa: E402
+from test_serve import toy_index  # noqa: E402
+from webui.app import create_app  # noqa: E402
+
+FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+         "--disable-dev-shm-usage", "--window-size=1280,1000")
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """The real uvicorn server over the toy index, in a thread, on a port the system picked."""
+    path = toy_index(tmp_path_factory)
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    running = uvicorn.Server(uvicorn.Config(create_app(SearchEngine(load_index(path), path)), log_level="warning"))
+    thread = threading.Thread(target=running.run, kwargs={"sockets": [listener]}, daemon=True)
+    thread.start()
+    deadline = time.time() + 10
+    while not running.started and time.time() < deadline:
+        time.sleep(0.05)
+    assert running.started, "the server did not start"
+    yield f"http://127.0.0.1:{listener.getsockname()[1]}/"
+    running.should_exit = True
+    thread.join(5)
+
+
+@pytest.fixture
+def browser(tmp_path, monkeypatch):
+    monkeypatch.setenv("SE_OFFLINE", "true")    # selenium-manager must never download a driver
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in (*FLAGS, f"--user-data-dir={tmp_path / 'profile'}"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    yield driver
+    driver.quit()
+
+
+def test_a_typed_query_shows_ranked_results_and_a_click_searches_with_one(server, browser, tmp_path):
+    wait = WebDriverWait(browser, 15)
+    browser.get(server)
+    wait.until(lambda page: "20 items" in page.find_element(By.ID, "facts").text)
+    assert browser.find_element(By.ID, "notice").get_attribute("hidden")   # text queries are on
+
+    browser.find_element(By.ID, "text").send_keys("a red circle", Keys.ENTER)
+    images = wait.until(lambda page: page.find_elements(By.CSS_SELECTOR, "#image-results .result"))
+    texts = browser.find_elements(By.CSS_SELECTOR, "#text-results .result")
+    assert len(images) == 20 and len(texts) == 20           # the default k, both modalities
+    assert browser.find_element(By.ID, "query").text == "Text: “a red circle”"
+    first = images[0].text
+    assert "#1" in first and "distance " in first and "id " in first and " background" in first
+    assert "a " in texts[0].find_element(By.CLASS_NAME, "caption").text
+    loaded = "return [...document.querySelectorAll('#image-results img')].slice(0, 4)" \
+             ".every(img => img.complete && img.naturalWidth > 0)"
+    wait.until(lambda page: page.execute_script(loaded))    # thumbnails come from /api/image/<id>
+    browser.save_screenshot(str(tmp_path / "search-page.png"))
+    if os.environ.get("UCMFH_SCREENSHOT"):
+        shutil.copy(tmp_path / "search-page.png", os.environ["UCMFH_SCREENSHOT"])
+
+    clicked = images[1].get_attribute("data-id")
+    images[1].click()                                        # its image code is the next query
+    wait.until(lambda page: page.find_element(By.ID, "query").text.startswith(f"Item {clicked}, its image code"))
+    assert browser.find_element(By.ID, "item-id").get_attribute("value") == clicked
+    nearest = "//section[@id='image-results']//button[.//span[text()='distance 0']]"
+    wait.until(lambda page: clicked in [r.get_attribute("data-id") for r in page.find_elements(By.XPATH, nearest)])
+    assert browser.find_element(By.ID, "error").get_attribute("hidden")
