@@ -52,7 +52,7 @@ def test_small_helpers():
 
 def test_interrupted_grid_resumes_and_a_finished_one_does_no_work(tmp_path, monkeypatch):
     argv = ["--dataset", "demo", "--data_root", str(tmp_path / "data"), "--bits", "8", "--seeds", "2",
-            "--cca", "--out", str(tmp_path / "grid"), *SMALL]
+            "--cca", "--out", str(tmp_path / "grid"), *SMALL, "--unimodal_epochs", "1"]   # one branch epoch
     real_run_one, calls = ablation.run_one, []
 
     def crash_after_two(*a):
