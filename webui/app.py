@@ -6,7 +6,7 @@
     POST /api/search     multipart: image=<file>, k, target
     GET  /api/item/{id}  an item's labels, caption and codes
     GET  /api/image/{id} a thumbnail of an item's image (indexes built from raw images)
-    /openapi.json, /docs FastAPI's schema and its interactive page
+    /openapi.json        FastAPI's OpenAPI schema (its interactive /docs page is off: it loads from a CDN)
 
 Every error is JSON {"detail": "<one line>"} with its status code. Search results are
 hashindex.query.SearchEngine's (the same as scripts/search.py --json) plus an image_url per item.
@@ -71,7 +71,9 @@ def create_app(engine: SearchEngine, *, max_k: int = 1000, default_k: int = 20,
     index = engine.index
     upload_limit = f"the upload is over the {max_upload_bytes / 2**20:g} MB limit (--max_upload_mb)"
 
-    app = FastAPI(title="UCMFH-PH search", version="1",
+    # no /docs or /redoc: FastAPI's interactive pages fetch their scripts from a CDN, and nothing here
+    # may load from the internet; /openapi.json is the same API, machine-readable
+    app = FastAPI(title="UCMFH-PH search", version="1", docs_url=None, redoc_url=None,
                   description="Cross-modal Hamming search over one code index; see docs/search-page.md.")
     app.add_middleware(DeclaredSizeLimit, max_bytes=max_upload_bytes, detail=upload_limit)
     app.state.disabled_reason = disabled
