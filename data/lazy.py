@@ -12,28 +12,14 @@ import numpy as np
 from .errors import DataError, describe
 
 
-class LazyRows:
-    """A read-only (N, D) view of an HDF5 dataset that yields float32 numpy rows."""
+class RowsOnDemand:
+    """What a lazily read (N, D) feature matrix offers besides `shape` and float32 `self[rows]`."""
 
     ndim = 2
-
-    def __init__(self, path, key):
-        import h5py
-
-        self.path, self.key = str(path), key
-        self._handle = h5py.File(self.path, "r")
-        self._dataset = self._handle[key]
-        self.shape = tuple(self._dataset.shape)
-        self.stored_dtype = self._dataset.dtype
-        self.dtype = np.dtype(np.float32)
+    dtype = np.dtype(np.float32)
 
     def __len__(self):
         return self.shape[0]
-
-    def __getitem__(self, rows):
-        """Rows as float32: a slice or an increasing index array (HDF5's rule)."""
-        with np.errstate(over="ignore"):
-            return np.asarray(self._dataset[rows], dtype=np.float32)
 
     def __array__(self, dtype=None, copy=None):
         return self[:] if dtype is None else self[:].astype(dtype, copy=False)
@@ -43,16 +29,32 @@ class LazyRows:
         for start in range(0, len(self), rows_per_block):
             yield self[start:start + rows_per_block]
 
+
+class LazyRows(RowsOnDemand):
+    """A read-only (N, D) view of an HDF5 dataset that yields float32 numpy rows."""
+
+    def __init__(self, path, key):
+        import h5py
+
+        self.path, self.key = str(path), key
+        self._handle = h5py.File(self.path, "r")
+        self._dataset = self._handle[key]
+        self.shape = tuple(self._dataset.shape)
+        self.stored_dtype = self._dataset.dtype
+
+    def __getitem__(self, rows):
+        """Rows as float32: a slice or an increasing index array (HDF5's rule)."""
+        with np.errstate(over="ignore"):
+            return np.asarray(self._dataset[rows], dtype=np.float32)
+
     def __repr__(self):
         return f"LazyRows({self.path!r}, {self.key!r}, shape={self.shape}, stored as {self.stored_dtype})"
 
 
-class NpyRows:
+class NpyRows(RowsOnDemand):
     """A read-only (N, D) view of one or more 2-D .npy files stacked by rows (clip-retrieval's
     shards), read with plain file reads into float32 numpy rows. Nothing is memory-mapped, so only
     the rows asked for are ever resident: the page cache holds the rest, outside this process."""
-
-    ndim = 2
 
     def __init__(self, paths):
         self.paths = [str(p) for p in paths]
@@ -71,10 +73,6 @@ class NpyRows:
         self._starts = np.array(starts)                     # (S + 1,) first row of each shard, then N
         self.shape = (int(starts[-1]), widths.pop())
         self.stored_dtype = dtypes.pop()
-        self.dtype = np.dtype(np.float32)
-
-    def __len__(self):
-        return self.shape[0]
 
     def _read_span(self, start: int, stop: int) -> np.ndarray:
         """Rows start..stop-1 as stored, shard by shard, each read straight into the output."""
@@ -118,14 +116,6 @@ class NpyRows:
         with np.errstate(over="ignore"):
             return stored.astype(np.float32, copy=False)
 
-    def __array__(self, dtype=None, copy=None):
-        return self[:] if dtype is None else self[:].astype(dtype, copy=False)
-
-    def blocks(self, rows_per_block=65536):
-        """The whole matrix as consecutive float32 blocks (for checks that scan it)."""
-        for start in range(0, len(self), rows_per_block):
-            yield self[start:start + rows_per_block]
-
     def __repr__(self):
         return f"NpyRows({len(self.paths)} files from {self.paths[0]!r}, shape={self.shape}, stored as {self.stored_dtype})"
 
@@ -148,6 +138,3 @@ def _npy_layout(path) -> tuple:
         raise DataError(f"{path}: expected a 2-D numeric C-order array, got shape {shape} dtype {dtype}"
                         + (" in Fortran order" if fortran_order else ""))
     return offset, shape, dtype
-
-
-LAZY_ROWS = (LazyRows, NpyRows)   # feature matrices read on demand, a block of rows at a time

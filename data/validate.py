@@ -9,7 +9,7 @@ checked in a few numpy passes, with no Python loop over rows.
 import numpy as np
 
 from .errors import DataError
-from .lazy import LAZY_ROWS
+from .lazy import RowsOnDemand
 from .splits import FeatureSplit
 
 SPLIT_NAMES = ("train", "query", "retrieval")
@@ -28,7 +28,7 @@ def _describe_value(value):
 def _as_2d_float32(value, source, key):
     """Check ``value`` is a 2-D numeric array and return it as float32
     (rows read on demand from HDF5 or .npy files stay lazy: they already yield float32)."""
-    if isinstance(value, LAZY_ROWS):
+    if isinstance(value, RowsOnDemand):
         return value
     if not (isinstance(value, np.ndarray) and value.ndim == 2
             and value.dtype.kind in _NUMERIC_KINDS):
@@ -43,7 +43,7 @@ def _as_2d_float32(value, source, key):
 def check_finite(array, source, key):
     # Checked after the float32 cast so float64 values that overflow to inf
     # are caught too.
-    blocks = array.blocks(16384) if isinstance(array, LAZY_ROWS) else [array]   # 32 MB at 512-d
+    blocks = array.blocks(16384) if isinstance(array, RowsOnDemand) else [array]   # 32 MB at 512-d
     bad_rows = sum(int(np.count_nonzero(~np.isfinite(block).all(axis=1))) for block in blocks)
     if bad_rows:
         raise DataError(f"{source}: key '{key}' has NaN or inf values in "
