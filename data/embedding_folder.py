@@ -123,10 +123,10 @@ def load_embedding_folder(folder, name) -> DatasetSplits:
         raise DataError(f"{folder}: img_emb and text_emb have different shards (shard {only[0]} is in one only)")
     shards = sorted(image)
     images, texts = NpyRows([image[i] for i in shards]), NpyRows([text[i] for i in shards])
-    counts = [NpyRows([image[i]]).shape[0] for i in shards]
-    for i, count in zip(shards, counts):
-        if NpyRows([text[i]]).shape[0] != count:
-            raise DataError(f"{text[i]}: {NpyRows([text[i]]).shape[0]} rows, but {image[i]} has {count}")
+    counts = images.shard_rows
+    for i, image_rows, text_rows in zip(shards, counts, texts.shard_rows):
+        if text_rows != image_rows:
+            raise DataError(f"{text[i]}: {text_rows} rows, but {image[i]} has {image_rows}")
     if len(images) == 0:
         raise DataError(f"{folder}: the embedding shards hold no rows")
     check_finite(images, f"{folder}/img_emb", "img_emb")

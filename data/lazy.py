@@ -74,6 +74,11 @@ class NpyRows(RowsOnDemand):
         self.shape = (int(starts[-1]), widths.pop())
         self.stored_dtype = dtypes.pop()
 
+    @property
+    def shard_rows(self) -> list:
+        """The row count of each file, in order."""
+        return np.diff(self._starts).tolist()
+
     def _read_span(self, start: int, stop: int) -> np.ndarray:
         """Rows start..stop-1 as stored, shard by shard, each read straight into the output."""
         out = np.empty((stop - start, self.shape[1]), self.stored_dtype)
