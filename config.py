@@ -217,6 +217,11 @@ def validate(cfg: Config) -> Config:
     _choice("tie_order", cfg.tie_order, TIE_ORDERS)
     if cfg.preset:
         _choice("preset", cfg.preset, PRESETS)
+    if not cfg.dataset or "/" in cfg.dataset or "\\" in cfg.dataset or cfg.dataset in (".", ".."):
+        # the name becomes part of file names (checkpoints, runs, indexes), so it must not be a path
+        parent, _, name = cfg.dataset.rstrip("/\\").replace("\\", "/").rpartition("/")
+        raise ConfigError(f"--dataset: a folder name under --data_root, not a path: {cfg.dataset!r}"
+                          + (f" (use --data_root {parent} --dataset {name})" if parent and name else ""))
     if not re.fullmatch(r"auto|cpu|cuda|mps|cuda:[0-9]+", cfg.device):
         raise ConfigError(f"--device: {cfg.device!r} is not one of auto, cpu, cuda, cuda:N (N a GPU number), mps")
     if not cfg.hash_lens or any(b < 1 for b in cfg.hash_lens):

@@ -55,6 +55,9 @@ def test_config_file_and_its_errors(tmp_path):
     (["--hash_lens", "16", "16"], "--hash_lens: [16, 16] repeats a length"),
     (["--adam_betas", "0.5", "1.5"], "--adam_betas: expected two numbers in [0, 1)"),
     (["--epoch=", "--batch_size", "8"], "--epoch: expected int, got ''"),
+    (["--dataset", "/data/laion_part"], "--dataset: a folder name under --data_root, not a path: '/data/laion_part' "
+                                        "(use --data_root /data --dataset laion_part)"),
+    (["--dataset", ".."], "--dataset: a folder name under --data_root, not a path: '..'"),
 ])
 def test_bad_options_are_one_line_errors(argv, message):
     with pytest.raises(ConfigError) as err:
