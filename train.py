@@ -28,9 +28,10 @@ from runio.tables import score_table
 def run(cfg, log=print) -> list:
     """Run cfg.task for every code length (once for the real-valued stages)."""
     data = load_dataset(cfg.dataset, cfg.data_root, cfg.wiki_text)
-    log(f"{data.name}: {len(data.train)} training pairs, {len(data.query)} queries, "
-        f"{len(data.retrieval)} database items; image {data.image_dim}-d, text {data.text_dim}-d, "
-        + (f"{data.num_labels} labels" if data.labelled else "no labels (training and indexing only)"))
+    sizes = (f"{len(data.query)} queries, {len(data.retrieval)} database items" if data.labelled
+             else f"no labels (training and indexing only; {len(data.retrieval)} database items)")
+    log(f"{data.name}: {len(data.train)} training pairs, {sizes}; image {data.image_dim}-d, "
+        f"text {data.text_dim}-d" + (f", {data.num_labels} labels" if data.labelled else ""))
     hash_stage = cfg.task in ("train_hash", "test_hash")
     lengths = cfg.hash_lens if hash_stage else [None]
     results = []

@@ -139,7 +139,8 @@ def test_a_set_without_labels_trains_indexes_and_refuses_to_score(tmp_path, caps
             "--output_dir", str(tmp_path / "run"), "--checkpoint_dir", str(tmp_path / "ck")]
     [result] = train.main(args)
     out = capsys.readouterr().out
-    assert "no labels (training and indexing only)" in out and "training without scoring" in out
+    assert "160 training pairs, no labels (training and indexing only; 160 database items)" in out
+    assert "training without scoring" in out
     assert "i2t_map" not in result and result["epoch"] == 2
     assert json.loads((tmp_path / "run" / "results.json").read_text())["num_train"] == 160
     checkpoint = tmp_path / "ck" / "hash" / "clipset_hash_16.pth"
