@@ -305,7 +305,7 @@ class Solver:
     # ----- evaluation -----
     def evaluate(self, final=False) -> dict:
         """Scores on the query set (evaluate.score_model); the final one also writes codes.npz and
-        curves.json when save_codes is set. None for a set without labels: nothing to score against."""
+        curves.json when save_codes is set. Empty for a set without labels: nothing to score against."""
         if not self.data.labelled:
             return {}
         return score_model(self.model, self.data, self.cfg, final=final,

@@ -22,7 +22,7 @@ from tqdm import tqdm
 from config import ConfigError, resolve_device
 from data import DataError, load_dataset
 from data.clip_encoder import sha256_of
-from data.splits import take_rows
+from data.splits import FeatureSplit
 from hashindex.hamming_search import HammingSearcher, store_approximate
 from hashindex.index_file import CodeIndex, pack_codes
 from runio.checkpoint import load_trained_model
@@ -130,7 +130,8 @@ def encode_packed(model, rows, protocol: str, batch_size: int, block: int = STRE
     of the whole split are ever held: 8 bytes per item and side at 64 bits."""
     image, text = [], []
     for start in tqdm(range(0, len(rows), block), desc="encoding", unit="block", disable=None):
-        part = take_rows(rows, slice(start, start + block), f"rows {start}-{start + block}")
+        block_rows = slice(start, start + block)   # the features alone: labels, ids and captions are not needed
+        part = FeatureSplit(np.asarray(rows.image[block_rows]), np.asarray(rows.text[block_rows]), None, rows.source)
         image_outputs, text_outputs = model.encode_split(part, protocol, batch_size)
         image.append(pack_codes(image_outputs))
         text.append(pack_codes(text_outputs))
