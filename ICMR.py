@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from config import ConfigError, merge_checkpoint_config, resolve_device, to_dict
+from config import AUTO, ConfigError, merge_checkpoint_config, resolve_device, to_dict
 from data import load_dataset
 from data.splits import check_val_queries
 from data.streaming import read_window, streams, window_spans
@@ -28,6 +28,7 @@ from runio.atomic import atomic_torch_save
 from runio.checkpoint import checkpoint_file, load_weights, read_checkpoint, saved_config
 from runio.run_folder import RunFolder, default_output_dir, results_record
 from schedules import ScaleSchedule, training_progress
+from selection.choose import choose_modality_dropout
 
 HISTOGRAM_POINTS = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)   # training progress at which histograms are taken
 HISTOGRAM_EDGES = np.linspace(-1.0, 1.0, 51)
@@ -56,7 +57,7 @@ class Solver:
     each process trains its part of every global batch (parallel/ranks.py) and rank 0 alone logs
     and writes."""
 
-    def __init__(self, cfg, bits: int | None = None, data=None, log=print):
+    def __init__(self, cfg, bits: int | None = None, data=None, log=print, selection: dict | None = None):
         if cfg.task not in ("train_real", "train_hash"):
             raise ValueError(f"the Solver trains; score a checkpoint ({cfg.task}) with evaluate.score_checkpoint")
         self.hash_stage = cfg.task == "train_hash"
@@ -77,6 +78,12 @@ class Solver:
             checkpoint = read_checkpoint(self.checkpoint_path, self.device)
             cfg = merge_checkpoint_config(cfg, saved_config(checkpoint, self.checkpoint_path), self.checkpoint_path)
         self.cfg = cfg
+        # modality_dropout auto: the choice made before (a resumed run's checkpoint) or made now
+        self.selection = selection or (checkpoint or {}).get("selection")
+        if cfg.modality_dropout == AUTO and self.hash_stage and not self.selection:
+            self.selection = choose_modality_dropout(cfg, self.bits, self.data, type(self), self.log)
+        self.modality_dropout = (self.selection or {}).get("chosen", 0.0) if cfg.modality_dropout == AUTO \
+            else cfg.modality_dropout                 # the real-valued stage takes auto as 0
         self._build(cfg, checkpoint)
 
     # ----- construction -----
@@ -138,7 +145,7 @@ class Solver:
                  "epoch": self.epoch, "iteration": self.iteration, "train_seconds": self.train_seconds,
                  "config": to_dict(self.cfg), "metrics": self.last_scores, "bits": self.bits,
                  "rng_torch": torch.get_rng_state(), "rng_shuffle": self.shuffle_generator.get_state(),
-                 "rng_modality": self.modality_generator.get_state()}
+                 "rng_modality": self.modality_generator.get_state(), "selection": self.selection}
         if self.hash_stage:
             state.update(image_head=self.model.image_head.state_dict(), text_head=self.model.text_head.state_dict(),
                          optimizer_hash=self.optimizer_hash.state_dict(),
@@ -203,9 +210,9 @@ class Solver:
     def _forward(self, idx, scale=None):
         """The model's outputs for the global batch of training rows `idx` (B,), with modality
         dropout: each pair is encoded one side at a time (image alone, text alone) with probability
-        cfg.modality_dropout, which is how the placeholders of the unimodal protocol are learned.
+        self.modality_dropout (cfg.modality_dropout, or auto's choice), which is how the placeholders of the unimodal protocol are learned.
         Each rank encodes its part of the batch; the outputs come back whole, (B, ...) each."""
-        rate = self.cfg.modality_dropout
+        rate = self.modality_dropout
         unimodal = (torch.rand(len(idx), generator=self.modality_generator) < rate).to(self.device) \
             if rate > 0 else None                                                       # (B,) bool
         mine = local_part(idx, self.ranks)
@@ -265,9 +272,10 @@ class Solver:
     def trainbranch(self) -> dict:
         """One epoch of the unimodal branch (config unimodal_epochs). The main network is frozen;
         every pair is encoded one side at a time by the branch, with the main network's loss plus
-        unimodal_distill x the squared gap to the frozen network's paired codes, at the test-time
-        scale. Returns the epoch's losses."""
-        scale, weight = self.schedule.eval_scale, self.cfg.unimodal_distill
+        unimodal_distill x the squared gap to the frozen network's paired codes, both at the branch's
+        scale (ScaleSchedule.branch_at). Returns the epoch's losses and scale."""
+        weight, cfg = self.cfg.unimodal_distill, self.cfg
+        scale = self.schedule.branch_at(self.epoch - cfg.epoch, cfg.unimodal_epochs, cfg.unimodal_scale_ramp)
         self.model.eval()
         self.branch.train()
         sums, rows = dict.fromkeys(("loss", "fused_loss", "hash_loss", "distill_loss"), 0.0), 0
@@ -290,7 +298,7 @@ class Solver:
                                    ("distill_loss", distill)):
                     sums[key] += value * len(idx)
             rows, self.iteration = rows + len(idx), self.iteration + 1
-        return {key: float(value) / rows for key, value in sums.items()}
+        return {**{key: float(value) / rows for key, value in sums.items()}, "scale": scale}
 
     def trainreal(self) -> dict:
         """One epoch of the real-valued stage (fusion transformer alone)."""
@@ -366,7 +374,8 @@ class Solver:
                 stats = self.trainbranch()
             self.epoch = epoch + 1
             self.train_seconds += time.time() - start
-            record = {"epoch": self.epoch, **stats, "seconds": time.time() - start}
+            record = {"epoch": self.epoch, **stats, "seconds": time.time() - start,
+                      **({"selection": self.selection} if self.epoch == 1 and self.selection else {})}
             # 4. score every eval_every epochs and at the end (reported, never used to pick a model)
             if self.epoch == last or (cfg.eval_every and self.epoch % cfg.eval_every == 0):
                 self.last_scores = self.evaluate(final=self.epoch == last)
@@ -374,7 +383,7 @@ class Solver:
             if epoch in histogram_epochs:
                 self.record_histogram(epoch)
             self.log(f"  epoch {self.epoch}: " + ", ".join(
-                f"{k} {v:.4f}" for k, v in record.items() if k not in ("epoch", "seconds")))
+                f"{k} {v:.4f}" for k, v in record.items() if k not in ("epoch", "seconds", "selection")))
             # 5. log, then checkpoint every save_every epochs and at the end
             self.run.append_metrics(record)
             if self.epoch == last or (cfg.save_every and self.epoch % cfg.save_every == 0):
@@ -386,6 +395,7 @@ class Solver:
                                  train_seconds=self.train_seconds, eval_scale=self.schedule.eval_scale,
                                  protocols=PROTOCOLS, checkpoint=self.checkpoint_path, output_dir=self.run.path,
                                  data=self.data)
+        results.update(modality_dropout=self.modality_dropout, selection=self.selection)
         self.run.write_results(results)
         return results
 

@@ -29,6 +29,8 @@ LR_STEPS = ("epoch", "batch")          # what lr_milestones count
 STREAM_MODES = ("auto", "on", "off")
 EVAL_SEQUENCES = ("item", "batch")     # what the transformer sees as one sequence when scoring
 TIE_ORDERS = ("index", "unstable")     # order of items at equal Hamming distance
+AUTO = "auto"                          # a setting chosen per dataset at training time (selection/)
+SELECT_CRITERIA = ("consensus", "image_knn", "text_knn", "balance")   # selection/criteria.py's
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 PRESET_DIR = CONFIG_DIR / "presets"
 DEFAULT_SCALE_MAX = 10.0               # Config.scale_max, and a scale_max map's value for unnamed lengths
@@ -76,15 +78,23 @@ class Config:
     balanced_loss: bool = False    # add HashNet's S/S1, S/S0-weighted pairwise loss (unsupervised neighbours)
     balanced_knn: int = 5          # neighbours: the k most similar fused embeddings of a batch, both ways
     balanced_weight: float = 1.0   # weight of that term in the hash-stage loss
-    modality_dropout: float = 0.0  # share of training pairs encoded one side at a time (image alone, text
-                                   # alone) by the one network; 0: its paired training is UCMFH's, and the
-                                   # unimodal branch below serves one-side inputs (chosen on validation
-                                   # queries over 0.75, docs/ablation-ladder.md)
+    modality_dropout: float | str = "auto"  # share of training pairs encoded one side at a time (image alone,
+                                   # text alone) by the paired network; 0: its training is UCMFH's. auto:
+                                   # chosen per dataset without labels among select_candidates
+                                   # (selection/choose.py; leave-one-set-out over the zoo, docs/zoo.md)
+    select_candidates: list = field(default_factory=lambda: [0.0, 0.75])  # auto's candidate values
+    select_criterion: str = "consensus"   # auto's label-free criterion (selection/criteria.py)
+    select_budget: float = 0.5     # auto's candidates train this share of the default training's epochs,
+                                   # shared among them (the whole run: about 1.5x a default training)
+    select_holdout: float = 0.1    # share of training pairs held out to score the candidates
     unimodal_epochs: int = 5       # > 0: after the `epoch` epochs, train a separate unimodal branch (a copy
                                    # of the network for one-side inputs) this many epochs, distilled from
                                    # the frozen paired codes; the paired path cannot move (docs/training.md)
     unimodal_distill: float = 1.0  # weight of the branch's distillation term (squared gap to paired codes;
                                    # 1 over 0 on validation queries)
+    unimodal_scale_ramp: bool = False # with progressive hashing: the branch's scale ramps from scale_min to
+                                   # the test-time scale over its own epochs (teacher codes at the same
+                                   # scale), instead of starting saturated at the test-time scale
     # --- model (UCMFH's sizes) ---
     fusion_dim: int = 1024         # image half + text half; inputs of other sizes are projected
     fusion_layers: int = 2
@@ -129,7 +139,7 @@ class Config:
 FIELDS = {f.name: f for f in dataclasses.fields(Config)}
 RUN_KEYS = frozenset(name for name, f in FIELDS.items() if f.metadata.get("scope") == "run")
 CHECKPOINT_KEYS = frozenset(FIELDS) - RUN_KEYS   # decide the trained model: a checkpoint's values win
-LIST_ITEM_TYPES = {"hash_lens": int, "adam_betas": float, "lr_milestones": int}
+LIST_ITEM_TYPES = {"hash_lens": int, "adam_betas": float, "lr_milestones": int, "select_candidates": float}
 PRESETS = sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))
 TASK_NUMBERS = {str(i): name for i, name in enumerate(TASKS)}
 
@@ -198,8 +208,14 @@ def coerce(key, value):
         return TASK_NUMBERS.get(str(value).strip(), str(value).strip())
     if key == "scale_max":
         return _parse_scale_max(value)
-    kind = FIELDS[key].type
-    return _parse_scalar(key, kind, value)
+    if key == "modality_dropout" and str(value).strip().lower() == AUTO:
+        return AUTO
+    if key == "modality_dropout":
+        try:
+            return _parse_scalar(key, float, value)
+        except ConfigError:
+            raise ConfigError(f"--modality_dropout: expected auto or a number in [0, 1], got {value!r}") from None
+    return _parse_scalar(key, FIELDS[key].type, value)
 
 
 def _choice(key, value, choices):
@@ -248,8 +264,16 @@ def validate(cfg: Config) -> Config:
                               f"and {cfg.scale_max}")
     if len(cfg.adam_betas) != 2 or not all(0 <= beta < 1 for beta in cfg.adam_betas):
         raise ConfigError(f"--adam_betas: expected two numbers in [0, 1), got {cfg.adam_betas}")
-    if not 0 <= cfg.modality_dropout <= 1:
-        raise ConfigError(f"--modality_dropout: must be in [0, 1], got {cfg.modality_dropout}")
+    rates = [*cfg.select_candidates, *([] if cfg.modality_dropout == AUTO else [cfg.modality_dropout])]
+    if not all(isinstance(r, (int, float)) and 0 <= r <= 1 for r in rates):
+        raise ConfigError(f"--modality_dropout/--select_candidates: must be auto or in [0, 1], got "
+                          f"{cfg.modality_dropout} and {cfg.select_candidates}")
+    if not cfg.select_candidates:
+        raise ConfigError("--select_candidates: expected at least one modality dropout value such as 0 0.75")
+    _choice("select_criterion", cfg.select_criterion, SELECT_CRITERIA)
+    if not (0 < cfg.select_budget <= 10 and 0 < cfg.select_holdout < 1):
+        raise ConfigError(f"--select_budget/--select_holdout: need 0 < budget <= 10 and 0 < holdout < 1, got "
+                          f"{cfg.select_budget} and {cfg.select_holdout}")
     if cfg.unimodal_epochs < 0 or cfg.unimodal_distill < 0:
         raise ConfigError(f"--unimodal_epochs/--unimodal_distill: must be >= 0, got {cfg.unimodal_epochs}, "
                           f"{cfg.unimodal_distill}")
@@ -311,10 +335,13 @@ def build_config(argv=None, overrides: dict | None = None) -> Config:
     flags.update({k: coerce(k, v) for k, v in (overrides or {}).items()})
     config_file = flags.pop("config", None)
     from data import canonical_dataset_name  # local import: data imports nothing from here
+    from data.zoo import ZOO
     dataset = canonical_dataset_name(flags.get("dataset", Config.dataset))
     base, chosen = {}, load_yaml(config_file) if config_file else {}
-    if not config_file and (CONFIG_DIR / f"{dataset}.yaml").is_file():
-        base = load_yaml(CONFIG_DIR / f"{dataset}.yaml")
+    # a dataset's own config; the zoo sets (data/zoo.py) share configs/zoo.yaml
+    own = CONFIG_DIR / f"{'zoo' if dataset in ZOO else dataset}.yaml"
+    if not config_file and own.is_file():
+        base = load_yaml(own)
     preset = flags.get("preset", chosen.get("preset", base.get("preset", "")))
     if preset:
         _choice("preset", preset, PRESETS)

@@ -92,6 +92,15 @@ class ScaleSchedule:
         on it; the continuous outputs do."""
         return self.at(self.total_epochs - 1, self.total_epochs * self.iters_per_epoch - 1)
 
+    def branch_at(self, epoch: int, epochs: int, ramp: bool) -> float:
+        """The unimodal branch's scale in its epoch `epoch` (from 0) of `epochs`: with `ramp`, its own
+        linear ramp from scale_min to the test-time scale, so its codes start continuous like the
+        paired run's did; without, the test-time scale throughout (saturated from the first step).
+        1.0 when progressive hashing is off."""
+        if not (self.enabled and ramp):
+            return self.eval_scale
+        return epoch_scale("linear", training_progress(epoch, epochs), self.scale_min, self.eval_scale)
+
     def describe(self) -> str:
         if not self.enabled:
             return "Progressive Hash Learning off - plain tanh codes"

@@ -3,8 +3,8 @@
 Layout (UCMFH's): ``<data_root>/<name>/{train,query,retrieval}.pkl``, each a
 dict with ``image`` (N x Di), ``text`` (N x Dt) and ``label`` (N x C
 multi-hot).  For each split the first of ``.pkl``, ``.npz``, ``.h5`` that
-exists is read (see :mod:`data.readers`).  ``demo`` is generated on first use
-and ``wiki`` is read from the original .mat/.list files.  Any other name is
+exists is read (see :mod:`data.readers`).  ``demo`` is generated on first use,
+the zoo sets (:mod:`data.zoo`) are generated in memory on every load, and ``wiki`` is read from the original .mat/.list files.  Any other name is
 taken as a folder of the user's own features in the same layout, or in the
 embedding-folder layout of clip-retrieval (``img_emb/``, ``text_emb/``,
 ``metadata/``: no labels; see :mod:`data.embedding_folder`).
@@ -20,6 +20,7 @@ from .readers import SPLIT_EXTENSIONS, find_split_file, load_split_file
 from .splits import DatasetSplits
 from .validate import SPLIT_NAMES, check_same_widths, validate_split
 from .wiki import load_wiki
+from .zoo import ZOO, load_zoo
 
 KNOWN_DATASETS = {
     "mirflickr": "MIRFlickr-25K, UCMFH CLIP features, 24 labels",
@@ -27,6 +28,7 @@ KNOWN_DATASETS = {
     "mscoco": "MS-COCO, UCMFH CLIP features, 80 labels",
     "demo": "synthetic CLIP-like features, 24 labels, generated on first use",
     "wiki": "Wikipedia image-text set, SIFT image / tf-idf or LDA text, 10 categories",
+    **{name: f"synthetic zoo set, generated in memory: {spec.description}" for name, spec in ZOO.items()},
 }
 ALIASES = {"flickr": "mirflickr", "nus": "nus-wide", "coco": "mscoco"}
 
@@ -95,6 +97,8 @@ def load_dataset(name, data_root="data", wiki_text="lda"):
         return _load_demo(folder)
     if name == "wiki":
         return load_wiki(folder, wiki_text)
+    if name in ZOO:
+        return load_zoo(name)
     if name not in KNOWN_DATASETS and find_split_file(folder, "train") is None and is_embedding_folder(folder):
         return load_embedding_folder(folder, name)
     return _load_folder(folder, name)

@@ -5,6 +5,12 @@
         --schedules linear hashnet --seeds 3 --cca
     python scripts/ablation.py --dataset demo --vary modality_dropout=0,0.5,0.75 -- --val_queries 400
     python scripts/ablation.py --ladder ucmfh --dataset demo --bits 16 64 --seeds 3 -- --val_queries 400
+    python scripts/ablation.py --zoo --jobs 2 --vary modality_dropout=0,0.25,0.5,0.75 --vary preset=ucmfh
+
+With --zoo: every set of the development zoo (data/zoo.py, demo, wiki) x the defaults and each
+--vary value as a one-key change of them x seeds, 16 bits, 10 epochs, validation queries held
+out; then zoo.md / zoo.json: the default's regret per set, the leave-one-set-out table and the
+label-free criteria's correlation with validation mAP (docs/zoo.md).
 
 Axes: datasets x code lengths x {plain, progressive with each schedule and scale_max}
 x balanced loss off/on x seeds (0..seeds-1); or, with --ladder, the rungs of that
@@ -26,7 +32,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from config import SCALE_SCHEDULES, ConfigError, build_config, coerce  # noqa: E402
 from data import DataError, canonical_dataset_name, load_dataset  # noqa: E402
-from study.ablation import run_grid  # noqa: E402
+from data.zoo import ZOO  # noqa: E402
+from study.ablation import data_root_of, run_grid  # noqa: E402
 from study.ladder import LADDERS  # noqa: E402
 
 
@@ -48,8 +55,14 @@ def vary_axis(text):
 def parse_args(argv):
     argv, train_flags = (argv[:argv.index("--")], argv[argv.index("--") + 1:]) if "--" in argv else (argv, [])
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--dataset", nargs="+", default=["demo"])
-    p.add_argument("--bits", nargs="+", type=int, default=[16, 32, 64])
+    p.add_argument("--dataset", nargs="+", help="default: demo; with --zoo, the zoo sets, demo and wiki")
+    p.add_argument("--bits", nargs="+", type=int, help="default: 16 32 64; with --zoo, 16")
+    p.add_argument("--zoo", action="store_true",
+                   help="the development zoo (docs/zoo.md): the defaults and each --vary value as a one-key change "
+                        "of them, on every zoo set; then the regret and leave-one-set-out tables (zoo.md)")
+    p.add_argument("--wiki_root", default="../shared/data",
+                   help="with --zoo: the folder holding wiki/ (skipped where it is absent)")
+    p.add_argument("--val_queries", type=int, default=300, help="with --zoo: validation queries per set")
     p.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 (default 3)")
     p.add_argument("--progressive", nargs="+", choices=("on", "off"), default=["on", "off"])
     p.add_argument("--schedules", nargs="+", choices=SCALE_SCHEDULES, default=["linear"])
@@ -68,7 +81,19 @@ def parse_args(argv):
     p.add_argument("--no_plots", action="store_true", help="skip `scripts/plot.py all` at the end")
     args = p.parse_args(argv)
     args.train_flags = train_flags
-    args.dataset = [canonical_dataset_name(d) for d in args.dataset]
+    if args.zoo:
+        if args.ladder:
+            p.error("--zoo and --ladder do not go together")
+        wiki_here = (Path(args.wiki_root) / "wiki").is_dir()
+        if args.dataset is None and not wiki_here:
+            print(f"note: {Path(args.wiki_root) / 'wiki'} not found: the zoo runs without wiki")
+        args.dataset = args.dataset or [*ZOO, "demo", *(["wiki"] if wiki_here else [])]
+        args.bits = args.bits or [16]
+        args.vary = args.vary or [("modality_dropout", ["0", "0.25", "0.5", "0.75"])]
+        # every set trains 10 epochs (flags after -- win) and holds out validation queries to choose on
+        args.train_flags = ["--epoch", "10", "--val_queries", str(args.val_queries), *train_flags]
+    args.dataset = [canonical_dataset_name(d) for d in args.dataset or ["demo"]]
+    args.bits = args.bits or [16, 32, 64]
     args.out = Path(args.out or f"runs/ablation_{'_'.join(args.dataset)}")
     return args
 
@@ -77,7 +102,7 @@ def main(argv=None):
     args = parse_args(sys.argv[1:] if argv is None else list(argv))
     try:
         for dataset in args.dataset:  # fail fast on a bad dataset or flag, before hours of runs
-            load_dataset(dataset, args.data_root)
+            load_dataset(dataset, data_root_of(args, dataset))
         build_config(["--dataset", args.dataset[0], *args.train_flags])
         for scale_max in filter(None, args.scale_max):
             coerce("scale_max", scale_max)

@@ -45,6 +45,9 @@ def settings(args) -> list:
     """(label, settings, label compared with or None) of every setting of the grid: the ladder's
     rungs (args.ladder) or the method axes, crossed with every --vary axis (KEY=V1,V2); a varied
     setting is compared with its baseline at the same varied values."""
+    if getattr(args, "zoo", False):   # the defaults, and each --vary value as a one-key change of them
+        return [("default", {}, None)] + [(f"{key}={value}", {key: value}, "default")
+                                           for key, values in args.vary for value in values]
     base = rung_settings(args.ladder) if args.ladder else _method_settings(args)
     axes = [[(key, value) for value in values] for key, values in args.vary]
     out = []
@@ -53,6 +56,11 @@ def settings(args) -> list:
         for label, setting, baseline in base:
             out.append((label + suffix, {**setting, **dict(combo)}, baseline and baseline + suffix))
     return out
+
+
+def data_root_of(args, dataset: str) -> str:
+    """The data root of `dataset`: --wiki_root for wiki in a zoo grid, else --data_root."""
+    return getattr(args, "wiki_root", None) or args.data_root if dataset == "wiki" else args.data_root
 
 
 def grid(args) -> list:
@@ -66,12 +74,13 @@ def grid(args) -> list:
                 flags = [f"--{key}={value}" for key, value in setting.items()]
                 for seed in range(args.seeds):
                     folder = args.out / dataset / f"{bits}bit" / label.replace(" ", "_") / f"seed{seed}"
-                    argv = ["--dataset", dataset, "--data_root", args.data_root, "--hash_lens", str(bits),
+                    data_root = data_root_of(args, dataset)
+                    argv = ["--dataset", dataset, "--data_root", data_root, "--hash_lens", str(bits),
                             *flags, "--seed", str(seed), "--output_dir", str(folder),
                             "--checkpoint_dir", str(folder / "checkpoints"), "--save_every", "0",
                             "--record_histograms", "true", "--save_codes", "true", *args.train_flags]
                     runs.append((folder, argv, dataset, bits, {"method": label, "baseline": baseline,
-                                                                "order": order}))
+                                                                "order": order, "data_root": data_root}))
     return runs
 
 
@@ -135,7 +144,7 @@ def run_grid(args) -> list:
     todo = [r for r in runs if not (r[0] / "results.json").is_file()]
     print(f"{len(runs)} runs in the grid, {len(runs) - len(todo)} already done, {len(todo)} to run -> {args.out}")
     threads = getattr(args, "threads", None) or max(1, (os.cpu_count() or 1) // max(1, args.jobs))
-    work = [(folder, argv, dataset, bits, record, args.data_root, threads)
+    work = [(folder, argv, dataset, bits, record, data_root_of(args, dataset), threads)
             for folder, argv, dataset, bits, record in todo]
     rescoring = [w for w in work if w[4] and "scored_checkpoint_of" in w[4]]
     _run_all([w for w in work if w not in rescoring], args.jobs)
@@ -147,6 +156,11 @@ def run_grid(args) -> list:
         if not (codes.parent / "curves.json").is_file():
             write_curves(codes.parent)
     rows = write_summary(args.out)
+    if getattr(args, "zoo", False):
+        from study.zoo import write_zoo_report
+
+        write_zoo_report(args.out, {dataset: data_root_of(args, dataset) for dataset in args.dataset})
+        print(f"zoo report: {args.out / 'zoo.md'} and {args.out / 'zoo.json'}")
     print(console_table(rows))
     write_claims(args.out)
     print(f"\nsummary: {args.out / 'summary.md'} and {args.out / 'summary.csv'}; the design note's claims "

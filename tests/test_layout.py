@@ -7,7 +7,7 @@ import pytest
 
 from conftest import ROOT
 
-LIBRARY = ("data", "hashindex", "metrics", "parallel", "runio", "study")   # packages of the library
+LIBRARY = ("data", "hashindex", "metrics", "parallel", "runio", "selection", "study")   # packages of the library
 MAX_LINES = 420                                                  # "about 400"
 
 

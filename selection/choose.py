@@ -1,0 +1,101 @@
+"""`--modality_dropout auto`: choose the paired network's modality dropout per dataset, without labels.
+
+Whether modality dropout helps depends on the data (docs/zoo.md): where one side
+is much noisier than the other it keeps the side's noise out of the codes; where
+the sides are complementary, or one is clean, it throws information away. A
+user without labels cannot find out which by scoring, so the run finds out itself:
+
+1. hold out `select_holdout` of the training pairs (a fixed draw per seed);
+2. train one short candidate per value of `select_candidates` on the rest
+   (`select_budget` x the default training's epochs, shared among them; no
+   unimodal branch, no scoring, nothing kept but the codes);
+3. score each by the label-free criterion `select_criterion` (selection/criteria.py):
+   the held-out pairs' codes against the candidate's training pairs' codes;
+4. keep the best (ties go to the first listed), and train the real run with it on every pair.
+
+The record (candidates, their criterion values, the choice and why) goes into the
+run's log, results.json, metrics.jsonl and checkpoint; a resumed run reads it
+from the checkpoint and does not choose again.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import tempfile
+import time
+
+import numpy as np
+
+from data.splits import DatasetSplits, take_rows
+from parallel import broadcast, current
+from selection.criteria import label_free_criteria
+
+MAX_DATABASE = 4000   # training pairs the held-out codes are ranked against (enough for mAP@50)
+MAX_HELD_OUT = 1000   # held-out pairs scored (queries of the criterion)
+MAX_FIT = 100_000     # pairs a candidate trains on, at most (a large set need not be read whole)
+
+
+def _unlabelled(split):
+    return dataclasses.replace(split, label=None)
+
+
+def split_for_selection(num_train: int, holdout: float, seed: int) -> tuple:
+    """(the held-out rows, the rows candidates train on), both sorted: a fixed draw for `seed`."""
+    rng = np.random.default_rng([seed, 314159])
+    # `holdout` of the pairs, but at least 200 (at most a quarter) so the criterion is not too noisy
+    count = min(num_train - 1, MAX_HELD_OUT, max(1, round(holdout * num_train), min(200, num_train // 4)))
+    held = np.sort(rng.choice(num_train, count, replace=False))
+    fit = np.setdiff1d(np.arange(num_train), held)
+    return held, (fit if len(fit) <= MAX_FIT else np.sort(rng.choice(fit, MAX_FIT, replace=False)))
+
+
+def candidate_epochs(cfg, num_candidates: int) -> int:
+    """Epochs per candidate: select_budget x the default training's epochs (paired + branch),
+    shared among the candidates, each of which trains on (1 - select_holdout) of the pairs."""
+    total = cfg.epoch + cfg.unimodal_epochs
+    return max(1, math.floor(cfg.select_budget * total / (num_candidates * (1 - cfg.select_holdout))))
+
+
+def choose_modality_dropout(cfg, bits: int, data, trainer, log=print) -> dict:
+    """Train the candidates of cfg.select_candidates with `trainer` (the Solver class) and return
+    the selection record: {"setting", "candidates", "criterion", "values", "all_criteria",
+    "chosen", "reason", "epochs", "train_pairs", "held_out_pairs", "seconds"}."""
+    start = time.time()
+    num_train = min(len(data.train), cfg.train_limit or len(data.train))
+    held, fit = split_for_selection(num_train, cfg.select_holdout, cfg.seed)
+    fit_split = _unlabelled(take_rows(data.train, fit, "selection: candidates' training pairs"))
+    held_split = _unlabelled(take_rows(data.train, held, "selection: held-out pairs"))
+    database = take_rows(fit_split, slice(0, MAX_DATABASE), "selection: ranked pairs")
+    candidate_data = DatasetSplits(name=data.name, train=fit_split, query=held_split, retrieval=database)
+    candidates = [float(value) for value in cfg.select_candidates]
+    epochs = candidate_epochs(cfg, len(candidates))
+    log(f"modality_dropout auto: training {len(candidates)} candidates ({', '.join(f'{c:g}' for c in candidates)}) "
+        f"for {epochs} epochs each on {len(fit)} training pairs; criterion {cfg.select_criterion} on "
+        f"{len(held)} held-out pairs")
+    values, every = [], []
+    with tempfile.TemporaryDirectory(prefix="ucmfh-selection-") as scratch:
+        for index, rate in enumerate(candidates):
+            short = dataclasses.replace(
+                cfg, modality_dropout=rate, epoch=epochs, unimodal_epochs=0, train_limit=0, val_queries=0,
+                resume=False, output_dir=f"{scratch}/candidate{index}", checkpoint_dir=f"{scratch}/checkpoints{index}",
+                eval_every=0, save_every=0, record_histograms=False, save_codes=False, lr_milestones=[])
+            solver = trainer(short, bits=bits, data=candidate_data, log=lambda *_: None)
+            solver.save_checkpoint = lambda: None          # a candidate keeps nothing but its codes
+            solver.train()
+            codes = [solver.model.encode_split(split, "paired", cfg.eval_batch_size) for split in (held_split,
+                                                                                                 database)]
+            features = [(np.asarray(split.image), np.asarray(split.text)) for split in (held_split, database)]
+            found = label_free_criteria(*[tuple(c.numpy() for c in pair) for pair in codes], *features)
+            every.append(found)
+            values.append(found[cfg.select_criterion])
+            log(f"  candidate modality_dropout {rate:g}: " + ", ".join(f"{k} {v:.4f}" for k, v in found.items()))
+    best = int(np.argmax(values))
+    reason = (f"highest {cfg.select_criterion} on {len(held)} held-out training pairs: {values[best]:.4f} "
+              f"(" + ", ".join(f"{c:g}: {v:.4f}" for c, v in zip(candidates, values)) + ")")
+    record = {"setting": "modality_dropout", "candidates": candidates, "criterion": cfg.select_criterion,
+              "values": values, "all_criteria": every, "chosen": candidates[best], "reason": reason,
+              "epochs": epochs, "train_pairs": len(fit), "held_out_pairs": len(held),
+              "seconds": time.time() - start}
+    record = broadcast(record, current())   # under torchrun: rank 0's choice everywhere
+    log(f"modality_dropout auto: chose {candidates[best]:g}, {reason}; selection took {record['seconds']:.0f} s")
+    return record

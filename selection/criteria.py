@@ -1,0 +1,71 @@
+"""Label-free criteria: how good are codes, judged without labels?
+
+Each criterion scores the codes of held-out pairs (queries) against the codes of
+other pairs (a database), using only the input features:
+
+* `consensus`: mAP@K of the Hamming ranking (image codes against text codes and
+  back, averaged) when an item counts as relevant to a query if it is among the
+  query's `share` nearest items by image features AND by text features. Items
+  on which both sides agree are likely to share content, whatever noise either
+  side adds of its own, so codes that keep what the two sides share rank them
+  first, and codes that keep one side's noise do not.
+* `image_knn`, `text_knn`: the same with one side's neighbours alone.
+* `balance`: 1 - mean |mean sign| per bit (1 = every bit splits the items in two).
+
+The rankings use the metric engine of evaluate.py: a relevance matrix R (Q, N)
+is passed as labels (query q carries label q, item j carries the labels of the
+queries it is relevant to), since "shares a label" then means R[q, j].
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from config import SELECT_CRITERIA as CRITERIA
+from evaluate import retrieval_metrics
+
+
+def _unit(x) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float32)
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+
+def nearest(query_features, database_features, count: int) -> np.ndarray:
+    """(Q, N) bool: item j is among the `count` most cosine-similar items to query q."""
+    similarity = _unit(query_features) @ _unit(database_features).T                  # (Q, N)
+    top = np.argpartition(-similarity, count - 1, axis=1)[:, :count]
+    out = np.zeros(similarity.shape, dtype=bool)
+    np.put_along_axis(out, top, True, axis=1)
+    return out
+
+
+def relevance_map(query_image, query_text, relevant, k: int) -> float:
+    """Mean of I2T and T2I mAP@k of (Q, b) query codes against (N, b) database codes (a pair of
+    (image codes, text codes) each) when `relevant` (Q, N) bool says which items count."""
+    (q_image, q_text), (d_image, d_text) = query_image, query_text
+    query_labels = np.eye(len(relevant), dtype=np.float32)                           # (Q, Q)
+    database_labels = relevant.T.astype(np.float32)                                   # (N, Q)
+    return float(np.mean([retrieval_metrics(q, d, query_labels, database_labels, k=k, want="map_k")["map_k"]
+                          for q, d in ((q_image, d_text), (q_text, d_image))]))
+
+
+def bit_balance(*codes) -> float:
+    """1 - mean over bits of |mean sign|, over all rows of `codes` ((N, b) each)."""
+    signs = np.sign(np.concatenate([np.asarray(c) for c in codes]))
+    signs[signs == 0] = 1
+    return float(1.0 - np.abs(signs.mean(0)).mean())
+
+
+def label_free_criteria(query_codes, database_codes, query_features, database_features,
+                        share: float = 0.05, k: int = 50) -> dict:
+    """Every criterion of CRITERIA for codes ((image, text) pairs of (Q, b) and (N, b) arrays) of
+    queries and database items whose input features are (image, text) pairs of (Q, Di)/(Q, Dt)
+    and (N, Di)/(N, Dt). `share`: the fraction of the database that counts as a query's nearest
+    items on one side (at least 5 items)."""
+    count = min(len(database_features[0]), max(5, round(share * len(database_features[0]))))
+    by_image = nearest(query_features[0], database_features[0], count)
+    by_text = nearest(query_features[1], database_features[1], count)
+    k = min(k, len(database_features[0]))
+    return {"consensus": relevance_map(query_codes, database_codes, by_image & by_text, k),
+            "image_knn": relevance_map(query_codes, database_codes, by_image, k),
+            "text_knn": relevance_map(query_codes, database_codes, by_text, k),
+            "balance": bit_balance(*query_codes, *database_codes)}

@@ -1,0 +1,187 @@
+"""The zoo's report: regret of the default per set, leave-one-set-out choice, criterion correlation.
+
+Input: a grid run by `scripts/ablation.py --zoo` (runs under <out>/<set>/<bits>bit/<setting>/seed<k>/,
+each with results.json, grid.json and codes.npz). Output: <out>/zoo.md (tables a person reads)
+and <out>/zoo.json (the same numbers for programs).
+
+* Regret table: per set and figure (paired I2T / T2I, unimodal I2T / T2I, mAP@K on the test
+  queries), the best setting's mean over seeds, the default's, and the difference.
+* Leave-one-set-out table: for each set S, the setting with the best mean VALIDATION score over
+  the other sets (never S, never a test query) is the one a user of S would have been given; its
+  regret on S's test queries against the best setting there, per protocol, mean ± std over seeds.
+  The default's own regret is shown beside it.
+* Criterion correlation: the label-free criteria (selection/criteria.py) of every run's final
+  codes on its validation queries (codes from codes.npz, features from the set; no labels),
+  Spearman-correlated with the run's labelled validation mAP, per set over settings x seeds.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import yaml
+from scipy import stats
+
+from data import load_dataset
+from data.splits import validation_rows
+from runio.atomic import atomic_write_json, atomic_write_text
+from selection.criteria import CRITERIA, label_free_criteria
+from study.summary import collect_results
+
+DEFAULT = "default"
+FIGURES = (("paired", "i2t_map"), ("paired", "t2i_map"), ("unimodal", "unimodal_i2t_map"),
+           ("unimodal", "unimodal_t2i_map"))
+PROTOCOL_FIGURES = {"paired": ("i2t_map", "t2i_map"), "unimodal": ("unimodal_i2t_map", "unimodal_t2i_map")}
+
+
+def _cells(rows) -> dict:
+    """{set: {setting: {seed: result}}} of the grid's runs (one code length: the first seen)."""
+    bits = rows[0]["bits"] if rows else None
+    cells: dict = {}
+    for row in rows:
+        if row["bits"] == bits and row.get("method") != "cca":
+            cells.setdefault(row["dataset"], {}).setdefault(row["method"], {})[row["seed"]] = row
+    return cells
+
+
+def _mean(runs: dict, key: str) -> float:
+    values = [r[key] for r in runs.values() if key in r]
+    return float(np.mean(values)) if values else float("nan")
+
+
+def regret_rows(cells) -> list:
+    """Per set and figure: best setting, its mean, the default's mean, the difference."""
+    out = []
+    for name, settings in sorted(cells.items()):
+        for _, key in FIGURES:
+            means = {setting: _mean(runs, key) for setting, runs in settings.items()}
+            best = max(means, key=lambda s: -np.inf if np.isnan(means[s]) else means[s])
+            default = means.get(DEFAULT, float("nan"))
+            out.append({"set": name, "figure": key, "best_setting": best, "best": means[best],
+                        "default": default, "regret": means[best] - default})
+    return out
+
+
+def _validation_score(runs: dict) -> float:
+    """A setting's validation score on one set: the mean of its four val_ mAP figures."""
+    return float(np.mean([_mean(runs, "val_" + key) for _, key in FIGURES]))
+
+
+def _regret(settings: dict, chosen: str, protocol: str) -> tuple:
+    """(mean, std over seeds) of (best setting on test) - (chosen setting), averaged over the
+    protocol's two figures; the best is the setting with the highest mean test score."""
+    keys = PROTOCOL_FIGURES[protocol]
+    test = {s: np.mean([_mean(runs, k) for k in keys]) for s, runs in settings.items()}
+    best = max(test, key=lambda s: -np.inf if np.isnan(test[s]) else test[s])
+    seeds = sorted(set(settings[best]) & set(settings[chosen]))
+    gaps = [np.mean([settings[best][seed][k] - settings[chosen][seed][k] for k in keys]) for seed in seeds]
+    return float(np.mean(gaps)), float(np.std(gaps, ddof=1)) if len(gaps) > 1 else 0.0
+
+
+def leave_one_out_rows(cells) -> list:
+    """Per set S: the setting the other sets' validation scores choose, and its and the default's
+    test regret on S, per protocol."""
+    out = []
+    for name, settings in sorted(cells.items()):
+        others = [cells[o] for o in cells if o != name]
+        common = [s for s in settings if all(s in o for o in others)]
+        chosen = max(common, key=lambda s: np.mean([_validation_score(o[s]) for o in others])) if others else DEFAULT
+        row = {"set": name, "chosen_elsewhere": chosen}
+        for protocol in PROTOCOL_FIGURES:
+            row[f"{protocol}_regret"], row[f"{protocol}_std"] = _regret(settings, chosen, protocol)
+            if DEFAULT in settings:
+                row[f"default_{protocol}_regret"], row[f"default_{protocol}_std"] = _regret(settings, DEFAULT, protocol)
+        out.append(row)
+    return out
+
+
+def criterion_rows(cells, data_roots: dict) -> list:
+    """Per set: Spearman's rho between each label-free criterion of a run's final paired codes on
+    its validation queries and the run's paired validation mAP (mean of I2T and T2I)."""
+    out = []
+    for name, settings in sorted(cells.items()):
+        runs = [r for runs in settings.values() for r in runs.values()
+                if (Path(r["run_dir"]) / "codes.npz").is_file() and "val_i2t_map" in r]
+        if len(runs) < 3:
+            continue
+        data = load_dataset(name, data_roots.get(name, "data"))
+        config = yaml.safe_load((Path(runs[0]["run_dir"]) / "config.yaml").read_text())
+        chosen, rest = validation_rows(data.retrieval, int(config["val_queries"]))
+        image, text = np.asarray(data.retrieval.image), np.asarray(data.retrieval.text)
+        found = []
+        for run in runs:
+            with np.load(Path(run["run_dir"]) / "codes.npz") as codes:
+                db_image, db_text = codes["database_image"], codes["database_text"]
+            found.append(label_free_criteria((db_image[chosen], db_text[chosen]), (db_image[rest], db_text[rest]),
+                                             (image[chosen], text[chosen]), (image[rest], text[rest])))
+        target = [(r["val_i2t_map"] + r["val_t2i_map"]) / 2 for r in runs]
+        row = {"set": name, "runs": len(runs)}
+        for criterion in CRITERIA:
+            rho = stats.spearmanr([f[criterion] for f in found], target).statistic
+            row[criterion] = float(rho)
+        out.append(row)
+    return out
+
+
+def selection_rows(cells) -> list:
+    """Per set and seed where the default ran auto: what it chose, and which of its candidates the
+    labelled validation mAP (mean of the four figures) of the fixed-setting runs prefers."""
+    out = []
+    for name, settings in sorted(cells.items()):
+        for seed, run in sorted(settings.get(DEFAULT, {}).items()):
+            record = run.get("selection")
+            if not record:
+                continue
+            val = {c: _validation_score({seed: settings[f"modality_dropout={c:g}"][seed]})
+                   for c in record["candidates"] if seed in settings.get(f"modality_dropout={c:g}", {})}
+            best = max(val, key=val.get) if val else None
+            out.append({"set": name, "seed": seed, "chosen": record["chosen"], "best_by_validation": best,
+                        "agrees": best == record["chosen"], "values": record["values"]})
+    return out
+
+
+def format_table(headers, rows) -> str:
+    """A Markdown table."""
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    return "\n".join(lines + ["| " + " | ".join(str(c) for c in row) + " |" for row in rows])
+
+
+def _fmt(value, std=None) -> str:
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return ""
+    return f"{value * 100:+.1f} ± {std * 100:.1f}" if std is not None else f"{value:.3f}"
+
+
+def write_zoo_report(out, data_roots: dict | None = None) -> dict:
+    """Write <out>/zoo.md and <out>/zoo.json from the grid's runs; return the zoo.json content."""
+    out = Path(out)
+    cells = _cells(collect_results(out))
+    report = {"regret": regret_rows(cells), "leave_one_out": leave_one_out_rows(cells),
+              "criterion_correlation": criterion_rows(cells, data_roots or {}), "selection": selection_rows(cells)}
+    atomic_write_json(out / "zoo.json", report)
+    lines = ["# Zoo report", "", "Scores: mAP@K on the test queries, mean over seeds. Choices: validation queries only.",
+             "", "## Regret of the default (best setting on the set minus the default)", "",
+             format_table(["set", "figure", "best setting", "best", "default", "regret"],
+                          [[r["set"], r["figure"], r["best_setting"], _fmt(r["best"]), _fmt(r["default"]),
+                            f"{r['regret'] * 100:+.1f}"] for r in report["regret"]]),
+             "", "## Leave one set out (points of mAP, mean ± std over seeds)", "",
+             format_table(["held-out set", "chosen on the others", "paired regret", "unimodal regret",
+                           "default: paired regret", "default: unimodal regret"],
+                          [[r["set"], r["chosen_elsewhere"], _fmt(r["paired_regret"], r["paired_std"]),
+                            _fmt(r["unimodal_regret"], r["unimodal_std"]),
+                            _fmt(r.get("default_paired_regret"), r.get("default_paired_std", 0.0)),
+                            _fmt(r.get("default_unimodal_regret"), r.get("default_unimodal_std", 0.0))]
+                           for r in report["leave_one_out"]]),
+             "", "## Label-free criteria against labelled validation mAP (Spearman's rho over runs)", "",
+             format_table(["set", "runs", *CRITERIA], [[r["set"], r["runs"], *(f"{r[c]:+.2f}" for c in CRITERIA)]
+                                                      for r in report["criterion_correlation"]])]
+    if report["selection"]:
+        agree = np.mean([r["agrees"] for r in report["selection"]])
+        lines += ["", f"## The default's choices ({agree:.0%} agree with labelled validation)", "",
+                  format_table(["set", "seed", "chosen", "best by validation", "criterion values"],
+                               [[r["set"], r["seed"], f"{r['chosen']:g}", "" if r["best_by_validation"] is None
+                                 else f"{r['best_by_validation']:g}", " ".join(f"{v:.4f}" for v in r["values"])]
+                                for r in report["selection"]])]
+    atomic_write_text(out / "zoo.md", "\n".join(lines) + "\n")
+    return report
