@@ -30,7 +30,7 @@ STREAM_MODES = ("auto", "on", "off")
 EVAL_SEQUENCES = ("item", "batch")     # what the transformer sees as one sequence when scoring
 TIE_ORDERS = ("index", "unstable")     # order of items at equal Hamming distance
 AUTO = "auto"                          # a setting chosen per dataset at training time (selection/)
-SELECT_CRITERIA = ("consensus", "image_knn", "text_knn", "balance")   # selection/criteria.py's
+SELECT_CRITERIA = ("consensus", "shared", "image_knn", "text_knn", "balance")   # selection/criteria.py's
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 PRESET_DIR = CONFIG_DIR / "presets"
 DEFAULT_SCALE_MAX = 10.0               # Config.scale_max, and a scale_max map's value for unnamed lengths
@@ -83,7 +83,8 @@ class Config:
                                    # chosen per dataset without labels among select_candidates
                                    # (selection/choose.py; leave-one-set-out over the zoo, docs/zoo.md)
     select_candidates: list = field(default_factory=lambda: [0.0, 0.75])  # auto's candidate values
-    select_criterion: str = "consensus"   # auto's label-free criterion (selection/criteria.py)
+    select_criterion: str = "shared"      # auto's label-free criterion (selection/criteria.py; consensus
+                                   # fails where one side is much noisier: tests/test_selection.py)
     select_budget: float = 0.5     # auto's candidates train this share of the default training's epochs,
                                    # shared among them (the whole run: about 1.5x a default training)
     select_holdout: float = 0.1    # share of training pairs held out to score the candidates

@@ -9,6 +9,11 @@ other pairs (a database), using only the input features:
   on which both sides agree are likely to share content, whatever noise either
   side adds of its own, so codes that keep what the two sides share rank them
   first, and codes that keep one side's noise do not.
+* `shared`: the same when the relevant items are a query's `share` nearest in the space
+  where the two sides agree: both sides' features projected on their top canonical
+  directions (CCA fitted on the database pairs, strongly regularised), averaged. Noise
+  of one side's own does not correlate with the other side, so it drops out there,
+  even where one side is much noisier (where `consensus` can fail: tests/test_selection.py).
 * `image_knn`, `text_knn`: the same with one side's neighbours alone.
 * `balance`: 1 - mean |mean sign| per bit (1 = every bit splits the items in two).
 
@@ -22,6 +27,10 @@ import numpy as np
 
 from config import SELECT_CRITERIA as CRITERIA
 from evaluate import retrieval_metrics
+from study.baselines import fit_cca
+
+CCA_COMPONENTS = 16   # canonical directions of the shared space
+CCA_RIDGE = 0.1       # ridge relative to the mean variance: few pairs, wide features
 
 
 def _unit(x) -> np.ndarray:
@@ -48,6 +57,14 @@ def relevance_map(query_image, query_text, relevant, k: int) -> float:
                           for q, d in ((q_image, d_text), (q_text, d_image))]))
 
 
+def shared_space(query_features, database_features) -> tuple:
+    """(Q, c) and (N, c): each item's image and text features projected on the top canonical
+    directions of the database pairs, averaged (c = CCA_COMPONENTS or fewer)."""
+    mean_x, mean_y, a, b = fit_cca(*(np.asarray(f) for f in database_features), CCA_COMPONENTS, CCA_RIDGE)
+    project = lambda image, text: ((np.asarray(image) - mean_x) @ a + (np.asarray(text) - mean_y) @ b) / 2  # noqa: E731
+    return project(*query_features), project(*database_features)
+
+
 def bit_balance(*codes) -> float:
     """1 - mean over bits of |mean sign|, over all rows of `codes` ((N, b) each)."""
     signs = np.sign(np.concatenate([np.asarray(c) for c in codes]))
@@ -65,7 +82,9 @@ def label_free_criteria(query_codes, database_codes, query_features, database_fe
     by_image = nearest(query_features[0], database_features[0], count)
     by_text = nearest(query_features[1], database_features[1], count)
     k = min(k, len(database_features[0]))
+    by_shared = nearest(*shared_space(query_features, database_features), count)
     return {"consensus": relevance_map(query_codes, database_codes, by_image & by_text, k),
+            "shared": relevance_map(query_codes, database_codes, by_shared, k),
             "image_knn": relevance_map(query_codes, database_codes, by_image, k),
             "text_knn": relevance_map(query_codes, database_codes, by_text, k),
             "balance": bit_balance(*query_codes, *database_codes)}

@@ -8,7 +8,7 @@ import ablation_cli
 from study import ablation
 from study.summary import collect_results, mean_std, method_label, paired_test, summarize, to_markdown
 
-SMALL = ["--", "--epoch", "1", "--fusion_dim", "64", "--fusion_ff_dim", "64", "--hash_hidden", "32",
+SMALL = ["--", "--modality_dropout", "0", "--epoch", "1", "--fusion_dim", "64", "--fusion_ff_dim", "64", "--hash_hidden", "32",
          "--batch_size", "512"]
 
 
@@ -103,7 +103,7 @@ def test_ladder_rungs_are_cumulative_then_branch_with_their_baselines():
     from config import build_config
     cfg, default = build_config([f"--{k}={v}" for k, v in fixed.items()]), build_config([])
     differ = {k for k in vars(cfg) if getattr(cfg, k) != getattr(default, k)}
-    assert differ == {"preset", "seed", "unimodal_epochs", "use_progressive_hash", "eval_batch_size"}
+    assert differ == {"preset", "seed", "unimodal_epochs", "use_progressive_hash", "eval_batch_size", "modality_dropout"}
 
 
 def test_vary_axis_crosses_settings_and_compares_at_equal_values(tmp_path):

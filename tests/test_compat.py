@@ -12,7 +12,7 @@ from data import DataError
 from data.splits import hold_out_queries, whole_batches
 from ICMR import Solver
 
-SMALL = ["--fusion_dim", "64", "--fusion_ff_dim", "64", "--hash_hidden", "32", "--batch_size", "256",
+SMALL = ["--modality_dropout", "0", "--fusion_dim", "64", "--fusion_ff_dim", "64", "--hash_hidden", "32", "--batch_size", "256",
          "--eval_every", "0", "--save_every", "0", "--unimodal_epochs", "0"]
 
 

@@ -16,7 +16,7 @@ from runio.checkpoint import load_trained_model
 _import_script("build_index_cli", ROOT / "scripts" / "build_index.py")
 import build_index_cli  # noqa: E402
 
-SMALL = ["--fusion_dim", "64", "--fusion_ff_dim", "64", "--hash_hidden", "128", "--batch_size", "256"]
+SMALL = ["--modality_dropout", "0", "--fusion_dim", "64", "--fusion_ff_dim", "64", "--hash_hidden", "128", "--batch_size", "256"]
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ from ICMR import Solver
 def _cfg(tmp_path, *extra):
     return build_config(["--dataset", "small", "--data_root", str(small_dataset(tmp_path)), "--epoch", "2",
                          "--fusion_dim", "64", "--fusion_ff_dim", "64", "--hash_hidden", "32", "--batch_size", "32",
-                         "--unimodal_epochs", "0", "--output_dir", str(tmp_path / "run"),
+                         "--unimodal_epochs", "0", "--modality_dropout", "0", "--output_dir", str(tmp_path / "run"),
                          "--checkpoint_dir", str(tmp_path / "ck"), *extra])
 
 
@@ -38,7 +38,7 @@ def test_a_streamed_epoch_visits_every_pair_once_a_window_at_a_time(tmp_path):
 def test_a_streamed_run_trains_scores_and_resumes_to_the_unbroken_result(tmp_path):
     args = ["--dataset", "small", "--data_root", str(small_dataset(tmp_path)), "--hash_lens", "16", "--epoch", "3",
             "--fusion_dim", "64", "--fusion_ff_dim", "64", "--hash_hidden", "32", "--batch_size", "32",
-            "--unimodal_epochs", "0", "--stream_train", "on", "--stream_block_rows", "64", "--save_every", "1"]
+            "--unimodal_epochs", "0", "--modality_dropout", "0", "--stream_train", "on", "--stream_block_rows", "64", "--save_every", "1"]
     [unbroken] = train.main([*args, "--output_dir", str(tmp_path / "a"), "--checkpoint_dir", str(tmp_path / "cka")])
     assert 0 < unbroken["i2t_map"] <= 1
 

@@ -10,7 +10,7 @@ import train
 from conftest import WIKI_DIR
 from ICMR import Solver
 
-SMALL = ["--fusion_dim", "64", "--fusion_ff_dim", "64", "--hash_hidden", "128", "--batch_size", "256", "--scale_max", "10",
+SMALL = ["--modality_dropout", "0", "--fusion_dim", "64", "--fusion_ff_dim", "64", "--hash_hidden", "128", "--batch_size", "256", "--scale_max", "10",
          "--eval_every", "1", "--save_every", "1", "--unimodal_epochs", "0"]   # the branch: test_unimodal_branch.py
 
 

@@ -1,0 +1,144 @@
+"""--modality_dropout auto (selection/): the label-free criteria against plain loops, the budget,
+the wiring into training (the chosen value is the one trained with), records, and resume."""
+import json
+
+import numpy as np
+import pytest
+
+import ICMR
+import train
+from config import ConfigError, build_config
+from conftest import small_dataset
+from selection import choose
+from selection.choose import candidate_epochs, split_for_selection
+from selection.criteria import bit_balance, label_free_criteria, nearest, relevance_map
+
+TINY = ["--dataset", "small", "--hash_lens", "16", "--epoch", "2", "--fusion_dim", "64", "--fusion_ff_dim", "64",
+        "--hash_hidden", "32", "--batch_size", "64", "--unimodal_epochs", "1", "--eval_every", "0", "--device", "cpu"]
+
+
+def _args(tmp_path, name, *extra):
+    return [*TINY, "--data_root", str(small_dataset(tmp_path.parent)), "--output_dir", str(tmp_path / name),
+            "--checkpoint_dir", str(tmp_path / name / "ck"), *extra]
+
+
+def _map_loop(query_codes, db_codes, relevant, k):
+    """mAP@k of a Hamming ranking (ties in database order) written out for the test."""
+    aps = []
+    for q, code in enumerate(query_codes):
+        distance = [int(np.sum(np.sign(code) != np.sign(d))) for d in db_codes]
+        order = sorted(range(len(db_codes)), key=lambda j: (distance[j], j))[:k]
+        hits, total = 0, 0.0
+        for rank, j in enumerate(order, 1):
+            if relevant[q][j]:
+                hits += 1
+                total += hits / rank
+        aps.append(total / hits if hits else 0.0)
+    return float(np.mean(aps))
+
+
+def test_nearest_and_relevance_map_match_plain_loops():
+    rng = np.random.default_rng(0)
+    query, db = rng.standard_normal((7, 5)), rng.standard_normal((30, 5))
+    near = nearest(query, db, 4)
+    for q in range(7):
+        cos = [query[q] @ d / np.linalg.norm(query[q]) / np.linalg.norm(d) for d in db]
+        assert set(np.flatnonzero(near[q])) == set(np.argsort(cos)[::-1][:4])
+    codes = [np.sign(rng.standard_normal((n, 12))) for n in (7, 7, 30, 30)]
+    relevant = rng.random((7, 30)) < 0.3
+    expected = (_map_loop(codes[0], codes[3], relevant, 10) + _map_loop(codes[1], codes[2], relevant, 10)) / 2
+    assert relevance_map((codes[0], codes[1]), (codes[2], codes[3]), relevant, 10) == pytest.approx(expected)
+
+
+def test_bit_balance_by_hand():
+    assert bit_balance(np.array([[1, -1], [-1, -1]]), np.array([[1, -1], [-1, -1]])) == pytest.approx(0.5)
+
+
+@pytest.mark.parametrize("seed", [0, 3])
+def test_the_criteria_prefer_codes_of_what_both_sides_share_over_one_sides_noise(seed):
+    rng = np.random.default_rng(seed)
+    shared = rng.standard_normal((400, 8))
+    image, noise = shared + 0.5 * rng.standard_normal((400, 8)), rng.standard_normal((400, 8))
+    projection = rng.standard_normal((8, 32))
+    good = np.sign(shared @ projection)                     # codes of the shared part
+    found = {}
+    for text_noise in (1.0, 2.0):                           # the text side's own noise, mild and strong
+        text = shared + text_noise * noise
+        bad = np.sign((shared + 3 * text_noise * noise) @ projection)   # codes that keep the text's noise
+        features = ((image[:100], text[:100]), (image[100:], text[100:]))
+        found[text_noise] = [label_free_criteria((c[:100], c[:100]), (c[100:], c[100:]), *features)
+                             for c in (good, bad)]
+    assert found[1.0][0]["consensus"] > found[1.0][1]["consensus"] + 0.04
+    for text_noise in (1.0, 2.0):                           # shared holds where the text is much noisier
+        assert found[text_noise][0]["shared"] > found[text_noise][1]["shared"] + 0.05
+    assert found[2.0][0]["consensus"] < found[2.0][1]["consensus"]   # seeds 0 and 3: consensus fails there
+
+
+def test_the_budget_and_the_held_out_draw():
+    cfg = build_config(["--epoch", "20", "--unimodal_epochs", "5"])
+    epochs = candidate_epochs(cfg, 2)
+    assert epochs == 6 and 2 * epochs * (1 - cfg.select_holdout) <= cfg.select_budget * 25   # at most +0.5x
+    held, fit = split_for_selection(1000, 0.1, seed=3)
+    assert len(held) == 200 and len(fit) == 800 and not set(held) & set(fit)   # at least 200 held out
+    assert np.array_equal(held, split_for_selection(1000, 0.1, seed=3)[0])
+    assert not np.array_equal(held, split_for_selection(1000, 0.1, seed=4)[0])
+
+
+def test_auto_is_the_default_and_bad_values_name_the_option():
+    assert build_config([]).modality_dropout == "auto"
+    assert build_config(["--modality_dropout", "0.25"]).modality_dropout == 0.25
+    for bad, words in ((["--modality_dropout", "often"], "expected auto or a number"),
+                       (["--modality_dropout", "1.5"], "--modality_dropout"),
+                       (["--select_candidates", "0", "2"], "--select_candidates"),
+                       (["--select_criterion", "vibes"], "consensus, shared, image_knn")):
+        with pytest.raises(ConfigError, match=words):
+            build_config(bad)
+
+
+def test_auto_trains_with_the_value_it_chose_and_records_why(tmp_path, monkeypatch, capsys):
+    # the criterion says the second candidate is better: the run must then equal a fixed 0.75 run
+    monkeypatch.setattr(choose, "label_free_criteria", lambda *a, **k: dict.fromkeys(
+        ("consensus", "shared", "image_knn", "text_knn", "balance"), next(values)))
+    values = iter([0.1, 0.2])
+    [auto] = train.main(_args(tmp_path, "auto", "--modality_dropout", "auto"))
+    [fixed] = train.main(_args(tmp_path, "fixed", "--modality_dropout", "0.75"))
+    out = capsys.readouterr().out
+    assert "modality_dropout auto: chose 0.75, highest shared" in out and "0: 0.1000, 0.75: 0.2000" in out
+    assert auto["modality_dropout"] == 0.75 and auto["selection"]["chosen"] == 0.75
+    assert auto["selection"]["values"] == [0.1, 0.2] and auto["selection"]["candidates"] == [0.0, 0.75]
+    for key in ("i2t_map", "t2i_map", "unimodal_i2t_map", "unimodal_t2i_map"):
+        assert auto[key] == fixed[key], key
+    first = json.loads((tmp_path / "auto" / "metrics.jsonl").read_text().splitlines()[0])
+    assert first["epoch"] == 1 and first["selection"]["chosen"] == 0.75
+    assert fixed["selection"] is None
+
+
+def test_a_resumed_run_reads_its_choice_from_the_checkpoint(tmp_path, monkeypatch):
+    args = _args(tmp_path, "run", "--modality_dropout", "auto", "--select_candidates", "0", "0.5")
+    [first] = train.main(args)
+    monkeypatch.setattr(ICMR, "choose_modality_dropout", lambda *a, **k: pytest.fail("chose again on resume"))
+    [again] = train.main([*args, "--resume", "true"])
+    assert again["selection"] == first["selection"] and again["modality_dropout"] == first["modality_dropout"]
+    assert sorted(first["selection"]["all_criteria"][0]) == ["balance", "consensus", "image_knn", "shared", "text_knn"]
+
+
+def test_the_branch_gets_the_scale_of_its_ramp(tmp_path, monkeypatch):
+    seen = []
+    real = ICMR.Solver.trainbranch
+
+    def spy(self):
+        forward = self.branch.forward
+        self.branch.forward = lambda image, text, scale=None, unimodal=None: (
+            seen.append((self.epoch, scale)) or forward(image, text, scale, unimodal))
+        return real(self)
+
+    monkeypatch.setattr(ICMR.Solver, "trainbranch", spy)
+    base = ["--modality_dropout", "0", "--unimodal_epochs", "3", "--scale_max", "10"]
+    train.main(_args(tmp_path, "ramp", *base, "--unimodal_scale_ramp", "true"))
+    assert sorted({scale for _, scale in seen}) == [1.0, 5.5, 10.0]          # scale_min -> test-time scale
+    assert [scale for epoch, scale in seen if epoch == 2][0] == 1.0
+    records = [json.loads(line) for line in (tmp_path / "ramp" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["scale"] for r in records[2:]] == [1.0, 5.5, 10.0]
+    seen.clear()
+    train.main(_args(tmp_path, "flat", *base, "--unimodal_scale_ramp", "false"))
+    assert {scale for _, scale in seen} == {10.0}

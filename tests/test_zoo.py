@@ -1,0 +1,101 @@
+"""The development zoo: its generated sets, the zoo grid's command, and the report's choices
+(validation only), regret and leave-one-set-out tables against hand-computed values."""
+import json
+
+import numpy as np
+import pytest
+
+import ablation_cli
+from config import build_config
+from data import KNOWN_DATASETS, load_dataset
+from data.zoo import ZOO, generate_zoo_arrays
+from study import zoo as report
+
+TINY = ["--", "--epoch", "1", "--unimodal_epochs", "1", "--fusion_dim", "32", "--fusion_ff_dim", "32",
+        "--hash_hidden", "32", "--batch_size", "500"]
+
+
+def test_the_zoo_covers_what_the_issue_asks_and_is_generated_in_memory(tmp_path):
+    dims, cardinality, labels = set(), {}, {}
+    for name, spec in ZOO.items():
+        data = load_dataset(name, tmp_path)                     # nothing is written
+        assert name in KNOWN_DATASETS and not any(tmp_path.iterdir())
+        assert (data.image_dim, data.text_dim) == (spec.image_dim, spec.text_dim)
+        assert len(data.train) == spec.num_train and len(data.query) == spec.num_query
+        assert data.train.label.any(1).all() and np.isfinite(data.train.image).all()
+        dims |= {data.image_dim, data.text_dim}
+        cardinality[name], labels[name] = data.retrieval.label.sum(1).mean(), data.num_labels
+    assert len(ZOO) >= 6 and min(dims) == 256 and max(dims) == 1024
+    assert cardinality["zoo-fewlabels"] == 1.0 and cardinality["zoo-manylabels"] > 3.5
+    assert labels["zoo-fewlabels"] <= 6 and labels["zoo-manylabels"] >= 80
+    words = load_dataset("zoo-labeltext", tmp_path).train.text          # a bag of words: non-negative, sparse
+    assert (words >= 0).all() and (words > 0).mean() < 0.1
+    again = generate_zoo_arrays("zoo-textnoisy")
+    assert np.array_equal(again["train"]["image"], generate_zoo_arrays("zoo-textnoisy")["train"]["image"])
+
+
+def test_the_noisy_side_is_the_noisy_side():
+    """Within-side retrieval by raw features: the cleaner side finds same-label items better."""
+    def same_label_at_10(features, label):
+        unit = features / np.linalg.norm(features, axis=1, keepdims=True)
+        near = np.argsort(-(unit @ unit.T), axis=1)[:, 1:11]
+        return ((label[:, None, :] * label[near]).sum(-1) > 0).mean()
+
+    for name, clean, noisy in (("zoo-textnoisy", "image", "text"), ("zoo-imagenoisy", "text", "image")):
+        split = generate_zoo_arrays(name)["retrieval"]
+        assert same_label_at_10(split[clean][:800], split["label"][:800]) > \
+            same_label_at_10(split[noisy][:800], split["label"][:800]) + 0.05
+
+
+def test_a_zoo_set_takes_the_zoo_config():
+    cfg = build_config(["--dataset", "zoo-complementary"])
+    assert (cfg.epoch, cfg.hash_lens, cfg.modality_dropout) == (10, [16], "auto")
+
+
+def _run(method, seed, **scores):
+    return {"dataset": "x", "bits": 16, "method": method, "seed": seed, "run_dir": "", **scores}
+
+
+def _scores(test, val):
+    keys = [k for _, k in report.FIGURES]
+    return {**dict.fromkeys(keys, test), **{f"val_{k}": val for k in keys}}
+
+
+def test_choices_follow_validation_and_regret_is_best_minus_chosen():
+    # set a: setting "b" is best on test but "c" on validation; set z: "c" is best on both
+    rows = [_run("default", s, **_scores(0.50 + s / 100, 0.5)) for s in (0, 1)]
+    rows += [_run("b", s, **_scores(0.60 + s / 100, 0.4)) for s in (0, 1)]
+    rows += [_run("c", s, **_scores(0.55, 0.7)) for s in (0, 1)]
+    rows += [{**r, "dataset": "z"} for r in rows]
+    for r in rows[6:]:
+        if r["method"] == "b":
+            r.update(_scores(0.30, 0.3))
+    cells = report._cells(rows)
+    regret = {(r["set"], r["figure"]): r for r in report.regret_rows(cells)}
+    assert regret[("x", "i2t_map")]["best_setting"] == "b"
+    assert regret[("x", "i2t_map")]["regret"] == pytest.approx(0.605 - 0.505)
+    loo = {r["set"]: r for r in report.leave_one_out_rows(cells)}
+    assert loo["x"]["chosen_elsewhere"] == "c"           # z's validation scores choose, never x's test
+    assert loo["x"]["paired_regret"] == pytest.approx(np.mean([0.60 - 0.55, 0.61 - 0.55]))
+    assert loo["x"]["paired_std"] == pytest.approx(np.std([0.05, 0.06], ddof=1))
+    assert loo["x"]["default_paired_regret"] == pytest.approx(0.10)
+    assert loo["z"]["chosen_elsewhere"] == "c" and loo["z"]["paired_regret"] == pytest.approx(0.0)
+
+
+def test_the_zoo_command_runs_a_short_grid_and_writes_its_report(tmp_path, capsys):
+    out = tmp_path / "zoo"
+    ablation_cli.main(["--zoo", "--dataset", "zoo-fewlabels", "--seeds", "1", "--out", str(out), "--val_queries", "100",
+                       "--vary", "modality_dropout=0", "--no_plots", "--data_root", str(tmp_path / "data"), *TINY])
+    found = json.loads((out / "zoo.json").read_text())
+    assert {r["set"] for r in found["regret"]} == {"zoo-fewlabels"} and len(found["regret"]) == 4
+    for row in found["regret"]:
+        runs = {m: json.loads((out / row["set"] / "16bit" / m / "seed0" / "results.json").read_text())
+                for m in ("default", "modality_dropout=0")}
+        assert row["default"] == pytest.approx(runs["default"][row["figure"]])
+        assert row["best"] == pytest.approx(max(r[row["figure"]] for r in runs.values()))
+    assert {r["chosen"] for r in found["selection"]} <= {0.0, 0.75} and len(found["selection"]) == 1
+    assert found["leave_one_out"][0]["chosen_elsewhere"] == "default"     # no other set to choose on
+    assert [r["set"] for r in found["criterion_correlation"]] == []   # fewer than 3 runs per set: no rho
+    text = (out / "zoo.md").read_text()
+    assert "## Leave one set out" in text and "| zoo-fewlabels | unimodal_t2i_map |" in text
+    assert "zoo report:" in capsys.readouterr().out
