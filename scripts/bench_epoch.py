@@ -4,8 +4,10 @@
     python scripts/bench_epoch.py --reference /tmp/ucmfh # and the reference code on the same pairs
 
 Synthetic features (the timing does not depend on their values), the default
-settings; the epochs of the default unimodal branch are timed after the paired
-ones. With --reference DIR (a checkout of
+settings; with the default `--modality_dropout auto`, the epochs of each of its
+candidates (a run trains with one of them; the slowest is compared with the
+reference), and the selection's extra time worked out from them; the epochs of
+the default unimodal branch are timed after the paired ones. With --reference DIR (a checkout of
 XinyuXia97/UCMFH, run unmodified in a subprocess by study.reference) the
 reference's hash-training epochs are timed on the same pairs and CPU, and the
 ratio is printed; without it the ratio uses the reference's last measured time
@@ -14,6 +16,7 @@ on this project's 2-core CPU (REFERENCE_SECONDS). The target is at least 6x.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import statistics
 import sys
 import time
@@ -23,9 +26,10 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from config import build_config  # noqa: E402
+from config import AUTO, build_config  # noqa: E402
 from data import DatasetSplits, FeatureSplit  # noqa: E402
 from ICMR import Solver  # noqa: E402
+from selection.choose import candidate_epochs  # noqa: E402
 
 REFERENCE_SECONDS = 40.8  # reference UCMFH code, same setting, this 2-core CPU (measured 29 Nov 2026, evening)
 TARGET = 6.0
@@ -47,7 +51,8 @@ def main(argv=None):
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--modality_dropout", default=None,
-                        help="share of pairs encoded one side at a time (default: the config default)")
+                        help="share of pairs encoded one side at a time (default: the config default; auto: "
+                             "each of its candidates, and the selection's extra time)")
     parser.add_argument("--reference", help="a checkout of the reference UCMFH code: time it on the same pairs")
     args = parser.parse_args(argv)
     rng = np.random.default_rng(0)
@@ -56,18 +61,33 @@ def main(argv=None):
     cfg = build_config(["--dataset", "synthetic", "--batch_size", str(args.batch_size), "--epoch", "100",
                         "--device", args.device, "--output_dir", "/tmp/bench_epoch",
                         *(["--modality_dropout", args.modality_dropout] if args.modality_dropout else [])])
-    solver = Solver(cfg, bits=args.bits, data=data, log=lambda *_: None)
-    times = timed_epochs(solver, lambda epoch: solver.trainhash(solver.schedule.at(epoch)), args.epochs, "epoch")
-    median = statistics.median(times)
+    # auto trains with one of its candidates: time each (the slowest is the default epoch's bound)
+    rates = cfg.select_candidates if cfg.modality_dropout == AUTO else [cfg.modality_dropout]
+    medians = {}
+    for rate in rates:
+        solver = Solver(dataclasses.replace(cfg, modality_dropout=rate), bits=args.bits, data=data,
+                        log=lambda *_: None)
+        print(f"modality_dropout {rate:g}:")
+        times = timed_epochs(solver, lambda epoch: solver.trainhash(solver.schedule.at(epoch)), args.epochs, "epoch")
+        medians[rate] = statistics.median(times)
+    median = max(medians.values())
     if solver.branch is not None:   # the unimodal branch's epochs (config unimodal_epochs), after the paired ones
         branch_times = timed_epochs(solver, lambda _: solver.trainbranch(), args.epochs, "unimodal branch epoch")
     print(f"\n{args.pairs} pairs x {data.image_dim}-d, batch {args.batch_size}, {args.bits} bits, "
           f"modality_dropout {cfg.modality_dropout}, "
           f"{torch.get_num_threads()} threads, {args.device}")
-    print(f"seconds per epoch (median of {args.epochs}): {median:.2f}")
+    for rate, seconds in medians.items():
+        print(f"seconds per epoch at modality_dropout {rate:g} (median of {args.epochs}): {seconds:.2f}")
     if solver.branch is not None:
         print(f"seconds per unimodal-branch epoch (median of {args.epochs}; the defaults add "
               f"{cfg.unimodal_epochs} after the paired ones): {statistics.median(branch_times):.2f}")
+    if cfg.modality_dropout == AUTO:
+        epochs = candidate_epochs(cfg, len(rates))
+        extra = sum(epochs * (1 - cfg.select_holdout) * seconds for seconds in medians.values())
+        total = cfg.epoch * median + cfg.unimodal_epochs * (statistics.median(branch_times) if solver.branch else 0)
+        print(f"auto's selection for a {cfg.epoch}-epoch run: {len(rates)} candidates x {epochs} epochs on "
+              f"{1 - cfg.select_holdout:.0%} of the pairs = about {extra:.0f} s (from the epoch times above), "
+              f"{extra / total:.2f}x the training's {total:.0f} s at the slowest candidate")
     reference, source = REFERENCE_SECONDS, "last measured"
     if args.reference:
         reference, source = time_reference(args.reference, data, args.bits, args.epochs), "measured now"
