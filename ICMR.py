@@ -210,9 +210,12 @@ class Solver:
     def _forward(self, idx, scale=None):
         """The model's outputs for the global batch of training rows `idx` (B,), with modality
         dropout: each pair is encoded one side at a time (image alone, text alone) with probability
-        self.modality_dropout (cfg.modality_dropout, or auto's choice), which is how the placeholders of the unimodal protocol are learned.
-        Each rank encodes its part of the batch; the outputs come back whole, (B, ...) each."""
-        rate = self.modality_dropout
+        self.modality_dropout (cfg.modality_dropout, or auto's choice; with modality_dropout_anneal a > 0
+        falling linearly to 0 at training progress a), which is how the placeholders of the unimodal
+        protocol are learned. Each rank encodes its part of the batch; the outputs come back whole."""
+        anneal = self.cfg.modality_dropout_anneal
+        rate = self.modality_dropout * (max(0.0, 1 - training_progress(self.epoch, self.cfg.epoch) / anneal)
+                                        if anneal else 1.0)
         unimodal = (torch.rand(len(idx), generator=self.modality_generator) < rate).to(self.device) \
             if rate > 0 else None                                                       # (B,) bool
         mine = local_part(idx, self.ranks)

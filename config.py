@@ -82,6 +82,10 @@ class Config:
                                    # text alone) by the paired network; 0: its training is UCMFH's. auto:
                                    # chosen per dataset without labels among select_candidates
                                    # (selection/choose.py; leave-one-set-out over the zoo, docs/zoo.md)
+    modality_dropout_anneal: float = 1.0  # > 0: the rate falls linearly from modality_dropout at the first
+                                   # paired epoch to 0 at this share of training (1: at the last epoch);
+                                   # 0: constant. Where auto chooses wrongly, annealing limits the loss
+                                   # (docs/zoo.md)
     select_candidates: list = field(default_factory=lambda: [0.0, 0.75])  # auto's candidate values
     select_criterion: str = "shared"      # auto's label-free criterion (selection/criteria.py; consensus
                                    # fails where one side is much noisier: tests/test_selection.py)
@@ -272,6 +276,8 @@ def validate(cfg: Config) -> Config:
     if not cfg.select_candidates:
         raise ConfigError("--select_candidates: expected at least one modality dropout value such as 0 0.75")
     _choice("select_criterion", cfg.select_criterion, SELECT_CRITERIA)
+    if not 0 <= cfg.modality_dropout_anneal <= 1:
+        raise ConfigError(f"--modality_dropout_anneal: must be in [0, 1], got {cfg.modality_dropout_anneal}")
     if not (0 < cfg.select_budget <= 10 and 0 < cfg.select_holdout < 1):
         raise ConfigError(f"--select_budget/--select_holdout: need 0 < budget <= 10 and 0 < holdout < 1, got "
                           f"{cfg.select_budget} and {cfg.select_holdout}")

@@ -33,6 +33,7 @@ import numpy as np
 from .splits import DatasetSplits, FeatureSplit
 
 LATENT_DIM = 64
+NUISANCE_DIM = 8
 MODALITY_OFFSET = 1.5
 
 
@@ -46,8 +47,10 @@ class ZooSpec:
     image_dim: int = 512
     text_dim: int = 512
     instance: float = 2.0           # pair-specific latent shared by image and text
-    image_noise: float = 3.0        # noise of the image side's own
-    text_noise: float = 3.0         # noise of the text side's own
+    image_noise: float = 3.0        # noise of the image side's own (isotropic)
+    text_noise: float = 3.0         # noise of the text side's own (isotropic)
+    image_nuisance: float = 0.0     # a side's own structured nuisance: a low-rank latent of its own
+    text_nuisance: float = 0.0      # (NUISANCE_DIM-d) through its own map, so it makes false neighbours
     complementary: bool = False     # each side sees half of the label latent
     text_from_labels: bool = False  # the text is a noisy bag of label words
     num_query: int = 300
@@ -57,10 +60,11 @@ class ZooSpec:
 
 ZOO = {
     "zoo-textnoisy": ZooSpec(
-        "shared latent, the text side much noisier (CLIP-like)", image_noise=1.5, text_noise=5.0),
+        "shared latent, the text side much noisier: structured noise of its own (CLIP-like)",
+        image_noise=1.5, text_noise=2.0, text_nuisance=2.0),
     "zoo-imagenoisy": ZooSpec(
-        "shared latent, the image side much noisier; 768-d images, 512-d texts",
-        image_dim=768, image_noise=5.0, text_noise=1.5),
+        "shared latent, the image side much noisier: structured noise of its own; 768-d images, 512-d texts",
+        image_dim=768, image_noise=2.0, image_nuisance=2.0, text_noise=1.5),
     "zoo-complementary": ZooSpec(
         "complementary views: the image sees half of the label latent, the text the other half",
         complementary=True, image_noise=3.0, text_noise=3.0),
@@ -95,12 +99,16 @@ def _labels(rng, spec: ZooSpec, n: int) -> np.ndarray:
     return labels
 
 
-def _mapped(rng, latent, dim, noise):
-    """normalise(latent @ random map + own noise + constant offset): (n, dim) float32."""
+def _mapped(rng, latent, dim, noise, nuisance=0.0):
+    """normalise(latent @ random map + own noise + own nuisance + constant offset): (n, dim) float32."""
     mapping = rng.standard_normal((latent.shape[1], dim)) / np.sqrt(dim)
     offset = _unit_rows(rng.standard_normal((1, dim))) * MODALITY_OFFSET
     own = rng.standard_normal((len(latent), dim)) / np.sqrt(dim)
-    return _unit_rows(latent @ mapping + noise * own + offset).astype(np.float32)
+    features = latent @ mapping + noise * own + offset
+    if nuisance:   # drawn only when used, so the sets without it keep their values
+        hidden = rng.standard_normal((len(latent), NUISANCE_DIM)) / np.sqrt(NUISANCE_DIM)
+        features += nuisance * hidden @ (rng.standard_normal((NUISANCE_DIM, dim)) / np.sqrt(dim))
+    return _unit_rows(features).astype(np.float32)
 
 
 def _bag_of_words(rng, labels, dim):
@@ -131,11 +139,11 @@ def generate_zoo_arrays(name: str, seed: int = 0) -> dict:
         text_label = np.concatenate([np.zeros((n, half)), label_part[:, half:]], 1) * np.sqrt(2)
     else:
         image_label = text_label = label_part
-    image = _mapped(rng, image_label + shared + noise, spec.image_dim, spec.image_noise)
+    image = _mapped(rng, image_label + shared + noise, spec.image_dim, spec.image_noise, spec.image_nuisance)
     if spec.text_from_labels:
         text = _bag_of_words(rng, labels, spec.text_dim)
     else:
-        text = _mapped(rng, text_label + shared + noise, spec.text_dim, spec.text_noise)
+        text = _mapped(rng, text_label + shared + noise, spec.text_dim, spec.text_noise, spec.text_nuisance)
     query = np.arange(spec.num_query)
     retrieval = np.arange(spec.num_query, n)
     train = np.sort(rng.choice(retrieval, size=spec.num_train, replace=False))

@@ -147,6 +147,41 @@ def format_table(headers, rows) -> str:
     return "\n".join(lines + ["| " + " | ".join(str(c) for c in row) + " |" for row in rows])
 
 
+def simulated_auto(settings: dict, criterion: str) -> dict:
+    """{seed: the fixed-value run auto would have trained} when it picks by `criterion` among the
+    candidate values its runs recorded (all_criteria): auto trains with the value it chooses, so its
+    scores are that run's. Seeds whose choice has no fixed-value run are left out."""
+    out = {}
+    for seed, run in settings.get(DEFAULT, {}).items():
+        record = run.get("selection") or {}
+        if criterion not in (record.get("all_criteria") or [{}])[0]:
+            continue
+        values = [found[criterion] for found in record["all_criteria"]]
+        chosen = record["candidates"][int(np.argmax(values))]
+        fixed = settings.get(f"modality_dropout={chosen:g}", {}).get(seed)
+        if fixed is not None:
+            out[seed] = fixed
+    return out
+
+
+def criterion_choice_rows(cells) -> list:
+    """auto with each recorded criterion, judged leave-one-set-out: for each set, the criterion whose
+    choices score best on the other sets' validation queries, and its regret on this set."""
+    criteria = [c for c in CRITERIA if all(simulated_auto(s, c) for s in cells.values())]
+    out = []
+    for name, settings in sorted(cells.items()):
+        others = [cells[o] for o in cells if o != name]
+        if not criteria or not others:
+            continue
+        best = max(criteria, key=lambda c: np.mean([_validation_score(simulated_auto(o, c)) for o in others]))
+        row = {"set": name, "criterion_chosen_elsewhere": best}
+        with_rule = {**settings, "auto-rule": simulated_auto(settings, best)}
+        for protocol in PROTOCOL_FIGURES:
+            row[f"{protocol}_regret"], row[f"{protocol}_std"] = _regret(with_rule, "auto-rule", protocol)
+        out.append(row)
+    return out
+
+
 def _fmt(value, std=None) -> str:
     if value is None or (isinstance(value, float) and np.isnan(value)):
         return ""
@@ -158,7 +193,7 @@ def write_zoo_report(out, data_roots: dict | None = None) -> dict:
     out = Path(out)
     cells = _cells(collect_results(out))
     report = {"regret": regret_rows(cells), "leave_one_out": leave_one_out_rows(cells),
-              "criterion_correlation": criterion_rows(cells, data_roots or {}), "selection": selection_rows(cells)}
+              "criterion_correlation": criterion_rows(cells, data_roots or {}), "selection": selection_rows(cells), "criterion_leave_one_out": criterion_choice_rows(cells)}
     atomic_write_json(out / "zoo.json", report)
     lines = ["# Zoo report", "", "Scores: mAP@K on the test queries, mean over seeds. Choices: validation queries only.",
              "", "## Regret of the default (best setting on the set minus the default)", "",
@@ -176,6 +211,11 @@ def write_zoo_report(out, data_roots: dict | None = None) -> dict:
              "", "## Label-free criteria against labelled validation mAP (Spearman's rho over runs)", "",
              format_table(["set", "runs", *CRITERIA], [[r["set"], r["runs"], *(f"{r[c]:+.2f}" for c in CRITERIA)]
                                                       for r in report["criterion_correlation"]])]
+    if report["criterion_leave_one_out"]:
+        lines += ["", "## auto's criterion chosen leave-one-set-out (points of mAP, mean ± std over seeds)", "",
+                  format_table(["held-out set", "criterion chosen on the others", "paired regret", "unimodal regret"],
+                               [[r["set"], r["criterion_chosen_elsewhere"], _fmt(r["paired_regret"], r["paired_std"]),
+                                 _fmt(r["unimodal_regret"], r["unimodal_std"])] for r in report["criterion_leave_one_out"]])]
     if report["selection"]:
         agree = np.mean([r["agrees"] for r in report["selection"]])
         lines += ["", f"## The default's choices ({agree:.0%} agree with labelled validation)", "",

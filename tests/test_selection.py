@@ -142,3 +142,26 @@ def test_the_branch_gets_the_scale_of_its_ramp(tmp_path, monkeypatch):
     seen.clear()
     train.main(_args(tmp_path, "flat", *base, "--unimodal_scale_ramp", "false"))
     assert {scale for _, scale in seen} == {10.0}
+
+
+@pytest.mark.parametrize("anneal, shares", [(1.0, [1.0, 0.5, 0.0]), (0.5, [1.0, 0.0, 0.0]), (0.0, [1.0, 1.0, 1.0])])
+def test_annealed_modality_dropout_falls_to_zero_on_schedule(tmp_path, monkeypatch, anneal, shares):
+    seen = {}
+    real = ICMR.Solver._forward
+
+    def spy(self, idx, scale=None):
+        model_forward = self.model.forward
+        self.model.forward = lambda image, text, scale=None, unimodal=None: (
+            seen.setdefault(self.epoch, []).append(0.0 if unimodal is None else unimodal.float().mean().item())
+            or model_forward(image, text, scale, unimodal))
+        try:
+            return real(self, idx, scale)
+        finally:
+            self.model.forward = model_forward
+
+    monkeypatch.setattr(ICMR.Solver, "_forward", spy)
+    train.main(_args(tmp_path, "anneal", "--modality_dropout", "1", "--modality_dropout_anneal", str(anneal),
+                     "--epoch", "3", "--unimodal_epochs", "0"))
+    found = [float(np.mean(seen[epoch])) for epoch in range(3)]
+    assert found[0] == 1.0 and found[2] == shares[2]
+    assert found[1] == pytest.approx(shares[1], abs=0.15)
