@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from config import SELECT_CRITERIA as CRITERIA
 from evaluate import retrieval_metrics
 from study.baselines import fit_cca
 

@@ -16,17 +16,17 @@ and <out>/zoo.json (the same numbers for programs).
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import yaml
 from scipy import stats
 
+from config import SELECT_CRITERIA as CRITERIA
 from data import load_dataset
 from data.splits import validation_rows
 from runio.atomic import atomic_write_json, atomic_write_text
-from selection.criteria import CRITERIA, label_free_criteria
+from selection.criteria import label_free_criteria
 from study.summary import collect_results
 
 DEFAULT = "default"
