@@ -182,6 +182,26 @@ def criterion_choice_rows(cells) -> list:
     return out
 
 
+def pooled_rows(cells) -> list:
+    """Per setting other than the default, per figure: the default minus the setting, averaged over
+    every (set, seed) both ran, with the paired t-test's two-sided p-value over those pairs (test
+    queries; validation figures too)."""
+    out = []
+    settings = sorted({s for sets in cells.values() for s in sets} - {DEFAULT})
+    for setting in settings:
+        row = {"setting": setting}
+        for key in [k for _, k in FIGURES] + [f"val_{k}" for _, k in FIGURES]:
+            pairs = [(runs[DEFAULT][seed][key], runs[setting][seed][key]) for runs in cells.values()
+                     if DEFAULT in runs and setting in runs for seed in sorted(set(runs[DEFAULT]) & set(runs[setting]))
+                     if key in runs[DEFAULT][seed] and key in runs[setting][seed]]
+            if len(pairs) > 1:
+                default, other = np.array(pairs).T
+                p_value = stats.ttest_rel(default, other).pvalue
+                row[key] = {"delta": float(np.mean(default - other)), "p": float(p_value), "pairs": len(pairs)}
+        out.append(row)
+    return out
+
+
 def _fmt(value, std=None) -> str:
     if value is None or (isinstance(value, float) and np.isnan(value)):
         return ""
@@ -193,7 +213,8 @@ def write_zoo_report(out, data_roots: dict | None = None) -> dict:
     out = Path(out)
     cells = _cells(collect_results(out))
     report = {"regret": regret_rows(cells), "leave_one_out": leave_one_out_rows(cells),
-              "criterion_correlation": criterion_rows(cells, data_roots or {}), "selection": selection_rows(cells), "criterion_leave_one_out": criterion_choice_rows(cells)}
+              "criterion_correlation": criterion_rows(cells, data_roots or {}), "selection": selection_rows(cells), "criterion_leave_one_out": criterion_choice_rows(cells),
+              "default_against": pooled_rows(cells)}
     atomic_write_json(out / "zoo.json", report)
     lines = ["# Zoo report", "", "Scores: mAP@K on the test queries, mean over seeds. Choices: validation queries only.",
              "", "## Regret of the default (best setting on the set minus the default)", "",
@@ -211,6 +232,15 @@ def write_zoo_report(out, data_roots: dict | None = None) -> dict:
              "", "## Label-free criteria against labelled validation mAP (Spearman's rho over runs)", "",
              format_table(["set", "runs", *CRITERIA], [[r["set"], r["runs"], *(f"{r[c]:+.2f}" for c in CRITERIA)]
                                                       for r in report["criterion_correlation"]])]
+    pooled = [r for r in report["default_against"] if len(r) > 1]
+    if pooled:
+        keys = [k for _, k in FIGURES]
+        cell = lambda d: "" if d is None else f"{d['delta'] * 100:+.1f} (p={d['p']:.3f})"  # noqa: E731
+        lines += ["", "## The default against each other setting, over every set and seed (points; paired t-test)",
+                  "", format_table(["default minus", "pairs", *keys, *("val " + k for k in keys)],
+                                   [[r["setting"], max(v["pairs"] for k, v in r.items() if k != "setting"),
+                                     *(cell(r.get(k)) for k in keys), *(cell(r.get("val_" + k)) for k in keys)]
+                                    for r in pooled])]
     if report["criterion_leave_one_out"]:
         lines += ["", "## auto's criterion chosen leave-one-set-out (points of mAP, mean ± std over seeds)", "",
                   format_table(["held-out set", "criterion chosen on the others", "paired regret", "unimodal regret"],

@@ -80,6 +80,11 @@ def test_choices_follow_validation_and_regret_is_best_minus_chosen():
     assert loo["x"]["paired_std"] == pytest.approx(np.std([0.05, 0.06], ddof=1))
     assert loo["x"]["default_paired_regret"] == pytest.approx(0.10)
     assert loo["z"]["chosen_elsewhere"] == "c" and loo["z"]["paired_regret"] == pytest.approx(0.0)
+    pooled = {r["setting"]: r for r in report.pooled_rows(cells)}       # default minus b over 4 (set, seed)
+    deltas = [0.50 - 0.60, 0.51 - 0.61, 0.50 - 0.30, 0.51 - 0.30]
+    assert pooled["b"]["i2t_map"]["delta"] == pytest.approx(np.mean(deltas)) and pooled["b"]["i2t_map"]["pairs"] == 4
+    from scipy import stats
+    assert pooled["b"]["i2t_map"]["p"] == pytest.approx(stats.ttest_1samp(deltas, 0).pvalue)
 
 
 def test_the_zoo_command_runs_a_short_grid_and_writes_its_report(tmp_path, capsys):
