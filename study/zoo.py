@@ -196,8 +196,9 @@ def pooled_rows(cells) -> list:
                      if key in runs[DEFAULT][seed] and key in runs[setting][seed]]
             if len(pairs) > 1:
                 default, other = np.array(pairs).T
-                p_value = stats.ttest_rel(default, other).pvalue
-                row[key] = {"delta": float(np.mean(default - other)), "p": float(p_value), "pairs": len(pairs)}
+                gaps = default - other            # no test when every gap is the same (as study.summary)
+                p_value = None if np.ptp(gaps) < 1e-12 else float(stats.ttest_rel(default, other).pvalue)
+                row[key] = {"delta": float(np.mean(gaps)), "p": p_value, "pairs": len(pairs)}
         out.append(row)
     return out
 
@@ -235,7 +236,8 @@ def write_zoo_report(out, data_roots: dict | None = None) -> dict:
     pooled = [r for r in report["default_against"] if len(r) > 1]
     if pooled:
         keys = [k for _, k in FIGURES]
-        cell = lambda d: "" if d is None else f"{d['delta'] * 100:+.1f} (p={d['p']:.3f})"  # noqa: E731
+        cell = lambda d: "" if d is None else f"{d['delta'] * 100:+.1f}" + (  # noqa: E731
+            "" if d["p"] is None else f" (p={d['p']:.3f})")
         lines += ["", "## The default against each other setting, over every set and seed (points; paired t-test)",
                   "", format_table(["default minus", "pairs", *keys, *("val " + k for k in keys)],
                                    [[r["setting"], max(v["pairs"] for k, v in r.items() if k != "setting"),
