@@ -110,9 +110,12 @@ def criterion_rows(cells, data_roots: dict) -> list:
         chosen, rest = validation_rows(data.retrieval, int(config["val_queries"]))
         image, text = np.asarray(data.retrieval.image), np.asarray(data.retrieval.text)
         found = []
-        for run in runs:
+        for run in list(runs):
             with np.load(Path(run["run_dir"]) / "codes.npz") as codes:
                 db_image, db_text = codes["database_image"], codes["database_text"]
+            if len(db_image) != len(image):     # scored on whole batches only (eval_drop_last): skipped
+                runs.remove(run)
+                continue
             found.append(label_free_criteria((db_image[chosen], db_text[chosen]), (db_image[rest], db_text[rest]),
                                              (image[chosen], text[chosen]), (image[rest], text[rest])))
         target = [(r["val_i2t_map"] + r["val_t2i_map"]) / 2 for r in runs]

@@ -255,7 +255,8 @@ def test_numpy1_module_names_load(tmp_path):
 # --------------------------------------------------------------- names
 def test_aliases_and_canonical_names(tmp_path):
     assert ALIASES == {"flickr": "mirflickr", "nus": "nus-wide", "coco": "mscoco"}
-    assert set(KNOWN_DATASETS) == {"mirflickr", "nus-wide", "mscoco", "demo", "wiki"}
+    from data.zoo import ZOO
+    assert set(KNOWN_DATASETS) == {"mirflickr", "nus-wide", "mscoco", "demo", "wiki", *ZOO}
     for alias, canonical in ALIASES.items():
         assert canonical_dataset_name(alias) == canonical
         assert canonical_dataset_name(canonical) == canonical
