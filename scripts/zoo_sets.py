@@ -15,14 +15,16 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from data.zoo import ZOO  # noqa: E402
 from study.zoo import describe_sets, format_table  # noqa: E402
 
 
 def main(argv=None) -> list:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    parser.add_argument("--sets", nargs="+", choices=list(ZOO), help="these sets only (default: every one)")
     args = parser.parse_args(argv)
-    rows = describe_sets()
+    rows = describe_sets(args.sets)
     if args.json:
         print(json.dumps(rows, indent=1))
     else:
