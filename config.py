@@ -213,9 +213,9 @@ def coerce(key, value):
         return TASK_NUMBERS.get(str(value).strip(), str(value).strip())
     if key == "scale_max":
         return _parse_scale_max(value)
-    if key == "modality_dropout" and str(value).strip().lower() == AUTO:
-        return AUTO
     if key == "modality_dropout":
+        if str(value).strip().lower() == AUTO:
+            return AUTO
         try:
             return _parse_scalar(key, float, value)
         except ConfigError:

@@ -4,7 +4,8 @@ Layout (UCMFH's): ``<data_root>/<name>/{train,query,retrieval}.pkl``, each a
 dict with ``image`` (N x Di), ``text`` (N x Dt) and ``label`` (N x C
 multi-hot).  For each split the first of ``.pkl``, ``.npz``, ``.h5`` that
 exists is read (see :mod:`data.readers`).  ``demo`` is generated on first use,
-the zoo sets (:mod:`data.zoo`) are generated in memory on every load, and ``wiki`` is read from the original .mat/.list files.  Any other name is
+the zoo sets (:mod:`data.zoo`) are generated in memory on every load, and
+``wiki`` is read from the original .mat/.list files.  Any other name is
 taken as a folder of the user's own features in the same layout, or in the
 embedding-folder layout of clip-retrieval (``img_emb/``, ``text_emb/``,
 ``metadata/``: no labels; see :mod:`data.embedding_folder`).

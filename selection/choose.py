@@ -28,7 +28,7 @@ import numpy as np
 
 from data.splits import DatasetSplits, take_rows
 from parallel import broadcast, current
-from selection.criteria import label_free_criteria
+from selection.criteria import feature_relevance, label_free_criteria
 
 MAX_DATABASE = 4000   # training pairs the held-out codes are ranked against (enough for mAP@50)
 MAX_HELD_OUT = 1000   # held-out pairs scored (queries of the criterion)
@@ -72,20 +72,23 @@ def choose_modality_dropout(cfg, bits: int, data, trainer, log=print) -> dict:
     log(f"modality_dropout auto: training {len(candidates)} candidates ({', '.join(f'{c:g}' for c in candidates)}) "
         f"for {epochs} epochs each on {len(fit)} training pairs; criterion {cfg.select_criterion} on "
         f"{len(held)} held-out pairs")
+    # which ranked pairs count as relevant to each held-out pair: from the features, the same for every candidate
+    relevance = feature_relevance(*[(np.asarray(split.image), np.asarray(split.text)) for split in (held_split,
+                                                                                                  database)])
     values, every = [], []
     with tempfile.TemporaryDirectory(prefix="ucmfh-selection-") as scratch:
         for index, rate in enumerate(candidates):
             short = dataclasses.replace(
-                cfg, modality_dropout=rate, modality_dropout_anneal=0.0, epoch=epochs, unimodal_epochs=0, train_limit=0, val_queries=0,
-                resume=False, output_dir=f"{scratch}/candidate{index}", checkpoint_dir=f"{scratch}/checkpoints{index}",
-                eval_every=0, save_every=0, record_histograms=False, save_codes=False, lr_milestones=[])
+                cfg, modality_dropout=rate, modality_dropout_anneal=0.0, epoch=epochs, unimodal_epochs=0,
+                train_limit=0, val_queries=0, resume=False, output_dir=f"{scratch}/candidate{index}",
+                checkpoint_dir=f"{scratch}/checkpoints{index}", eval_every=0, save_every=0,
+                record_histograms=False, save_codes=False, lr_milestones=[])
             solver = trainer(short, bits=bits, data=candidate_data, log=lambda *_: None)
             solver.save_checkpoint = lambda: None          # a candidate keeps nothing but its codes
             solver.train()
             codes = [solver.model.encode_split(split, "paired", cfg.eval_batch_size) for split in (held_split,
                                                                                                  database)]
-            features = [(np.asarray(split.image), np.asarray(split.text)) for split in (held_split, database)]
-            found = label_free_criteria(*[tuple(c.numpy() for c in pair) for pair in codes], *features)
+            found = label_free_criteria(*[tuple(c.numpy() for c in pair) for pair in codes], relevance=relevance)
             every.append(found)
             values.append(found[cfg.select_criterion])
             log(f"  candidate modality_dropout {rate:g}: " + ", ".join(f"{k} {v:.4f}" for k, v in found.items()))

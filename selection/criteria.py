@@ -46,10 +46,10 @@ def nearest(query_features, database_features, count: int) -> np.ndarray:
     return out
 
 
-def relevance_map(query_image, query_text, relevant, k: int) -> float:
+def relevance_map(query_codes, database_codes, relevant, k: int) -> float:
     """Mean of I2T and T2I mAP@k of (Q, b) query codes against (N, b) database codes (a pair of
     (image codes, text codes) each) when `relevant` (Q, N) bool says which items count."""
-    (q_image, q_text), (d_image, d_text) = query_image, query_text
+    (q_image, q_text), (d_image, d_text) = query_codes, database_codes
     query_labels = np.eye(len(relevant), dtype=np.float32)                           # (Q, Q)
     database_labels = relevant.T.astype(np.float32)                                   # (N, Q)
     return float(np.mean([retrieval_metrics(q, d, query_labels, database_labels, k=k, want="map_k")["map_k"]
@@ -71,19 +71,25 @@ def bit_balance(*codes) -> float:
     return float(1.0 - np.abs(signs.mean(0)).mean())
 
 
-def label_free_criteria(query_codes, database_codes, query_features, database_features,
-                        share: float = 0.05, k: int = 50) -> dict:
-    """Every criterion of CRITERIA for codes ((image, text) pairs of (Q, b) and (N, b) arrays) of
-    queries and database items whose input features are (image, text) pairs of (Q, Di)/(Q, Dt)
-    and (N, Di)/(N, Dt). `share`: the fraction of the database that counts as a query's nearest
-    items on one side (at least 5 items)."""
+def feature_relevance(query_features, database_features, share: float = 0.05) -> dict:
+    """criterion -> (Q, N) bool: which database items count as relevant to each query, from the
+    input features alone ((image, text) pairs of (Q, Di)/(Q, Dt) and (N, Di)/(N, Dt)). `share`: the
+    fraction of the database that counts as a query's nearest items (at least 5 items). It does not
+    depend on the codes: compute it once for every set of codes scored on the same items."""
     count = min(len(database_features[0]), max(5, round(share * len(database_features[0]))))
     by_image = nearest(query_features[0], database_features[0], count)
     by_text = nearest(query_features[1], database_features[1], count)
-    k = min(k, len(database_features[0]))
     by_shared = nearest(*shared_space(query_features, database_features), count)
-    return {"consensus": relevance_map(query_codes, database_codes, by_image & by_text, k),
-            "shared": relevance_map(query_codes, database_codes, by_shared, k),
-            "image_knn": relevance_map(query_codes, database_codes, by_image, k),
-            "text_knn": relevance_map(query_codes, database_codes, by_text, k),
+    return {"consensus": by_image & by_text, "shared": by_shared, "image_knn": by_image, "text_knn": by_text}
+
+
+def label_free_criteria(query_codes, database_codes, query_features=None, database_features=None,
+                        share: float = 0.05, k: int = 50, relevance: dict | None = None) -> dict:
+    """Every criterion of CRITERIA for codes ((image, text) pairs of (Q, b) and (N, b) arrays) of
+    queries and database items, with the relevances of feature_relevance: `relevance` as it
+    returned, or computed here from the features and `share`."""
+    if relevance is None:
+        relevance = feature_relevance(query_features, database_features, share)
+    k = min(k, len(database_codes[0]))
+    return {**{name: relevance_map(query_codes, database_codes, relevant, k) for name, relevant in relevance.items()},
             "balance": bit_balance(*query_codes, *database_codes)}

@@ -26,7 +26,7 @@ from config import SELECT_CRITERIA as CRITERIA
 from data import load_dataset
 from data.splits import validation_rows
 from runio.atomic import atomic_write_json, atomic_write_text
-from selection.criteria import label_free_criteria
+from selection.criteria import feature_relevance, label_free_criteria
 from study.summary import collect_results
 
 DEFAULT = "default"
@@ -109,15 +109,16 @@ def criterion_rows(cells, data_roots: dict) -> list:
         config = yaml.safe_load((Path(runs[0]["run_dir"]) / "config.yaml").read_text())
         chosen, rest = validation_rows(data.retrieval, int(config["val_queries"]))
         image, text = np.asarray(data.retrieval.image), np.asarray(data.retrieval.text)
-        found = []
-        for run in list(runs):
+        relevance = feature_relevance((image[chosen], text[chosen]), (image[rest], text[rest]))   # once a set
+        scored, found = [], []
+        for run in runs:
             with np.load(Path(run["run_dir"]) / "codes.npz") as codes:
                 db_image, db_text = codes["database_image"], codes["database_text"]
-            if len(db_image) != len(image):     # scored on whole batches only (eval_drop_last): skipped
-                runs.remove(run)
-                continue
-            found.append(label_free_criteria((db_image[chosen], db_text[chosen]), (db_image[rest], db_text[rest]),
-                                             (image[chosen], text[chosen]), (image[rest], text[rest])))
+            if len(db_image) == len(image):     # runs scored on whole batches only (eval_drop_last) are left out
+                scored.append(run)
+                found.append(label_free_criteria((db_image[chosen], db_text[chosen]), (db_image[rest], db_text[rest]),
+                                                 relevance=relevance))
+        runs = scored
         target = [(r["val_i2t_map"] + r["val_t2i_map"]) / 2 for r in runs]
         row = {"set": name, "runs": len(runs)}
         for criterion in CRITERIA:
