@@ -7,8 +7,9 @@ global state, its `./checkpoints/` folder and its DataLoader workers stay there)
 works in a temporary folder holding `checkpoints/hash/` and `checkpoints/real/`, seeds torch and
 numpy, points the data path the reference hard-codes at the dataset's folder (a module-level
 `open` in its load_dataset module; no file of the checkout is changed), trains the hash stage of
-its Solver on the CPU under the dataset name `mirflickr` whatever the data (it builds LR schedulers
-for mirflickr, nus-wide and mscoco only; mirflickr's, x1.2 at steps 30 and 80, is the preset's),
+its Solver on the CPU under the dataset's own name for mirflickr, nus-wide and mscoco (the only
+names it builds LR schedulers for, each its own, as the dataset configs here) and under `mirflickr`
+for any other data (x1.2 at steps 30 and 80, also this project's default schedule),
 and prints its scores and seconds per epoch (its trainhash calls, timed) as one JSON line. The
 compatible side is `train.main` with `--preset ucmfh --device cpu`, in this process.
 
@@ -42,7 +43,8 @@ from study.summary import mean_std
 SIDES = ("reference", "compatible")
 REFERENCE_FILES = ("ICMR.py", "load_dataset.py")
 DATA_PREFIX = "/home/summer/data/Dataset/"          # the folder load_dataset.py reads, hard-coded
-REFERENCE_NAME = "mirflickr"                        # the dataset name the reference runs under
+REFERENCE_SCHEDULED = ("mirflickr", "nus-wide", "mscoco")   # the names its Solver builds LR schedulers for
+REFERENCE_NAME = "mirflickr"                        # the name it runs under for any other dataset
 FEATURE_DIM = 512                                   # the reference reads 512-d image and text features
 BATCH = 128                                         # its batch size; drop_last keeps whole batches only
 RESULT_MARK = "COMPARE_REFERENCE_RESULT "           # prefix of the child's result line
@@ -56,6 +58,12 @@ class CompareError(Exception):
 
 class RunFailed(CompareError):
     """A run that failed: the message is one line naming its log."""
+
+
+def reference_dataset_name(dataset: str) -> str:
+    """The dataset name the reference runs under: the dataset's own where the reference knows its LR
+    schedule, so both sides train with the same one; REFERENCE_NAME (the defaults' schedule) otherwise."""
+    return dataset if dataset in REFERENCE_SCHEDULED else REFERENCE_NAME
 
 
 def check_reference(path) -> Path:
@@ -148,7 +156,7 @@ def run_reference(reference: Path, data_folder: Path, bits: int, seed: int, epoc
     folder.mkdir(parents=True, exist_ok=True)
     log_path = folder / "reference.log"
     spec = {"reference": str(reference), "data": str(data_folder), "data_prefix": DATA_PREFIX,
-            "name": REFERENCE_NAME, "bits": bits, "seed": seed, "epoch": epoch, "threads": threads,
+            "name": reference_dataset_name(dataset), "bits": bits, "seed": seed, "epoch": epoch, "threads": threads,
             "mark": RESULT_MARK}
     code = inspect.getsource(reference_child) + "\nimport sys\nreference_child(sys.argv[1])\n"
     with tempfile.TemporaryDirectory(prefix="ucmfh_reference_") as work, open(log_path, "w") as log:

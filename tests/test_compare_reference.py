@@ -14,7 +14,7 @@ from scipy import stats
 
 import train
 from config import build_config
-from study.reference import summarize, welch_p
+from study.reference import compatible_argv, reference_dataset_name, summarize, welch_p
 
 ROOT = Path(__file__).resolve().parents[1]
 _spec = importlib.util.spec_from_file_location("compare_reference_cli", ROOT / "scripts" / "compare_reference.py")
@@ -165,6 +165,17 @@ def test_failed_reference_run_names_its_log(tmp_path, capsys, monkeypatch):
     log = tmp_path / "out" / "reference" / "16bit" / "seed0" / "reference.log"
     assert err.count("\n") == 1 and "exit status 1" in err and str(log) in err
     assert "out of memory" in log.read_text() and not (log.parent / "results.json").exists()
+
+
+@pytest.mark.parametrize("dataset", ["mirflickr", "nus-wide", "mscoco", "demo"])
+def test_both_sides_train_with_the_same_head_lr_schedule(tmp_path, dataset):
+    """The reference picks its schedule by the dataset name it runs under (mirflickr's for a name it
+    does not know); the compatible side takes the dataset's own config."""
+    name = reference_dataset_name(dataset)
+    compatible = build_config(compatible_argv(dataset, tmp_path, 16, 0, 1, tmp_path))
+    reference = build_config(compatible_argv(name, tmp_path, 16, 0, 1, tmp_path))
+    assert name in ("mirflickr", "nus-wide", "mscoco")
+    assert (compatible.lr_milestones, compatible.lr_gamma) == (reference.lr_milestones, reference.lr_gamma)
 
 
 def test_welch_test_and_verdict():

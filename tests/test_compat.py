@@ -35,10 +35,23 @@ def test_preset_sets_every_ucmfh_switch_and_flags_win():
             cfg.use_progressive_hash) == (4992, True, True, 128, "batch", "batch", [30, 80], 1.2, "unstable",
                                           2023, 0.0, False)
     assert build_config(["--preset", "ucmfh", "--seed", "1", "--eval_sequence", "item"]).seed == 1
-    assert build_config(["--dataset", "mscoco", "--preset", "ucmfh"]).lr_milestones == [30, 80]  # over the dataset's
     assert build_config([]).preset == "" and build_config([]).eval_sequence == "item"
     with pytest.raises(ConfigError, match="--preset: 'ucmhf' is not one of ucmfh"):
         build_config(["--preset", "ucmhf"])
+
+
+# The reference's values per dataset (XinyuXia97/UCMFH: ICMR.Solver's head MultiStepLR, its Adam LRs and
+# batch, the --epoch of test-flickr.sh, test-nus.sh, test-mscoco.sh): (milestones, gamma, epochs).
+REFERENCE_SCHEDULES = {"mirflickr": ([30, 80], 1.2, 100), "nus-wide": ([30, 80], 1.2, 150),
+                       "mscoco": ([200], 0.6, 500)}
+
+
+@pytest.mark.parametrize("dataset", sorted(REFERENCE_SCHEDULES))
+def test_preset_keeps_each_datasets_reference_schedule(dataset):
+    milestones, gamma, epochs = REFERENCE_SCHEDULES[dataset]
+    cfg = build_config(["--dataset", dataset, "--preset", "ucmfh"])
+    assert (cfg.lr_milestones, cfg.lr_gamma, cfg.epoch, cfg.lr_fusion, cfg.lr_hash, cfg.batch_size, cfg.lr_step) == \
+        (milestones, gamma, epochs, 1e-4, 1e-3, 128, "batch")
 
 
 def test_preset_named_in_a_config_file_applies_under_it(tmp_path):
