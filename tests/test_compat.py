@@ -119,7 +119,7 @@ def test_training_log_announces_the_hash_stage(tmp_path, data_root, capsys):
     train.main(run_args(tmp_path, data_root))
     lines = capsys.readouterr().out.splitlines()
     at = lines.index("Training Hash Function...")
-    assert lines[at + 1].startswith("Using Progressive Hash Learning")
+    assert lines[at + 1].startswith("\u2705 Using Progressive Hash Learning")
 
 
 # --- evaluation switches ---
