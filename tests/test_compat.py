@@ -1,17 +1,22 @@
 """The UCMFH-compatible switches (config preset `ucmfh`), validation queries and scale_max per length."""
+import dataclasses
 import json
+import re
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+import yaml
 
 import evaluate
 import train
-from config import ConfigError, build_config
+from config import Config, ConfigError, build_config
 from data import DataError
 from data.splits import hold_out_queries, whole_batches
 from ICMR import Solver
 
+ROOT = Path(__file__).resolve().parents[1]
 SMALL = ["--modality_dropout", "0", "--fusion_dim", "64", "--fusion_ff_dim", "64", "--hash_hidden", "32", "--batch_size", "256",
          "--eval_every", "0", "--save_every", "0", "--unimodal_epochs", "0"]
 
@@ -52,6 +57,18 @@ def test_preset_keeps_each_datasets_reference_schedule(dataset):
     cfg = build_config(["--dataset", dataset, "--preset", "ucmfh"])
     assert (cfg.lr_milestones, cfg.lr_gamma, cfg.epoch, cfg.lr_fusion, cfg.lr_hash, cfg.batch_size, cfg.lr_step) == \
         (milestones, gamma, epochs, 1e-4, 1e-3, 128, "batch")
+
+
+def test_readmes_differences_name_exactly_the_presets_switches():
+    """README's "How this differs" list names, per difference that has one, its switches as
+    `(switch `key`)` or `(switches `a`, `b`)`: each a Config key, together the preset's keys."""
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("## How this differs from UCMFH's code", 1)[1].split("\n## ", 1)[0]
+    named = [name for group in re.findall(r"\(switch(?:es)? ((?:`\w+`(?:, | and )?)+)\)", section)
+             for name in re.findall(r"`(\w+)`", group)]
+    preset = yaml.safe_load((ROOT / "configs" / "presets" / "ucmfh.yaml").read_text())
+    assert set(named) <= {f.name for f in dataclasses.fields(Config)}
+    assert sorted(named) == sorted(preset)
 
 
 def test_preset_named_in_a_config_file_applies_under_it(tmp_path):
