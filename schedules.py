@@ -8,9 +8,12 @@ definition, used by the schedules, the log and histograms.json alike.
 """
 from __future__ import annotations
 
+import sys
+
 from config import SCALE_SCHEDULES, scale_max_for
 
 HASHNET_RUN_ITERATIONS = 10_000   # the run length HashNet's step_size 200 and gamma 0.005 were set for
+CHECK_MARK = "\u2705"              # the design note's log line starts with it (U+2705, white heavy check mark)
 
 
 def training_progress(epoch: int, total_epochs: int) -> float:
@@ -102,12 +105,26 @@ class ScaleSchedule:
         return epoch_scale("linear", training_progress(epoch, epochs), self.scale_min, self.eval_scale)
 
     def describe(self) -> str:
+        """The run's announcement; with progressive hashing on, the design note's line verbatim
+        (`✅ Using Progressive Hash Learning - Scale from 1.0 to 10.0`, which users grep for)."""
         if not self.enabled:
             return "Progressive Hash Learning off - plain tanh codes"
         if self.name == "hashnet":
             gamma, power, step = self.hashnet
-            return (f"Using Progressive Hash Learning - HashNet schedule: scale {self.scale_min} * "
-                    f"(1 + {gamma:.4g} * iter)^{power}, updated every {step} iterations, capped at "
-                    f"{self.scale_max:g}")
-        return (f"Using Progressive Hash Learning - Scale from {self.scale_min} to {self.scale_max}"
-                + ("" if self.name == "linear" else f" ({self.name} schedule)"))
+            return checked(f"Using Progressive Hash Learning - HashNet schedule: scale {self.scale_min} * "
+                           f"(1 + {gamma:.4g} * iter)^{power}, updated every {step} iterations, capped at "
+                           f"{self.scale_max:g}")
+        return checked(f"Using Progressive Hash Learning - Scale from {self.scale_min} to {self.scale_max}"
+                       + ("" if self.name == "linear" else f" ({self.name} schedule)"))
+
+
+def checked(message: str) -> str:
+    """`message` after the design note's check mark, or alone where sys.stdout cannot encode the mark
+    (PYTHONIOENCODING=ascii, a C locale, latin-1): printing it there would raise UnicodeEncodeError,
+    and the rest of the line, what users grep for, is the same either way."""
+    encoding = getattr(sys.stdout, "encoding", None) or "utf-8"
+    try:
+        CHECK_MARK.encode(encoding)
+    except (UnicodeEncodeError, LookupError):
+        return message
+    return f"{CHECK_MARK} {message}"

@@ -5,7 +5,7 @@ data and seeds, and say whether their mAP@50 scores match within seed noise.
     python scripts/compare_reference.py --reference /tmp/ucmfh --dataset demo --bits 16 --seeds 0 1 2
 
 The reference (github.com/XinyuXia97/UCMFH) runs unmodified from the checkout given by
---reference, one subprocess per run, on the CPU, with its hard-coded data path pointed at
+--reference, one subprocess per run, on the CPU, with its hard-coded data path (any folder) pointed at
 <data_root>/<dataset>/ (train.pkl, query.pkl, retrieval.pkl of 512-d features); the compatible
 mode is `train.py --preset ucmfh`. Runs go to <out>/<reference|compatible>/<bits>bit/seed<k>/
 (results.json, and reference.log or train.log); a run whose results.json exists is skipped, so an

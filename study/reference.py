@@ -5,10 +5,12 @@ The reference is run unmodified, from a checkout the user names, in a subprocess
 global state, its `./checkpoints/` folder and its DataLoader workers stay there). The subprocess
 (`reference_child`, sent as source code to `python -c`) puts the checkout first on sys.path,
 works in a temporary folder holding `checkpoints/hash/` and `checkpoints/real/`, seeds torch and
-numpy, points the data path the reference hard-codes at the dataset's folder (a module-level
-`open` in its load_dataset module; no file of the checkout is changed), trains the hash stage of
-its Solver on the CPU under the dataset name `mirflickr` whatever the data (it builds LR schedulers
-for mirflickr, nus-wide and mscoco only; mirflickr's, x1.2 at steps 30 and 80, is the preset's),
+numpy, points the data path the reference hard-codes (whatever folder a checkout names) at the
+dataset's folder (a module-level `open` in its load_dataset module that redirects train.pkl,
+query.pkl and retrieval.pkl by file name; no file of the checkout is changed), trains the hash stage of
+its Solver on the CPU under the dataset's own name for mirflickr, nus-wide and mscoco (the only
+names it builds LR schedulers for, each its own, as the dataset configs here) and under `mirflickr`
+for any other data (x1.2 at steps 30 and 80, also this project's default schedule),
 and prints its scores and seconds per epoch (its trainhash calls, timed) as one JSON line. The
 compatible side is `train.main` with `--preset ucmfh --device cpu`, in this process.
 
@@ -19,6 +21,7 @@ The command line is scripts/compare_reference.py.
 """
 from __future__ import annotations
 
+import ast
 import contextlib
 import inspect
 import json
@@ -41,8 +44,10 @@ from study.summary import mean_std
 
 SIDES = ("reference", "compatible")
 REFERENCE_FILES = ("ICMR.py", "load_dataset.py")
-DATA_PREFIX = "/home/summer/data/Dataset/"          # the folder load_dataset.py reads, hard-coded
-REFERENCE_NAME = "mirflickr"                        # the dataset name the reference runs under
+SPLIT_FILES = ("train.pkl", "query.pkl", "retrieval.pkl")   # what load_dataset.py opens, from a hard-coded
+                                                    # folder (the release's: /home/summer/data/Dataset/<name>/)
+REFERENCE_SCHEDULED = ("mirflickr", "nus-wide", "mscoco")   # the names its Solver builds LR schedulers for
+REFERENCE_NAME = "mirflickr"                        # the name it runs under for any other dataset
 FEATURE_DIM = 512                                   # the reference reads 512-d image and text features
 BATCH = 128                                         # its batch size; drop_last keeps whole batches only
 RESULT_MARK = "COMPARE_REFERENCE_RESULT "           # prefix of the child's result line
@@ -58,6 +63,12 @@ class RunFailed(CompareError):
     """A run that failed: the message is one line naming its log."""
 
 
+def reference_dataset_name(dataset: str) -> str:
+    """The dataset name the reference runs under: the dataset's own where the reference knows its LR
+    schedule, so both sides train with the same one; REFERENCE_NAME (the defaults' schedule) otherwise."""
+    return dataset if dataset in REFERENCE_SCHEDULED else REFERENCE_NAME
+
+
 def check_reference(path) -> Path:
     """The checkout folder, after checking it holds the files the runner uses."""
     folder = Path(path).resolve()
@@ -65,10 +76,26 @@ def check_reference(path) -> Path:
     if missing:
         raise CompareError(f"--reference {path}: not a checkout of XinyuXia97/UCMFH "
                            f"({' and '.join(missing)} not found in it)")
-    if DATA_PREFIX not in (folder / "load_dataset.py").read_text(errors="replace"):
-        raise CompareError(f"--reference {path}: its load_dataset.py does not read {DATA_PREFIX}, so its "
-                           f"data cannot be redirected (another version of UCMFH?)")
+    loader = folder / "load_dataset.py"
+    if not _opens_pickles(loader.read_text(errors="replace")):
+        raise CompareError(f"--reference {path}: {loader} calls no open() on a .pkl file, so its data cannot "
+                           f"be redirected (expected it to open {', '.join(SPLIT_FILES[:-1])} and "
+                           f"{SPLIT_FILES[-1]} with the builtin open, from any folder)")
     return folder
+
+
+def _opens_pickles(source: str) -> bool:
+    """Whether a load_dataset.py calls the builtin open by name (which the child can replace)
+    and names a .pkl file; its folder may be any (the child redirects by file name)."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return False
+    nodes = list(ast.walk(tree))
+    calls_open = any(isinstance(n, ast.Call) and isinstance(n.func, ast.Name) and n.func.id == "open"
+                     for n in nodes)
+    return calls_open and any(isinstance(n, ast.Constant) and isinstance(n.value, str) and ".pkl" in n.value
+                              for n in nodes)
 
 
 def check_dataset(name: str, data_root) -> Path:
@@ -113,11 +140,10 @@ def reference_child(spec_json: str) -> None:
         os.makedirs(os.path.join("checkpoints", stage), exist_ok=True)
     import load_dataset as loader                        # the reference's module
 
-    prefix = spec["data_prefix"] + spec["name"] + "/"
-
     def redirected_open(file, *args, **kwargs):
-        if isinstance(file, str) and file.startswith(prefix):
-            file = os.path.join(spec["data"], file[len(prefix):])
+        # by file name, whatever folder this checkout's loader was pointed at
+        if isinstance(file, (str, os.PathLike)) and os.path.basename(os.fspath(file)) in spec["split_files"]:
+            file = os.path.join(spec["data"], os.path.basename(os.fspath(file)))
         return builtins.open(file, *args, **kwargs)
 
     loader.open = redirected_open                       # found before builtins.open by its functions
@@ -147,8 +173,8 @@ def run_reference(reference: Path, data_folder: Path, bits: int, seed: int, epoc
     its results.json. CompareError (naming the log) when it fails."""
     folder.mkdir(parents=True, exist_ok=True)
     log_path = folder / "reference.log"
-    spec = {"reference": str(reference), "data": str(data_folder), "data_prefix": DATA_PREFIX,
-            "name": REFERENCE_NAME, "bits": bits, "seed": seed, "epoch": epoch, "threads": threads,
+    spec = {"reference": str(reference), "data": str(data_folder), "split_files": SPLIT_FILES,
+            "name": reference_dataset_name(dataset), "bits": bits, "seed": seed, "epoch": epoch, "threads": threads,
             "mark": RESULT_MARK}
     code = inspect.getsource(reference_child) + "\nimport sys\nreference_child(sys.argv[1])\n"
     with tempfile.TemporaryDirectory(prefix="ucmfh_reference_") as work, open(log_path, "w") as log:

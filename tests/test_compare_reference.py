@@ -1,6 +1,6 @@
 """scripts/compare_reference.py against a fake reference checkout written here (the interface of
-XinyuXia97/UCMFH: ICMR.Solver(config).train() -> (mean, i2t, t2i), a load_dataset.py that opens the
-hard-coded /home/summer/data/Dataset/<name>/*.pkl with the builtin open), on tiny 512-d pickles."""
+XinyuXia97/UCMFH: ICMR.Solver(config).train() -> (mean, i2t, t2i), a load_dataset.py that opens a
+hard-coded <folder>/<name>/*.pkl with the builtin open), on tiny 512-d pickles."""
 import importlib.util
 import json
 import pickle
@@ -14,7 +14,7 @@ from scipy import stats
 
 import train
 from config import build_config
-from study.reference import summarize, welch_p
+from study.reference import compatible_argv, reference_dataset_name, summarize, welch_p
 
 ROOT = Path(__file__).resolve().parents[1]
 _spec = importlib.util.spec_from_file_location("compare_reference_cli", ROOT / "scripts" / "compare_reference.py")
@@ -27,7 +27,7 @@ import pickle
 def load_dataset(dataset, batch_size):
     splits = {}
     for split in ("train", "query", "retrieval"):
-        with open('/home/summer/data/Dataset/' + dataset + '/' + split + '.pkl', 'rb') as f_pkl:
+        with open({data_path!r} + dataset + '/' + split + '.pkl', 'rb') as f_pkl:
             splits[split] = pickle.load(f_pkl)
     return splits
 """
@@ -59,9 +59,11 @@ class Solver:
 """
 
 
-def fake_reference(folder, failure="pass"):
+def fake_reference(folder, failure="pass", data_path="/home/summer/data/Dataset/", loader=FAKE_LOADER):
+    """A checkout whose load_dataset.py reads <data_path><name>/ (the released code's hard-coded
+    folder by default; a user's checkout may already point elsewhere)."""
     folder.mkdir()
-    (folder / "load_dataset.py").write_text(FAKE_LOADER)
+    (folder / "load_dataset.py").write_text(loader.replace("{data_path!r}", repr(data_path)))
     (folder / "evaluate.py").write_text(FAKE_EVALUATE)
     (folder / "ICMR.py").write_text(FAKE_ICMR.format(failure=failure))
     return folder
@@ -95,7 +97,8 @@ def run_cli(tmp_path, reference, *extra, dataset="tiny"):
 
 
 def test_both_sides_run_summarise_and_resume(tmp_path, capsys, monkeypatch):
-    reference = fake_reference(tmp_path / "ucmfh")
+    # a checkout already pointed at another data folder is redirected as well
+    reference = fake_reference(tmp_path / "ucmfh", data_path="/srv/features/ucmfh/")
     tiny_dataset(tmp_path / "data")
     rows = run_cli(tmp_path, reference, "--seeds", "0", "3")   # the compatible side trains for real
     out = tmp_path / "out"
@@ -144,6 +147,16 @@ def test_missing_reference_is_one_line(tmp_path, capsys):
     assert err.count("\n") == 1 and "not a checkout of XinyuXia97/UCMFH" in err and "ICMR.py" in err
 
 
+def test_a_loader_that_opens_no_pickle_is_one_line(tmp_path, capsys):
+    reference = fake_reference(tmp_path / "ucmfh", loader="import numpy\nload = numpy.load\n")
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli(tmp_path, reference, "--seeds", "0", "1")
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"{reference}/load_dataset.py" in err
+    assert "expected it to open train.pkl, query.pkl and retrieval.pkl with the builtin open" in err
+
+
 def test_dataset_the_reference_cannot_read_is_one_line(tmp_path, capsys):
     reference = fake_reference(tmp_path / "ucmfh")
     tiny_dataset(tmp_path / "data", name="narrow", dim=64)
@@ -165,6 +178,17 @@ def test_failed_reference_run_names_its_log(tmp_path, capsys, monkeypatch):
     log = tmp_path / "out" / "reference" / "16bit" / "seed0" / "reference.log"
     assert err.count("\n") == 1 and "exit status 1" in err and str(log) in err
     assert "out of memory" in log.read_text() and not (log.parent / "results.json").exists()
+
+
+@pytest.mark.parametrize("dataset", ["mirflickr", "nus-wide", "mscoco", "demo"])
+def test_both_sides_train_with_the_same_head_lr_schedule(tmp_path, dataset):
+    """The reference picks its schedule by the dataset name it runs under (mirflickr's for a name it
+    does not know); the compatible side takes the dataset's own config."""
+    name = reference_dataset_name(dataset)
+    compatible = build_config(compatible_argv(dataset, tmp_path, 16, 0, 1, tmp_path))
+    reference = build_config(compatible_argv(name, tmp_path, 16, 0, 1, tmp_path))
+    assert name in ("mirflickr", "nus-wide", "mscoco")
+    assert (compatible.lr_milestones, compatible.lr_gamma) == (reference.lr_milestones, reference.lr_gamma)
 
 
 def test_welch_test_and_verdict():

@@ -1,17 +1,22 @@
 """The UCMFH-compatible switches (config preset `ucmfh`), validation queries and scale_max per length."""
+import dataclasses
 import json
+import re
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+import yaml
 
 import evaluate
 import train
-from config import ConfigError, build_config
+from config import Config, ConfigError, build_config
 from data import DataError
 from data.splits import hold_out_queries, whole_batches
 from ICMR import Solver
 
+ROOT = Path(__file__).resolve().parents[1]
 SMALL = ["--modality_dropout", "0", "--fusion_dim", "64", "--fusion_ff_dim", "64", "--hash_hidden", "32", "--batch_size", "256",
          "--eval_every", "0", "--save_every", "0", "--unimodal_epochs", "0"]
 
@@ -35,10 +40,35 @@ def test_preset_sets_every_ucmfh_switch_and_flags_win():
             cfg.use_progressive_hash) == (4992, True, True, 128, "batch", "batch", [30, 80], 1.2, "unstable",
                                           2023, 0.0, False)
     assert build_config(["--preset", "ucmfh", "--seed", "1", "--eval_sequence", "item"]).seed == 1
-    assert build_config(["--dataset", "mscoco", "--preset", "ucmfh"]).lr_milestones == [30, 80]  # over the dataset's
     assert build_config([]).preset == "" and build_config([]).eval_sequence == "item"
     with pytest.raises(ConfigError, match="--preset: 'ucmhf' is not one of ucmfh"):
         build_config(["--preset", "ucmhf"])
+
+
+# The reference's values per dataset (XinyuXia97/UCMFH: ICMR.Solver's head MultiStepLR, its Adam LRs and
+# batch, the --epoch of test-flickr.sh, test-nus.sh, test-mscoco.sh): (milestones, gamma, epochs).
+REFERENCE_SCHEDULES = {"mirflickr": ([30, 80], 1.2, 100), "nus-wide": ([30, 80], 1.2, 150),
+                       "mscoco": ([200], 0.6, 500)}
+
+
+@pytest.mark.parametrize("dataset", sorted(REFERENCE_SCHEDULES))
+def test_preset_keeps_each_datasets_reference_schedule(dataset):
+    milestones, gamma, epochs = REFERENCE_SCHEDULES[dataset]
+    cfg = build_config(["--dataset", dataset, "--preset", "ucmfh"])
+    assert (cfg.lr_milestones, cfg.lr_gamma, cfg.epoch, cfg.lr_fusion, cfg.lr_hash, cfg.batch_size, cfg.lr_step) == \
+        (milestones, gamma, epochs, 1e-4, 1e-3, 128, "batch")
+
+
+def test_readmes_differences_name_exactly_the_presets_switches():
+    """README's "How this differs" list names, per difference that has one, its switches as
+    `(switch `key`)` or `(switches `a`, `b`)`: each a Config key, together the preset's keys."""
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("## How this differs from UCMFH's code", 1)[1].split("\n## ", 1)[0]
+    named = [name for group in re.findall(r"\(switch(?:es)? ((?:`\w+`(?:, | and )?)+)\)", section)
+             for name in re.findall(r"`(\w+)`", group)]
+    preset = yaml.safe_load((ROOT / "configs" / "presets" / "ucmfh.yaml").read_text())
+    assert set(named) <= {f.name for f in dataclasses.fields(Config)}
+    assert sorted(named) == sorted(preset)
 
 
 def test_preset_named_in_a_config_file_applies_under_it(tmp_path):
@@ -106,7 +136,7 @@ def test_training_log_announces_the_hash_stage(tmp_path, data_root, capsys):
     train.main(run_args(tmp_path, data_root))
     lines = capsys.readouterr().out.splitlines()
     at = lines.index("Training Hash Function...")
-    assert lines[at + 1].startswith("Using Progressive Hash Learning")
+    assert lines[at + 1].startswith("\u2705 Using Progressive Hash Learning")
 
 
 # --- evaluation switches ---

@@ -1,4 +1,9 @@
+import io
 import math
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -83,3 +88,30 @@ def test_off_means_plain_tanh_in_training_and_test():
     s = schedule(use_progressive_hash=False, epoch=10)
     assert [s.at(e) for e in range(10)] == [1.0] * 10
     assert s.eval_scale == 1.0 and not s.per_iteration
+
+
+DESIGN_NOTE_LINE = "✅ Using Progressive Hash Learning - Scale from 1.0 to 10.0"   # the note's log line, verbatim
+UNMARKED_LINE = DESIGN_NOTE_LINE.removeprefix("✅ ")
+
+
+@pytest.mark.parametrize("encoding", ["utf-8", "ascii", "latin-1"])
+def test_the_design_notes_log_line_verbatim_or_without_the_mark_where_stdout_cannot_encode_it(
+        monkeypatch, encoding):
+    raw = io.BytesIO()
+    stream = io.TextIOWrapper(raw, encoding=encoding)        # errors="strict", as a real stdout
+    monkeypatch.setattr(sys, "stdout", stream)
+    print(schedule(epoch=101).describe())
+    print(schedule(epoch=5, scale_min=2.0, scale_max=12.0).describe())   # the run's own numbers
+    stream.flush()
+    mark = "✅ " if encoding == "utf-8" else ""
+    assert raw.getvalue().decode(encoding).splitlines() == [
+        mark + UNMARKED_LINE, f"{mark}Using Progressive Hash Learning - Scale from 2.0 to 12.0"]
+
+
+def test_an_ascii_stdout_prints_the_line_without_the_mark():
+    """PYTHONIOENCODING=ascii, as a user's terminal or pipe may set it: no UnicodeEncodeError."""
+    code = "from config import Config\nfrom schedules import ScaleSchedule\n" \
+           "print(ScaleSchedule(Config(epoch=101), 40).describe())"
+    done = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[1], capture_output=True,
+                          env={**os.environ, "PYTHONIOENCODING": "ascii"}, timeout=60)
+    assert (done.returncode, done.stdout.decode("ascii").strip()) == (0, UNMARKED_LINE), done.stderr

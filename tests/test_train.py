@@ -27,7 +27,7 @@ def args(tmp_path, data_root, *extra):
 def test_two_epochs_write_checkpoint_and_results_then_test_hash_reproduces(tmp_path, data_root, capsys):
     [result] = train.main(args(tmp_path, data_root))
     out = capsys.readouterr().out
-    assert "Using Progressive Hash Learning - Scale from 1.0 to 10.0" in out
+    assert "\u2705 Using Progressive Hash Learning - Scale from 1.0 to 10.0" in out   # the design note's line
     assert "Progressive scale: 1.00 (progress: 0.0%)" in out
     assert "Progressive scale: 10.00 (progress: 100.0%)" in out
     assert "I2T mAP@50" in out.splitlines()[-3]  # the final lines are the score table
