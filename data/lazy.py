@@ -1,4 +1,5 @@
-"""Rows of a 2-D HDF5 dataset (LazyRows) or of .npy shards (NpyRows), read on demand.
+"""Rows of a 2-D HDF5 dataset (LazyRows) or of .npy shards (NpyRows), read on demand; chosen rows
+of any column (RowSelection), read when asked.
 
 HDF5 feature files can be large (NUS-WIDE: about 190k pairs). Their image and
 text matrices are not loaded at open time: the trainer reads the training
@@ -143,3 +144,38 @@ def _npy_layout(path) -> tuple:
         raise DataError(f"{path}: expected a 2-D numeric C-order array, got shape {shape} dtype {dtype}"
                         + (" in Fortran order" if fortran_order else ""))
     return offset, shape, dtype
+
+
+class RowSelection:
+    """Rows `index` ((M,) int64, increasing) of a column that has len and self[rows] (a numpy array,
+    a RowsOnDemand, a metadata column, another RowSelection), read from it only when asked: held-out
+    queries and the database without them are never copied whole."""
+
+    def __init__(self, column, index: np.ndarray):
+        self.column, self.index = column, index
+        self.shape = (len(index), *getattr(column, "shape", (len(column),))[1:])
+        self.ndim = len(self.shape)
+
+    @property
+    def dtype(self):
+        return self.column.dtype
+
+    def __len__(self):
+        return len(self.index)
+
+    def __getitem__(self, rows):
+        """Row `rows` (an int), or rows (a slice or an index array) as the column gives them; a run of
+        consecutive rows (a batch of a contiguous selection) is read as one slice."""
+        picked = self.index[rows]
+        if picked.ndim == 0:
+            return self.column[int(picked)]
+        if len(picked) == 0 or (picked[-1] - picked[0] == len(picked) - 1 and np.all(np.diff(picked) == 1)):
+            first = int(picked[0]) if len(picked) else 0
+            return self.column[first:first + len(picked)]
+        return self.column[picked]
+
+    def __array__(self, dtype=None, copy=None):
+        return np.asarray(self[:], dtype=dtype)
+
+    def __repr__(self):
+        return f"RowSelection({len(self)} rows of {self.column!r})"

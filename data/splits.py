@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .errors import DataError
+from .lazy import RowSelection
 
 
 @dataclass
@@ -75,10 +76,28 @@ def take_rows(split: FeatureSplit, rows, note: str) -> FeatureSplit:
                         pick(split.ids), pick(split.captions), pick(split.image_paths))
 
 
+def select_rows(split: FeatureSplit, rows, note: str) -> FeatureSplit:
+    """The rows `rows` (a slice or an increasing index array) of a split, none of them read or copied:
+    a numpy column cut by a slice is a view of it, any other column a RowSelection that reads the
+    rows asked for (a batch) when asked. The labels are taken into memory: (N, C) is small, and
+    every score reads them whole. `note` is added to its source for messages."""
+    index = np.arange(*rows.indices(len(split))) if isinstance(rows, slice) else np.asarray(rows)   # (M,)
+
+    def pick(column):
+        if column is None:
+            return None
+        in_memory_slice = isinstance(column, np.ndarray) and isinstance(rows, slice)
+        return column[rows] if in_memory_slice else RowSelection(column, index)
+
+    label = None if split.label is None else np.asarray(split.label[rows])
+    return FeatureSplit(pick(split.image), pick(split.text), label, f"{split.source} ({note})",
+                        pick(split.ids), pick(split.captions), pick(split.image_paths))
+
+
 def whole_batches(split: FeatureSplit, batch_size: int) -> FeatureSplit:
-    """The split cut to a multiple of batch_size rows, as UCMFH's drop_last loaders do."""
+    """The split cut to a multiple of batch_size rows, as UCMFH's drop_last loaders do (nothing read)."""
     keep = len(split) // batch_size * batch_size
-    return split if keep == len(split) else take_rows(split, slice(0, keep), f"first {keep} rows")
+    return split if keep == len(split) else select_rows(split, slice(0, keep), f"first {keep} rows")
 
 
 VALIDATION_SEED = 0   # one held-out set for every run, so settings are compared on the same queries
@@ -102,7 +121,8 @@ def check_val_queries(count: int, retrieval: FeatureSplit) -> None:
 def hold_out_queries(retrieval: FeatureSplit, count: int) -> tuple:
     """(validation queries, the database without them): `count` database items drawn at random with
     a fixed seed. The training pairs usually come from the database, so a validation query may be
-    a training pair; its labels are never used for training, only to score."""
+    a training pair; its labels are never used for training, only to score. Neither is a copy: their
+    features are read from `retrieval` a batch at a time as they are encoded (select_rows)."""
     chosen, rest = validation_rows(retrieval, count)
-    return (take_rows(retrieval, chosen, f"{count} validation queries"),
-            take_rows(retrieval, rest, "database without the validation queries"))
+    return (select_rows(retrieval, chosen, f"{count} validation queries"),
+            select_rows(retrieval, rest, "database without the validation queries"))

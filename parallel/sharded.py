@@ -1,7 +1,7 @@
 """Encoding a split on every rank: each encodes a share, the shares are gathered in order."""
 from __future__ import annotations
 
-from data.splits import take_rows
+from data.splits import select_rows
 from parallel.ranks import Ranks, gather_rows
 
 
@@ -16,7 +16,8 @@ def sharded_encoder(model, batch_size: int, sequence: str, ranks: Ranks):
         first, last = (min(len(split), batch_size * (batches * r // ranks.world_size))
                        for r in (ranks.rank, ranks.rank + 1))
         rows = slice(first, last) if last > first else slice(0, 1)     # an empty share: one row, cut below
-        mine = model.encode_protocols(take_rows(split, rows, f"rows {first}-{last}"), batch_size, sequence)
+        share = select_rows(split, rows, f"rows {first}-{last}")   # read a batch at a time while encoded
+        mine = model.encode_protocols(share, batch_size, sequence)
         device = next(model.parameters()).device    # NCCL gathers device tensors
         return {protocol: tuple(gather_rows(side[:last - first].to(device), ranks).cpu() for side in sides)
                 for protocol, sides in mine.items()}
