@@ -9,10 +9,12 @@ the default model sizes with random weights, and the record of an open_clip enco
 weights (--clip_model: by default the two-layer architecture file of the tests, so that a shared CPU
 serves text and image queries; ViT-B-32 for the real encoder's cost), so that text and image
 queries work. It starts `scripts/search.py --serve` on it in a subprocess on a free port of
-127.0.0.1 and waits until it answers. Then --clients concurrent clients (asyncio, one keep-alive
-connection each) send --warmup requests, the server's resident memory (RSS) is read, and then
+127.0.0.1 and waits until it answers. Then --clients concurrent clients (asyncio, keep-alive
+connections) send --warmup requests, the server's resident memory (RSS) is read, and then
 --requests more, drawn with --seed: good id, text and image queries mixed with bad requests of
-every kind the API refuses (KINDS). A request is timed from sending to its parsed answer.
+every kind the API refuses (KINDS). A request is timed from sending to its parsed answer. One lost
+unanswered on a kept-alive connection that the server closed as idle just then is sent once more
+(as browsers do) and counted as resent; any other dropped connection is an error.
 
 It prints per kind of request the count of each status with p50 and p99 latency, the server's RSS
 after the warm-up and after the run, and the checks: every good request answered 200 with k
@@ -147,11 +149,38 @@ def request_plan(count: int, items: int, k: int, max_k: int, rng) -> list:
     return plan
 
 
+async def send_once(client: httpx.AsyncClient, request: dict, good: bool, k: int) -> tuple:
+    """(outcome, stale): outcome the status ("200", "404", ...), "200 wrong" (a good query not
+    answered with k results), "timeout", "<status> not JSON" or "connection error (<kind>)"; stale when
+    the request was lost unanswered on a kept-alive connection (no new TCP connection made for it, no
+    response headers read): the server closed it as idle just as the request went out, a race of
+    HTTP keep-alive that clients meet whenever they are slow to reuse a connection."""
+    events = set()
+
+    async def trace(event: str, info: dict) -> None:   # httpcore's events for this request
+        events.add(event)
+
+    try:
+        answer = await client.request(**request, extensions={"trace": trace})
+    except httpx.TimeoutException:
+        return "timeout", False
+    except httpx.TransportError as err:   # a refused, reset or dropped connection
+        stale = not events & {"connection.connect_tcp.started", "http11.receive_response_headers.complete"}
+        return f"connection error ({type(err).__name__})", stale
+    try:
+        found = answer.json()
+    except ValueError:   # a plain-text error page
+        return f"{answer.status_code} not JSON", False
+    if answer.status_code == 200 and good and len(found["results"]) != k:
+        return "200 wrong", False
+    return str(answer.status_code), False
+
+
 async def send_all(base: str, plan: list, clients: int, k: int, time_limit: float) -> list:
-    """Each request of `plan` sent once by `clients` concurrent clients: a list of (kind, outcome,
-    seconds), outcome the status ("200", "404", ...), "200 wrong" (not k results), "timeout",
-    "connection error", or "not sent" (past time_limit)."""
-    outcomes = [(kind, "not sent", None) for kind, _ in plan]
+    """Each request of `plan` sent by `clients` concurrent clients: a list of (kind, outcome, seconds,
+    resent), outcome as send_once's or "not sent" (past time_limit). A request lost to a stale
+    kept-alive connection goes once more (resent), as browsers and Go's HTTP client do."""
+    outcomes = [(kind, "not sent", None, False) for kind, _ in plan]
     upcoming = iter(range(len(plan)))   # shared by the clients: each request is taken once
     deadline = time.monotonic() + time_limit
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
@@ -161,20 +190,11 @@ async def send_all(base: str, plan: list, clients: int, k: int, time_limit: floa
                 if time.monotonic() > deadline:
                     return
                 kind, request = plan[i]
-                begin, answer = time.perf_counter(), None
-                try:
-                    answer = await client.request(**request)
-                    found = answer.json()
-                    outcome = str(answer.status_code)
-                    if outcome == "200" and kind in GOOD and len(found["results"]) != k:
-                        outcome = "200 wrong"
-                except httpx.TimeoutException:
-                    outcome = "timeout"
-                except httpx.TransportError:
-                    outcome = "connection error"
-                except ValueError:   # the answer is not JSON (a plain-text error page)
-                    outcome = f"{answer.status_code} not JSON"
-                outcomes[i] = (kind, outcome, time.perf_counter() - begin)
+                begin = time.perf_counter()
+                outcome, resent = await send_once(client, request, kind in GOOD, k)
+                if resent:
+                    outcome, _ = await send_once(client, request, kind in GOOD, k)
+                outcomes[i] = (kind, outcome, time.perf_counter() - begin, resent)
         await asyncio.gather(*(one_client() for _ in range(clients)))
     return outcomes
 
@@ -203,10 +223,11 @@ def summarize(outcomes: list, seconds: float) -> dict:
     table = {}
     for name, rows in groups.items():
         counts = {}
-        for _, outcome, _ in rows:
+        for _, outcome, _, _ in rows:
             counts[outcome] = counts.get(outcome, 0) + 1
         table[name] = {"requests": len(rows), "statuses": dict(sorted(counts.items())),
-                       **percentiles([s for _, outcome, s in rows if outcome != "not sent"])}
+                       "resent": sum(resent for *_, resent in rows),
+                       **percentiles([s for _, outcome, s, _ in rows if outcome != "not sent"])}
         if name in KINDS:
             table[name]["expected"] = KINDS[name][1]
     sent = sum(1 for o in outcomes if o[1] != "not sent")
@@ -256,14 +277,14 @@ def publish(report: dict, json_path: str = "") -> None:
           f"{report['clients']} clients in {report['seconds']} s ({report['per_second']} per s), k={report['k']}, "
           f"over {report['items']:,} {report['bits']}-bit codes ({report['search']['kind']} search, "
           f"{report['search']['backend']}), on 127.0.0.1")
-    print(f"{'request':<16} {'expected':>8} {'sent':>6}  {'p50 ms':>7} {'p99 ms':>7}  statuses")
+    print(f"{'request':<16} {'expected':>8} {'sent':>6}  {'p50 ms':>7} {'p99 ms':>7} {'resent':>6}  statuses")
     for name, row in report["kinds"].items():
         if name == "good":
-            print("-" * 72)
+            print("-" * 80)
         shown = ", ".join(f"{o}: {n:,}" for o, n in row["statuses"].items())
         fmt = lambda v: "-" if v is None else f"{v:.1f}"   # noqa: E731
         print(f"{name:<16} {row.get('expected', ''):>8} {row['requests']:>6,}  {fmt(row['p50_ms']):>7} "
-              f"{fmt(row['p99_ms']):>7}  {shown}")
+              f"{fmt(row['p99_ms']):>7} {row['resent']:>6}  {shown}")
     rss = report["rss_mb"]
     print(f"server RSS: {rss['warm']:.1f} MB after warm-up, {rss['after']:.1f} MB after the run "
           f"({rss['change_pct']:+.2f} %)")

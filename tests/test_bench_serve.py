@@ -1,5 +1,6 @@
 """scripts/bench_serve.py's load logic on a tiny index: its request mix from concurrent clients against
 the app served by uvicorn in this process, a sound server passing the checks and a broken one not."""
+import asyncio
 import json
 import socket
 import threading
@@ -81,3 +82,34 @@ def test_the_checks_fail_on_a_5xx_a_wrong_status_grown_memory_or_the_time_limit(
                                                                           "--time_limit", "1e-9"]))
     assert report["checks"]["every request sent within the time limit"] == "20 not sent"
     assert report["kinds"]["all"]["statuses"] == {"not sent": 20} and report["kinds"]["all"]["p50_ms"] is None
+
+
+def closing_server(answers_per_connection: int):
+    """A raw HTTP server on 127.0.0.1 that answers `answers_per_connection` requests on each connection
+    with a JSON 404, then closes the connection, unanswered, when the next request comes: as uvicorn
+    does when a connection's keep-alive timer fires just as a request goes out on it."""
+    async def handle(reader, writer):
+        try:
+            for _ in range(answers_per_connection):
+                await reader.readuntil(b"\r\n\r\n")
+                writer.write(b"HTTP/1.1 404 Not Found\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}")
+                await writer.drain()
+            await reader.readuntil(b"\r\n\r\n")
+        except asyncio.IncompleteReadError:   # the client closed first
+            pass
+        writer.close()
+    return asyncio.start_server(handle, "127.0.0.1", 0)
+
+
+@pytest.mark.parametrize("answers, outcomes", [
+    (1, [("404", False), ("404", True), ("404", True)]),   # each request after the first goes out twice
+    (0, [("connection error (RemoteProtocolError)", False)] * 3),   # a new connection: not sent again
+])
+def test_a_request_lost_to_a_closing_kept_alive_connection_is_sent_once_more(answers, outcomes):
+    async def scenario():
+        server = await closing_server(answers)
+        plan = [("unknown id", {"method": "GET", "url": "/api/search", "params": {"id": "x"}})] * 3
+        async with server:
+            return await bench.send_all(f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}", plan, 1, 5, 30)
+    sent = asyncio.run(scenario())
+    assert [(outcome, resent) for _, outcome, _, resent in sent] == outcomes
