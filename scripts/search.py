@@ -58,6 +58,9 @@ def parse_args(argv):
                        help="address to listen on (default 127.0.0.1: this machine only; 0.0.0.0 opens it to "
                             "the network, with no authentication)")
     serve.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    serve.add_argument("--allow_host", action="append", default=[], metavar="NAME",
+                       help="a name the page is reached by besides localhost and --host (repeatable; e.g. this "
+                            "machine's name with --host 0.0.0.0): requests naming any other host are refused")
     serve.add_argument("--max_upload_mb", type=float, default=10, help="largest image upload in MB (default 10)")
     serve.add_argument("--max_k", type=int, default=1000, help="largest k a request may ask for (default 1000)")
     args = p.parse_args(argv)
@@ -89,7 +92,8 @@ def serve(args) -> None:
     try:
         engine = SearchEngine(load_index(args.index), args.index, args.kind, args.backend, args.checkpoint,
                               args.device)
-        app = create_app(engine, max_k=args.max_k, max_upload_bytes=int(args.max_upload_mb * 2**20))
+        app = create_app(engine, max_k=args.max_k, max_upload_bytes=int(args.max_upload_mb * 2**20),
+                         hosts=[args.host, *args.allow_host])
     except ERRORS as err:
         fail(err)
     except ValueError as err:   # an index that loads but cannot be searched (duplicate ids)

@@ -6,13 +6,14 @@ one epoch (make_toy_index, also the browser test's set).
 """
 import io
 import re
-from urllib.parse import quote
+from urllib.parse import quote, urljoin
 
 import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
 pytest.importorskip("fastapi")
+from fastapi.responses import JSONResponse  # noqa: E402
 from fastapi.testclient import TestClient  # noqa: E402
 
 import search_cli  # noqa: E402
@@ -77,6 +78,11 @@ def toy_index(tmp_path_factory):
     return _TOY[0]
 
 
+def client_of(app, **options):
+    """FastAPI's test client as a browser on this machine sees the server (the Host header is checked)."""
+    return TestClient(app, base_url="http://127.0.0.1:8000", **options)
+
+
 def png_bytes(size=(40, 30), colour=(200, 30, 30)):
     out = io.BytesIO()
     Image.new("RGB", size, colour).save(out, "PNG")
@@ -105,13 +111,13 @@ def plain(tmp_path_factory):
                       captions=[f"caption {i}" for i in range(40)], image_paths=paths)
     save_index(root / "plain.npz", index)
     app = create_app(SearchEngine(load_index(root / "plain.npz"), root / "plain.npz"), max_k=50, max_upload_bytes=1000)
-    return TestClient(app), root / "plain.npz", index
+    return client_of(app), root / "plain.npz", index
 
 
 @pytest.fixture(scope="module")
 def toy(tmp_path_factory):
     path = toy_index(tmp_path_factory)
-    return TestClient(create_app(SearchEngine(load_index(path), path))), path
+    return client_of(create_app(SearchEngine(load_index(path), path))), path
 
 
 def test_info_says_what_the_index_holds_and_why_text_queries_are_off(plain):
@@ -123,7 +129,7 @@ def test_info_says_what_the_index_holds_and_why_text_queries_are_off(plain):
     assert "no CLIP encoder" in info["disabled_reason"] and info["first_id"] == "a"
     bare = CodeIndex(bits=8, ids=["p", "q"], codes={"image": np.array([[1], [2]], np.uint8),
                                                     "text": np.array([[3], [4]], np.uint8)})
-    client = TestClient(create_app(SearchEngine(bare, "bare.npz")))
+    client = client_of(create_app(SearchEngine(bare, "bare.npz")))
     info = client.get("/api/info").json()
     assert info["label_names"] is None and not info["images"] and "no image paths" in info["images_reason"]
     found = client.get("/api/search", params={"id": "p"}).json()
@@ -132,7 +138,7 @@ def test_info_says_what_the_index_holds_and_why_text_queries_are_off(plain):
 
 def test_an_index_of_one_modality_says_what_it_holds():
     one = CodeIndex(bits=8, ids=["a", "b"], codes={"image": np.array([[1], [2]], np.uint8)})
-    client = TestClient(create_app(SearchEngine(one, "one.npz")))
+    client = client_of(create_app(SearchEngine(one, "one.npz")))
     for params in ({"id": "a"}, {"id": "a", "modality": "text", "target": "image"}):
         answer = client.get("/api/search", params=params)
         assert answer.status_code == 400 and answer.json()["detail"] == "the index holds no text codes (it has image)"
@@ -150,7 +156,7 @@ def test_id_query_gives_the_command_lines_results_and_image_urls(plain, capsys):
     with_urls = [r for r in found["results"] if "image_url" in r]
     assert [{k: v for k, v in r.items() if k != "image_url"} for r in found["results"]] == cli["results"]
     assert {r["id"] for r in with_urls} <= {"a", "dir/c d", "x2", "x3", "x4"}
-    assert all(r["image_url"] == "/api/image/" + quote(r["id"], safe="") for r in with_urls)
+    assert all(r["image_url"] == "api/image/" + quote(r["id"], safe="") for r in with_urls)
     assert found["query"]["caption"] == "caption 7" and found["query"]["labels"] == cli["query"]["labels"]
     assert found["query"]["code"] == index.codes["text"][7].tobytes().hex()
 
@@ -233,6 +239,66 @@ def test_the_openapi_schema_lists_the_api(plain):
     assert {"get", "post"} <= set(schema["paths"]["/api/search"])
 
 
+@pytest.mark.parametrize("host", ["localhost", "localhost:8000", "LOCALHOST:1", "127.0.0.1", "127.0.0.1:80",
+                                  "[::1]", "[::1]:8000", "search.lan:8000"])
+def test_requests_named_for_this_machine_or_the_given_host_are_answered(plain, host):
+    app = create_app(plain[0].app.state.engine, hosts=["search.lan"])
+    for path in ("/", "/api/info", "/static/app.js"):
+        assert client_of(app).get(path, headers={"host": host}).status_code == 200, (host, path)
+
+
+@pytest.mark.parametrize("host", ["evil.example", "evil.example:8000", "127.0.0.1.evil.example",
+                                  "localhost.evil.example:80", "[::1].evil.example", "localhost:80:80", "",
+                                  "search.lan"])
+def test_a_page_of_another_host_cannot_read_the_api(plain, host):
+    """DNS rebinding: a page of evil.example whose name then resolves to 127.0.0.1 sends Host evil.example."""
+    for method, path in (("GET", "/"), ("GET", "/api/info"), ("GET", "/api/search?id=a"), ("POST", "/api/search"),
+                         ("GET", "/api/image/a"), ("GET", "/openapi.json")):
+        answer = plain[0].request(method, path, headers={"host": host})
+        assert answer.status_code == 400 and answer.headers["content-type"] == "application/json", (host, path)
+        assert answer.json()["detail"].startswith(f"Host {host!r} is not this server's") and "\n" not in answer.text
+
+
+def under_proxy_path(app, prefix):
+    """A reverse proxy that serves `app` at `prefix`/ (and nothing else): it strips the prefix."""
+    async def proxy(scope, receive, send):
+        if scope["type"] == "http":
+            if not scope["path"].startswith(prefix + "/"):
+                return await JSONResponse({"detail": "not proxied"}, 404)(scope, receive, send)
+            scope = dict(scope, path=scope["path"][len(prefix):], raw_path=scope["raw_path"][len(prefix):])
+        return await app(scope, receive, send)
+    return proxy
+
+
+def test_the_page_and_its_image_urls_work_under_a_proxy_path(plain):
+    client, page = client_of(under_proxy_path(plain[0].app, "/search")), "http://127.0.0.1:8000/search/"
+    html = client.get(page).text
+    for linked in re.findall(r'(?:src|href)="([^"]+)"', html):
+        assert client.get(urljoin(page, linked)).status_code == 200, linked
+    found = client.get(urljoin(page, "api/search"), params={"id": "x7", "target": "image", "k": 40}).json()
+    item = client.get(urljoin(page, "api/item/a")).json()
+    urls = [r["image_url"] for r in found["results"] if "image_url" in r] + [item["image_url"]]
+    assert len(urls) == 6 and not any(url.startswith("/") for url in urls)
+    for url in urls:   # relative to the page, as app.js uses them
+        assert client.get(urljoin(page, url)).status_code in (200, 403, 404)
+    assert client.get(urljoin(page, item["image_url"])).headers["content-type"] == "image/jpeg"
+
+
+def test_unexpected_errors_are_one_line_of_json_without_the_traceback(toy, monkeypatch):
+    def broken(self, modality, features):   # as a torch kernel fails (a device error, out of memory)
+        raise RuntimeError("CUDA error: device-side assert triggered\n  at /home/someone/secret/model.py:12")
+
+    monkeypatch.setattr(SearchEngine, "_encode", broken)
+    client = client_of(toy[0].app, raise_server_exceptions=False)
+    for answer in (client.get("/api/search", params={"text": "a red circle"}),
+                   client.post("/api/search", files={"image": ("q.png", png_bytes())})):
+        assert answer.status_code == 500 and answer.headers["content-type"] == "application/json"
+        detail = answer.json()["detail"]
+        assert detail == "internal error (RuntimeError); the server's log has the details"
+        assert "secret" not in answer.text and "Traceback" not in answer.text
+    assert client.get("/api/search", params={"id": client.get("/api/info").json()["first_id"]}).status_code == 200
+
+
 def test_serve_starts_on_localhost_only_after_the_index_loads(plain, tmp_path, capsys, monkeypatch):
     import uvicorn
 
@@ -251,7 +317,12 @@ def test_serve_starts_on_localhost_only_after_the_index_loads(plain, tmp_path, c
     search_cli.main(["--serve", "--index", str(plain[1])])
     assert started["host"] == "127.0.0.1" and started["port"] == 8000
     assert "on http://127.0.0.1:8000/" in capsys.readouterr().out
-    assert TestClient(started["app"]).get("/api/info").json()["size"] == 40
+    assert client_of(started["app"]).get("/api/info").json()["size"] == 40
+    search_cli.main(["--serve", "--index", str(plain[1]), "--host", "0.0.0.0", "--allow_host", "search.lan",
+                     "--allow_host", "10.0.0.5"])
+    for host, status in (("search.lan:8000", 200), ("10.0.0.5", 200), ("0.0.0.0:8000", 200), ("localhost", 200),
+                         ("evil.example", 400)):
+        assert TestClient(started["app"]).get("/api/info", headers={"host": host}).status_code == status, host
 
 
 def test_text_and_image_queries_give_the_command_lines_codes(toy, capsys, monkeypatch):

@@ -8,11 +8,15 @@
     GET  /api/image/{id} a thumbnail of an item's image (indexes built from raw images)
     /openapi.json        FastAPI's OpenAPI schema (its interactive /docs page is off: it loads from a CDN)
 
-Every error is JSON {"detail": "<one line>"} with its status code. Search results are
-hashindex.query.SearchEngine's (the same as scripts/search.py --json) plus an image_url per item.
+Every error is JSON {"detail": "<one line>"} with its status code, an unexpected one too (500, its
+traceback only in the server's log); a request whose Host header names neither this machine nor a
+host given (`hosts`) gets 400, so a page of another site cannot read the API by DNS rebinding. Search
+results are hashindex.query.SearchEngine's (the same as scripts/search.py --json) plus an image_url per
+item, relative to the page's address, so the page works under a proxy's sub-path too.
 """
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Literal
 from urllib.parse import quote
@@ -32,6 +36,9 @@ STATIC = Path(__file__).resolve().parent / "static"
 # the page may load nothing but this server's own files (and the preview of a chosen upload)
 PAGE_POLICY = "default-src 'self'; img-src 'self' blob:; object-src 'none'; base-uri 'none'; form-action 'self'"
 MAX_PIXELS = 50_000_000   # a small upload must not decode into gigabytes
+LOCAL_HOSTS = ("localhost", "127.0.0.1", "[::1]")
+# a Host header: a name, an IPv4 address or a bracketed IPv6 address, then an optional :port
+HOST_HEADER = re.compile(r"(\[[0-9a-f:.]+\]|[^:\[\]/@\s]+)(?::[0-9]*)?")
 Modality = Literal["image", "text"]
 
 
@@ -57,10 +64,36 @@ class DeclaredSizeLimit:
         return await self.app(scope, receive, send)
 
 
+def host_name(host: str) -> str:
+    """How a Host header's host is written, without the port: "::1" -> "[::1]", "Search.LAN" -> "search.lan"."""
+    host = host.strip().lower()
+    return f"[{host}]" if ":" in host and not host.startswith("[") else host
+
+
+class HostCheck:
+    """ASGI middleware: a request whose Host header is not one of `names` (any port) gets a JSON 400,
+    unanswered. A page of another site whose name is re-pointed to this machine (DNS rebinding) sends
+    its own name, so it cannot read the API though the browser deems the requests same-origin."""
+
+    def __init__(self, app, names: set):
+        self.app, self.names = app, names
+        self.listed = ", ".join(sorted(names))
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http":
+            header = dict(scope["headers"]).get(b"host", b"").decode("latin-1")
+            found = HOST_HEADER.fullmatch(header.lower())
+            if not found or found.group(1) not in self.names:
+                detail = f"Host {header!r} is not this server's: it answers to {self.listed} (--host, --allow_host)"
+                return await JSONResponse({"detail": detail}, 400)(scope, receive, send)
+        return await self.app(scope, receive, send)
+
+
 def create_app(engine: SearchEngine, *, max_k: int = 1000, default_k: int = 20,
-               max_upload_bytes: int = 10 * 2**20) -> FastAPI:
+               max_upload_bytes: int = 10 * 2**20, hosts=()) -> FastAPI:
     """The app over `engine`. Its searchers, id map and query encoders are made here, once: an index
-    whose encoders cannot load (no CLIP encoder recorded, no checkpoint) answers id queries only."""
+    whose encoders cannot load (no CLIP encoder recorded, no checkpoint) answers id queries only.
+    Requests must name this machine (LOCAL_HOSTS) or one of `hosts` in their Host header."""
     engine.prepare()
     try:
         engine.encoders()
@@ -76,7 +109,8 @@ def create_app(engine: SearchEngine, *, max_k: int = 1000, default_k: int = 20,
     app = FastAPI(title="UCMFH-PH search", version="1", docs_url=None, redoc_url=None,
                   description="Cross-modal Hamming search over one code index; see docs/search-page.md.")
     app.add_middleware(DeclaredSizeLimit, max_bytes=max_upload_bytes, detail=upload_limit)
-    app.state.disabled_reason = disabled
+    app.add_middleware(HostCheck, names={*LOCAL_HOSTS, *map(host_name, hosts)})   # outermost: checked first
+    app.state.disabled_reason, app.state.engine = disabled, engine
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request, exc):
@@ -86,6 +120,12 @@ def create_app(engine: SearchEngine, *, max_k: int = 1000, default_k: int = 20,
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request, exc):
         return JSONResponse({"detail": one_line(exc)}, 422)
+
+    @app.exception_handler(Exception)
+    async def unexpected(request, exc):
+        # a bug or a failing kernel: the client learns only its kind, the log (uvicorn's, after this
+        # answer is sent) has the traceback, and the server goes on serving
+        return JSONResponse({"detail": f"internal error ({type(exc).__name__}); the server's log has the details"}, 500)
 
     def row_of(item_id: str) -> int:
         try:
@@ -110,7 +150,8 @@ def create_app(engine: SearchEngine, *, max_k: int = 1000, default_k: int = 20,
 
     def with_image(facts: dict, row: int) -> dict:
         if images.has_image(row):
-            facts["image_url"] = f"/api/image/{quote(str(index.ids[row]), safe='')}"
+            # relative to the page (the server's root, or a proxy's sub-path), as app.js resolves it
+            facts["image_url"] = f"api/image/{quote(str(index.ids[row]), safe='')}"
         return facts
 
     def check_modality(modality: str) -> None:
