@@ -23,7 +23,7 @@ from data.streaming import read_window, streams, window_spans
 from evaluate import PROTOCOLS, score_model
 from losses import balanced_pairwise_loss, contrastive_loss, distillation_loss, neighbour_similarity, ucmfh_loss
 from model import build_model
-from parallel import broadcast, current, gather_rows, gather_with_grad, local_part, sum_gradients
+from parallel import broadcast, current, gather_rows, gather_with_grad, local_part, rank_device, sum_gradients
 from runio.atomic import atomic_torch_save
 from runio.checkpoint import checkpoint_file, load_weights, read_checkpoint, saved_config
 from runio.run_folder import RunFolder, default_output_dir, results_record
@@ -65,9 +65,7 @@ class Solver:
             raise ValueError("a hash stage needs a code length")
         self.ranks = current()
         self.bits, self.log = (bits if self.hash_stage else None), (log if self.ranks.main else _quiet)
-        self.device = resolve_device(cfg.device)
-        if self.ranks.distributed and self.device.type == "cuda":   # one GPU per process
-            self.device = torch.device("cuda", self.ranks.local_rank)
+        self.device = rank_device(resolve_device(cfg.device), self.ranks)
         self.data = data if data is not None else load_dataset(cfg.dataset, cfg.data_root, cfg.wiki_text)
         self.checkpoint_path = checkpoint_file(cfg, self.bits)
         checkpoint = None

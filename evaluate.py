@@ -30,7 +30,7 @@ from metrics.curves import write_curves
 from metrics.inputs import check_inputs, positive_int, signs, to_sign_codes
 from metrics.unstable import unstable_ranking_metrics
 from model import PROTOCOLS as ENCODINGS
-from parallel import broadcast, current, sharded_encoder
+from parallel import broadcast, current, rank_device, sharded_encoder
 from runio.checkpoint import check_input_widths, checkpoint_file, read_checkpoint, rebuild_model, saved_config
 from runio.run_folder import RunFolder, default_output_dir, results_record, write_codes
 from runio.tables import score_table
@@ -204,9 +204,11 @@ def score_checkpoint(cfg, bits, checkpoint=None, state=None, data=None, log=prin
     """The test stages (test_hash, test_real): score a checkpoint (default: the stage's file in
     cfg.checkpoint_dir; `state`: its contents when already read) on its dataset. The model's
     settings come from the checkpoint, the run's (config.RUN_KEYS: map_k, data_root, output_dir,
-    ...) from cfg. Writes config.yaml and results.json to the output folder; returns the results."""
-    path = Path(checkpoint) if checkpoint else checkpoint_file(cfg, bits)
-    device = resolve_device(cfg.device)
+    ...) from cfg. Writes config.yaml and results.json to the output folder; returns the results.
+    Under torchrun every rank encodes a share on its own device (cuda:LOCAL_RANK on GPUs) and rank 0
+    alone writes."""
+    path, ranks = Path(checkpoint) if checkpoint else checkpoint_file(cfg, bits), current()
+    device = rank_device(resolve_device(cfg.device), ranks)
     if state is None and not path.is_file():
         stage = "train_hash" if bits else "train_real"
         raise ConfigError(f"{path}: checkpoint not found (train it first with --task {stage}, or set --checkpoint_dir)")
@@ -216,7 +218,8 @@ def score_checkpoint(cfg, bits, checkpoint=None, state=None, data=None, log=prin
     data.require_labels(f"scoring {path}")
     check_input_widths(state, cfg, data, path)
     model = rebuild_model(state, cfg, path, device, log)
-    run = RunFolder(default_output_dir(cfg, bits))
+    # under torchrun rank 0 names the folder (a timestamp) and alone writes to it
+    run = RunFolder(broadcast(default_output_dir(cfg, bits), ranks), writable=ranks.main)
     cfg.output_dir = str(run.path)
     run.write_config(to_dict(cfg))
     log(f"Scoring {path} (trained {state['epoch']} epochs)")
