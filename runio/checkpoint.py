@@ -104,6 +104,26 @@ def rebuild_model(state: dict, cfg: Config, source, device="cpu", log=print) -> 
     return model.to(device).eval()
 
 
+def rng_states(device: torch.device) -> dict:
+    """The generators training draws from, for a checkpoint: the CPU's (dropout masks, on the CPU)
+    and, on a GPU, that device's (its dropout masks)."""
+    states = {"rng_torch": torch.get_rng_state()}
+    if device.type == "cuda":
+        states["rng_cuda"] = torch.cuda.get_rng_state(device)
+    return states
+
+
+def restore_rng(state: dict, device: torch.device, reseed: int | None = None) -> None:
+    """The generators of rng_states set back from a checkpoint; with `reseed` then every generator
+    (CPU and all CUDA devices) seeded from it, after the restore, so that a rank other than 0 draws
+    masks of its own whichever device draws them rather than rank 0's saved stream."""
+    torch.set_rng_state(state["rng_torch"].cpu())
+    if "rng_cuda" in state and device.type == "cuda":
+        torch.cuda.set_rng_state(state["rng_cuda"].cpu(), device)
+    if reseed is not None:
+        torch.manual_seed(reseed)
+
+
 def load_trained_model(path, device="cpu", log=print):
     """A hash-stage checkpoint -> (CrossModalHasher in eval mode, info dict with bits, image_dim,
     text_dim, config and the model keys). Raises ConfigError (one line naming the file)."""
