@@ -227,12 +227,16 @@ class CrossModalHasher(nn.Module):
 
     def encode_protocols(self, split, batch_size: int, sequence: str = "item") -> dict:
         """protocol -> encode_split(split, protocol, batch_size) for every protocol. sequence "batch"
-        feeds each batch as ONE sequence (UCMFH's evaluation; config eval_sequence), "item" does not."""
-        self.fusion.batch_as_sequence = sequence == "batch"
+        feeds each batch as ONE sequence (UCMFH's evaluation; config eval_sequence) to every network
+        that encodes it, the unimodal branch's included; "item" does not."""
+        fusions = [module for module in self.modules() if isinstance(module, FuseTransEncoder)]
+        for fusion in fusions:
+            fusion.batch_as_sequence = sequence == "batch"
         try:
             return {protocol: self.encode_split(split, protocol, batch_size) for protocol in PROTOCOLS}
         finally:
-            self.fusion.batch_as_sequence = False
+            for fusion in fusions:
+                fusion.batch_as_sequence = False
 
     def encode_pair(self, image: torch.Tensor, text: torch.Tensor, scale: float | None = None):
         """(B, Di), (B, Dt) -> image-side and text-side outputs, (B, b) each (b = bits, or F/2)."""

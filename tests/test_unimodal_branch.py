@@ -8,9 +8,12 @@ import torch
 
 import evaluate
 import train
+from config import build_config
 from conftest import small_dataset
+from data import load_dataset
 from ICMR import Solver
 from losses import distillation_loss
+from model import build_model
 
 PAIRED = ("i2t_map", "t2i_map", "val_i2t_map", "val_t2i_map")
 UNIMODAL = ("unimodal_i2t_map", "unimodal_t2i_map")
@@ -109,3 +112,17 @@ def test_resume_across_and_inside_the_branch_epochs(tmp_path, runs, crash_after)
     [resumed] = train.main([*args, "--resume", "true"])
     for key in PAIRED + UNIMODAL:
         assert resumed[key] == pytest.approx(unbroken[key], abs=1e-6), key
+
+
+def test_eval_sequence_batch_feeds_the_branch_each_batch_as_one_sequence_too(tmp_path):
+    """UCMFH's batch-as-sequence scoring applies to every network: the branch too, once it encodes."""
+    model = build_model(build_config(_args(tmp_path, "sequence", "--unimodal_epochs", "1")), 32, 24, 16, 1.0)
+    model.branch_trained = True
+    split = load_dataset("small", str(small_dataset(tmp_path.parent))).query                # 100 rows
+    image, text = model.encode_protocols(split, 50, "batch")["unimodal"]                   # (100, 16) each
+    branch = model.unimodal_branch.eval()
+    branch.fusion.batch_as_sequence = True
+    for rows in (slice(0, 50), slice(50, 100)):                                             # the two batches
+        with torch.no_grad():
+            torch.testing.assert_close(image[rows], branch.encode_image(torch.from_numpy(split.image[rows]), 1.0))
+            torch.testing.assert_close(text[rows], branch.encode_text(torch.from_numpy(split.text[rows]), 1.0))
