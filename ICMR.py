@@ -366,6 +366,7 @@ class Solver:
                 if epoch == cfg.epoch:
                     self.branch.load_state_dict({k: v for k, v in self.model.state_dict().items()
                                                  if not k.startswith("unimodal_branch.")})
+                    self.model.branch_trained = True     # one-side inputs go to the branch from now on
                 self.log(f"unimodal branch: epoch {epoch + 1 - cfg.epoch}/{cfg.unimodal_epochs}")
                 stats = self.trainbranch()
             self.epoch = epoch + 1

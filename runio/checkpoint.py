@@ -32,7 +32,8 @@ def read_checkpoint(path, device="cpu") -> dict:
 def load_weights(model: CrossModalHasher, state: dict, source: str, log=print) -> None:
     """Checkpoint weights (keys fusion, image_head, text_head) into `model`. A checkpoint from
     before the unimodal placeholders existed loads with them at their initial value (a note says
-    the unimodal scores of such a model mean little); any other mismatch is an error."""
+    the unimodal scores of such a model mean little); any other mismatch is an error. A unimodal
+    branch encodes one-side inputs only when the checkpoint was saved after its first epoch."""
     missing = model.fusion.load_state_dict(state["fusion"], strict=False).missing_keys
     unexpected = [k for k in state["fusion"] if k not in model.fusion.state_dict()]
     if unexpected or set(missing) - set(PLACEHOLDER_KEYS):
@@ -53,6 +54,8 @@ def load_weights(model: CrossModalHasher, state: dict, source: str, log=print) -
         except (KeyError, RuntimeError) as err:  # absent, or of another shape
             raise ConfigError(f"{source}: unimodal_branch weights do not fit this model "
                               f"({str(err).splitlines()[-1].strip()[:160] or type(err).__name__})") from None
+        # the branch trains in the epochs after the config's `epoch` paired ones; until then it is random
+        model.branch_trained = state.get("epoch", 0) > state["config"].get("epoch", 0)
 
 
 def input_dims(state: dict, fusion_dim: int) -> tuple:

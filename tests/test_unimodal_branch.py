@@ -14,6 +14,7 @@ from data import load_dataset
 from ICMR import Solver
 from losses import distillation_loss
 from model import build_model
+from runio.checkpoint import load_trained_model
 
 PAIRED = ("i2t_map", "t2i_map", "val_i2t_map", "val_t2i_map")
 UNIMODAL = ("unimodal_i2t_map", "unimodal_t2i_map")
@@ -28,10 +29,10 @@ def _args(tmp_path, name, *extra):
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
-    """The same seed without and with a 2-epoch branch."""
+    """The same seed without and with a 2-epoch branch (scored after the paired epochs too)."""
     tmp_path = tmp_path_factory.mktemp("branch")
-    [plain] = train.main(_args(tmp_path, "plain", "--unimodal_epochs", "0"))
-    [branch] = train.main(_args(tmp_path, "branch", "--unimodal_epochs", "2"))
+    [plain] = train.main(_args(tmp_path, "plain", "--unimodal_epochs", "0", "--eval_every", "3"))
+    [branch] = train.main(_args(tmp_path, "branch", "--unimodal_epochs", "2", "--eval_every", "3"))
     return tmp_path, plain, branch
 
 
@@ -71,6 +72,36 @@ def test_the_branch_trains_after_the_paired_epochs_and_is_saved(runs):
                               "--val_queries", "100", "--data_root", str(small_dataset(tmp_path.parent))])
     for key in PAIRED + UNIMODAL:
         assert rescored[key] == pytest.approx(branch[key], abs=1e-9), key
+
+
+def test_scores_before_the_branch_trains_take_one_side_codes_from_the_paired_network(runs):
+    """eval_every during the paired epochs: the branch's weights are still random, so the unimodal
+    protocol uses the paired network with placeholders, as a run without a branch does."""
+    tmp_path = runs[0]
+    plain, branch = ([json.loads(line) for line in (tmp_path / name / "metrics.jsonl").read_text().splitlines()]
+                     for name in ("plain", "branch"))
+    assert UNIMODAL[0] in branch[2] and branch[2]["epoch"] == plain[2]["epoch"] == 3
+    for key in PAIRED + UNIMODAL:
+        assert branch[2][key] == plain[2][key], key
+
+
+def test_a_checkpoint_saved_before_the_branch_trains_encodes_one_side_with_the_paired_network(tmp_path):
+    """What build_index.py and search.py load: one-side codes from the branch only once it has trained."""
+    cfg = build_config(_args(tmp_path, "early", "--unimodal_epochs", "1"))
+    solver = Solver(cfg, bits=16, log=lambda *_: None)
+    image, text = torch.randn(6, 32), torch.randn(6, 24)
+    for epoch, branch_trained in ((0, False), (cfg.epoch, False), (cfg.epoch + 1, True)):
+        solver.epoch = epoch
+        solver.save_checkpoint()
+        for model in ((solver.model, load_trained_model(solver.checkpoint_path)[0]) if epoch == 0 else
+                      (load_trained_model(solver.checkpoint_path)[0],)):
+            model.eval()
+            with torch.no_grad():
+                network, scale = (model.unimodal_branch, model.default_scale) if branch_trained else (model, None)
+                expected = (network._out(network.image_head, network.fusion(image, None)[0], scale),
+                            network._out(network.text_head, network.fusion(None, text)[1], scale))
+                torch.testing.assert_close(model.encode_image(image), expected[0], rtol=0, atol=0)
+                torch.testing.assert_close(model.encode_text(text), expected[1], rtol=0, atol=0)
 
 
 def test_the_branch_starts_from_the_trained_network(tmp_path):
