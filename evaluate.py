@@ -202,13 +202,11 @@ def _score_codes(model, query_codes, database_codes, query_labels, database_labe
 
 def score_checkpoint(cfg, bits, checkpoint=None, state=None, data=None, log=print) -> dict:
     """The test stages (test_hash, test_real): score a checkpoint (default: the stage's file in
-    cfg.checkpoint_dir; `state`: its contents when already read) on its dataset. The model's
-    settings come from the checkpoint, the run's (config.RUN_KEYS: map_k, data_root, output_dir,
-    ...) from cfg. Writes config.yaml and results.json to the output folder; returns the results.
-    Under torchrun every rank encodes a share on its own device (cuda:LOCAL_RANK on GPUs) and rank 0
-    alone writes."""
+    cfg.checkpoint_dir; `state`: its contents when already read) on its dataset, model settings from
+    the checkpoint, run settings (config.RUN_KEYS: map_k, data_root, ...) from cfg. Writes config.yaml
+    and results.json to the output folder, under torchrun from rank 0 alone; returns the results."""
     path, ranks = Path(checkpoint) if checkpoint else checkpoint_file(cfg, bits), current()
-    device = rank_device(resolve_device(cfg.device), ranks)
+    device = rank_device(resolve_device(cfg.device), ranks)   # under torchrun on GPUs: cuda:LOCAL_RANK
     if state is None and not path.is_file():
         stage = "train_hash" if bits else "train_real"
         raise ConfigError(f"{path}: checkpoint not found (train it first with --task {stage}, or set --checkpoint_dir)")
@@ -218,8 +216,7 @@ def score_checkpoint(cfg, bits, checkpoint=None, state=None, data=None, log=prin
     data.require_labels(f"scoring {path}")
     check_input_widths(state, cfg, data, path)
     model = rebuild_model(state, cfg, path, device, log)
-    # under torchrun rank 0 names the folder (a timestamp) and alone writes to it
-    run = RunFolder(broadcast(default_output_dir(cfg, bits), ranks), writable=ranks.main)
+    run = RunFolder(broadcast(default_output_dir(cfg, bits), ranks), writable=ranks.main)   # rank 0's timestamp
     cfg.output_dir = str(run.path)
     run.write_config(to_dict(cfg))
     log(f"Scoring {path} (trained {state['epoch']} epochs)")
