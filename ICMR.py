@@ -23,9 +23,9 @@ from data.streaming import read_window, streams, window_spans
 from evaluate import PROTOCOLS, score_model
 from losses import balanced_pairwise_loss, contrastive_loss, distillation_loss, neighbour_similarity, ucmfh_loss
 from model import build_model
-from parallel import broadcast, current, gather_rows, gather_with_grad, local_part, sum_gradients
+from parallel import broadcast, current, gather_rows, gather_with_grad, local_part, rank_device, sum_gradients
 from runio.atomic import atomic_torch_save
-from runio.checkpoint import checkpoint_file, load_weights, read_checkpoint, saved_config
+from runio.checkpoint import checkpoint_file, load_weights, read_checkpoint, restore_rng, rng_states, saved_config
 from runio.run_folder import RunFolder, default_output_dir, results_record
 from schedules import ScaleSchedule, training_progress
 from selection.choose import choose_modality_dropout
@@ -65,9 +65,7 @@ class Solver:
             raise ValueError("a hash stage needs a code length")
         self.ranks = current()
         self.bits, self.log = (bits if self.hash_stage else None), (log if self.ranks.main else _quiet)
-        self.device = resolve_device(cfg.device)
-        if self.ranks.distributed and self.device.type == "cuda":   # one GPU per process
-            self.device = torch.device("cuda", self.ranks.local_rank)
+        self.device = rank_device(resolve_device(cfg.device), self.ranks)
         self.data = data if data is not None else load_dataset(cfg.dataset, cfg.data_root, cfg.wiki_text)
         self.checkpoint_path = checkpoint_file(cfg, self.bits)
         checkpoint = None
@@ -144,7 +142,7 @@ class Solver:
         state = {"fusion": self.model.fusion.state_dict(), "optimizer_fusion": self.optimizer_fusion.state_dict(),
                  "epoch": self.epoch, "iteration": self.iteration, "train_seconds": self.train_seconds,
                  "config": to_dict(self.cfg), "metrics": self.last_scores, "bits": self.bits,
-                 "rng_torch": torch.get_rng_state(), "rng_shuffle": self.shuffle_generator.get_state(),
+                 "rng_shuffle": self.shuffle_generator.get_state(), **rng_states(self.device),
                  "rng_modality": self.modality_generator.get_state(), "selection": self.selection}
         if self.hash_stage:
             state.update(image_head=self.model.image_head.state_dict(), text_head=self.model.text_head.state_dict(),
@@ -152,8 +150,6 @@ class Solver:
                          lr_scheduler=self.lr_scheduler.state_dict())
         if self.branch is not None:
             state.update(unimodal_branch=self.branch.state_dict(), optimizer_branch=self.optimizer_branch.state_dict())
-        if self.device.type == "cuda":
-            state["rng_cuda"] = torch.cuda.get_rng_state(self.device)
         return state
 
     def _load_state(self, state: dict) -> None:
@@ -166,14 +162,11 @@ class Solver:
             self.optimizer_branch.load_state_dict(state["optimizer_branch"])
         self.epoch, self.iteration = state["epoch"], state["iteration"]
         self.train_seconds, self.last_scores = state["train_seconds"], dict(state["metrics"])
-        torch.set_rng_state(state["rng_torch"].cpu())   # rank 0's; the others draw their own masks again
-        if self.ranks.rank:
-            torch.manual_seed(self.cfg.seed + 7919 * self.ranks.rank + self.epoch)
+        reseed = self.cfg.seed + 7919 * self.ranks.rank + self.epoch if self.ranks.rank else None
+        restore_rng(state, self.device, reseed)   # rank 0's generators; the other ranks draw masks of their own
         self.shuffle_generator.set_state(state["rng_shuffle"].cpu())
         if "rng_modality" in state:
             self.modality_generator.set_state(state["rng_modality"].cpu())
-        if "rng_cuda" in state and self.device.type == "cuda":
-            torch.cuda.set_rng_state(state["rng_cuda"].cpu(), self.device)
 
     def _optimizers(self) -> list:
         """Every optimiser; one whose parameters got no gradient in a step leaves them as they are."""
@@ -373,6 +366,7 @@ class Solver:
                 if epoch == cfg.epoch:
                     self.branch.load_state_dict({k: v for k, v in self.model.state_dict().items()
                                                  if not k.startswith("unimodal_branch.")})
+                    self.model.branch_trained = True     # one-side inputs go to the branch from now on
                 self.log(f"unimodal branch: epoch {epoch + 1 - cfg.epoch}/{cfg.unimodal_epochs}")
                 stats = self.trainbranch()
             self.epoch = epoch + 1

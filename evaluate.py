@@ -30,7 +30,7 @@ from metrics.curves import write_curves
 from metrics.inputs import check_inputs, positive_int, signs, to_sign_codes
 from metrics.unstable import unstable_ranking_metrics
 from model import PROTOCOLS as ENCODINGS
-from parallel import broadcast, current, sharded_encoder
+from parallel import broadcast, current, rank_device, sharded_encoder
 from runio.checkpoint import check_input_widths, checkpoint_file, read_checkpoint, rebuild_model, saved_config
 from runio.run_folder import RunFolder, default_output_dir, results_record, write_codes
 from runio.tables import score_table
@@ -202,11 +202,11 @@ def _score_codes(model, query_codes, database_codes, query_labels, database_labe
 
 def score_checkpoint(cfg, bits, checkpoint=None, state=None, data=None, log=print) -> dict:
     """The test stages (test_hash, test_real): score a checkpoint (default: the stage's file in
-    cfg.checkpoint_dir; `state`: its contents when already read) on its dataset. The model's
-    settings come from the checkpoint, the run's (config.RUN_KEYS: map_k, data_root, output_dir,
-    ...) from cfg. Writes config.yaml and results.json to the output folder; returns the results."""
-    path = Path(checkpoint) if checkpoint else checkpoint_file(cfg, bits)
-    device = resolve_device(cfg.device)
+    cfg.checkpoint_dir; `state`: its contents when already read) on its dataset, model settings from
+    the checkpoint, run settings (config.RUN_KEYS: map_k, data_root, ...) from cfg. Writes config.yaml
+    and results.json to the output folder, under torchrun from rank 0 alone; returns the results."""
+    path, ranks = Path(checkpoint) if checkpoint else checkpoint_file(cfg, bits), current()
+    device = rank_device(resolve_device(cfg.device), ranks)   # under torchrun on GPUs: cuda:LOCAL_RANK
     if state is None and not path.is_file():
         stage = "train_hash" if bits else "train_real"
         raise ConfigError(f"{path}: checkpoint not found (train it first with --task {stage}, or set --checkpoint_dir)")
@@ -216,7 +216,7 @@ def score_checkpoint(cfg, bits, checkpoint=None, state=None, data=None, log=prin
     data.require_labels(f"scoring {path}")
     check_input_widths(state, cfg, data, path)
     model = rebuild_model(state, cfg, path, device, log)
-    run = RunFolder(default_output_dir(cfg, bits))
+    run = RunFolder(broadcast(default_output_dir(cfg, bits), ranks), writable=ranks.main)   # rank 0's timestamp
     cfg.output_dir = str(run.path)
     run.write_config(to_dict(cfg))
     log(f"Scoring {path} (trained {state['epoch']} epochs)")

@@ -192,6 +192,10 @@ class CrossModalHasher(nn.Module):
         # with config unimodal_epochs: a second network of the same shape for one-side inputs
         # (encode_image, encode_text), trained after this one is frozen
         self.unimodal_branch = unimodal_branch
+        # whether the branch encodes one-side inputs: not before its training starts (its weights are
+        # random until then), when this network with its placeholders does; not a weight (set by the
+        # Solver and by runio.checkpoint.load_weights)
+        self.branch_trained = False
 
     @property
     def hashing(self) -> bool:
@@ -227,12 +231,16 @@ class CrossModalHasher(nn.Module):
 
     def encode_protocols(self, split, batch_size: int, sequence: str = "item") -> dict:
         """protocol -> encode_split(split, protocol, batch_size) for every protocol. sequence "batch"
-        feeds each batch as ONE sequence (UCMFH's evaluation; config eval_sequence), "item" does not."""
-        self.fusion.batch_as_sequence = sequence == "batch"
+        feeds each batch as ONE sequence (UCMFH's evaluation; config eval_sequence) to every network
+        that encodes it, the unimodal branch's included; "item" does not."""
+        fusions = [module for module in self.modules() if isinstance(module, FuseTransEncoder)]
+        for fusion in fusions:
+            fusion.batch_as_sequence = sequence == "batch"
         try:
             return {protocol: self.encode_split(split, protocol, batch_size) for protocol in PROTOCOLS}
         finally:
-            self.fusion.batch_as_sequence = False
+            for fusion in fusions:
+                fusion.batch_as_sequence = False
 
     def encode_pair(self, image: torch.Tensor, text: torch.Tensor, scale: float | None = None):
         """(B, Di), (B, Dt) -> image-side and text-side outputs, (B, b) each (b = bits, or F/2)."""
@@ -240,14 +248,14 @@ class CrossModalHasher(nn.Module):
         return self._out(self.image_head, fused_image, scale), self._out(self.text_head, fused_text, scale)
 
     def encode_image(self, image: torch.Tensor, scale: float | None = None) -> torch.Tensor:
-        """(B, Di) image features alone -> (B, b) image-side outputs (by the unimodal branch if any)."""
-        if self.unimodal_branch is not None:
+        """(B, Di) image features alone -> (B, b) image-side outputs (by the unimodal branch once trained)."""
+        if self.unimodal_branch is not None and self.branch_trained:
             return self.unimodal_branch.encode_image(image, self.default_scale if scale is None else scale)
         return self._out(self.image_head, self.fusion(image, None)[0], scale)
 
     def encode_text(self, text: torch.Tensor, scale: float | None = None) -> torch.Tensor:
-        """(B, Dt) text features alone -> (B, b) text-side outputs (by the unimodal branch if any)."""
-        if self.unimodal_branch is not None:
+        """(B, Dt) text features alone -> (B, b) text-side outputs (by the unimodal branch once trained)."""
+        if self.unimodal_branch is not None and self.branch_trained:
             return self.unimodal_branch.encode_text(text, self.default_scale if scale is None else scale)
         return self._out(self.text_head, self.fusion(None, text)[1], scale)
 

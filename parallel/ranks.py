@@ -63,6 +63,12 @@ def init_from_env(device: str = "auto") -> Ranks:
     return current()
 
 
+def rank_device(device: torch.device, ranks: Ranks) -> torch.device:
+    """The device this process computes on: under torchrun on GPUs its own, cuda:LOCAL_RANK (the one
+    init_from_env selects), whatever cuda:N was asked for, so N processes use N GPUs; else `device`."""
+    return torch.device("cuda", ranks.local_rank) if ranks.distributed and device.type == "cuda" else device
+
+
 def shutdown() -> None:
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()

@@ -32,7 +32,8 @@ def read_checkpoint(path, device="cpu") -> dict:
 def load_weights(model: CrossModalHasher, state: dict, source: str, log=print) -> None:
     """Checkpoint weights (keys fusion, image_head, text_head) into `model`. A checkpoint from
     before the unimodal placeholders existed loads with them at their initial value (a note says
-    the unimodal scores of such a model mean little); any other mismatch is an error."""
+    the unimodal scores of such a model mean little); any other mismatch is an error. A unimodal
+    branch encodes one-side inputs only when the checkpoint was saved after its first epoch."""
     missing = model.fusion.load_state_dict(state["fusion"], strict=False).missing_keys
     unexpected = [k for k in state["fusion"] if k not in model.fusion.state_dict()]
     if unexpected or set(missing) - set(PLACEHOLDER_KEYS):
@@ -53,6 +54,8 @@ def load_weights(model: CrossModalHasher, state: dict, source: str, log=print) -
         except (KeyError, RuntimeError) as err:  # absent, or of another shape
             raise ConfigError(f"{source}: unimodal_branch weights do not fit this model "
                               f"({str(err).splitlines()[-1].strip()[:160] or type(err).__name__})") from None
+        # the branch trains in the epochs after the config's `epoch` paired ones; until then it is random
+        model.branch_trained = state.get("epoch", 0) > state["config"].get("epoch", 0)
 
 
 def input_dims(state: dict, fusion_dim: int) -> tuple:
@@ -102,6 +105,26 @@ def rebuild_model(state: dict, cfg: Config, source, device="cpu", log=print) -> 
     model = build_model(cfg, image_dim, text_dim, state.get("bits"), schedule.eval_scale)
     load_weights(model, state, str(source), log)
     return model.to(device).eval()
+
+
+def rng_states(device: torch.device) -> dict:
+    """The generators training draws from, for a checkpoint: the CPU's (dropout masks, on the CPU)
+    and, on a GPU, that device's (its dropout masks)."""
+    states = {"rng_torch": torch.get_rng_state()}
+    if device.type == "cuda":
+        states["rng_cuda"] = torch.cuda.get_rng_state(device)
+    return states
+
+
+def restore_rng(state: dict, device: torch.device, reseed: int | None = None) -> None:
+    """The generators of rng_states set back from a checkpoint; with `reseed` then every generator
+    (CPU and all CUDA devices) seeded from it, after the restore, so that a rank other than 0 draws
+    masks of its own whichever device draws them rather than rank 0's saved stream."""
+    torch.set_rng_state(state["rng_torch"].cpu())
+    if "rng_cuda" in state and device.type == "cuda":
+        torch.cuda.set_rng_state(state["rng_cuda"].cpu(), device)
+    if reseed is not None:
+        torch.manual_seed(reseed)
 
 
 def load_trained_model(path, device="cpu", log=print):

@@ -5,6 +5,7 @@ import sys
 
 import numpy as np
 import pytest
+import torch
 import torch.distributed as dist
 
 from conftest import ROOT, small_dataset
@@ -21,14 +22,23 @@ SETTINGS = ["--dataset", "small", "--hash_lens", "16", "--epoch", "3", "--train_
             "--eval_batch_size", "64", "--eval_every", "1", "--save_every", "1", "--unimodal_epochs", "1", "--device", "cpu"]
 LOSSES = ("loss", "fused_loss", "hash_loss", "balanced_loss")
 SCORES = ("i2t_map", "t2i_map", "unimodal_i2t_map", "unimodal_t2i_map", "val_i2t_map", "val_t2i_map")
-# a train.py that stops after epoch 2 (after its checkpoint), as a crash would
+# a train.py that stops after epoch 2 (after its checkpoint), as a crash would, and saves the first
+# step's gradients once summed over the ranks (Adam's update hides their scale: summed, not averaged)
 CRASHING = """import sys
 sys.path.insert(0, {root!r})
+import torch
 import ICMR, train
 def crash(solver):
     if solver.epoch == 2:
         raise SystemExit(3)
 ICMR.Solver.after_epoch = crash
+summed = ICMR.sum_gradients
+def keep_first(params, ranks, kept=[]):
+    summed(params, ranks)
+    if ranks.main and not kept:
+        kept.append(True)
+        torch.save([p.grad for p in params], {gradients!r})
+ICMR.sum_gradients = keep_first
 train.main(sys.argv[1:])
 """
 
@@ -47,21 +57,36 @@ def one_process(tmp_path_factory):
     """The reference: 3 epochs and 1 of the unimodal branch in one process (in this one)."""
     import train
 
-    tmp_path = tmp_path_factory.mktemp("one")
-    [results] = train.main(_args(tmp_path, "one"))
-    return _metrics(tmp_path, "one"), results
+    import ICMR
+
+    tmp_path, summed, gradients = tmp_path_factory.mktemp("one"), ICMR.sum_gradients, []
+
+    def keep_first(params, ranks):   # one process: nothing to sum; the first step's gradients kept
+        summed(params, ranks)
+        gradients[:] = gradients or [None if p.grad is None else p.grad.clone() for p in params]
+    ICMR.sum_gradients = keep_first
+    try:
+        [results] = train.main(_args(tmp_path, "one"))
+    finally:
+        ICMR.sum_gradients = summed
+    return _metrics(tmp_path, "one"), results, gradients
 
 
 def test_two_processes_train_like_one_and_resume_in_one(tmp_path, one_process):
     import train
 
-    reference, reference_results = one_process
+    reference, reference_results, reference_gradients = one_process
     script = tmp_path / "crashing_train.py"
-    script.write_text(CRASHING.format(root=str(ROOT)))
+    script.write_text(CRASHING.format(root=str(ROOT), gradients=str(tmp_path / "gradients.pt")))
     done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
                            str(script), *_args(tmp_path, "two")], cwd=ROOT, capture_output=True, text=True,
                           env={"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"}, timeout=300)
     assert done.returncode != 0 and done.stdout.count("=== small: 16-bit codes") == 1   # rank 0 alone prints
+    gradients = torch.load(tmp_path / "gradients.pt", weights_only=True)
+    assert [g is None for g in gradients] == [g is None for g in reference_gradients]
+    for ours, theirs in zip(gradients, reference_gradients):
+        if theirs is not None:
+            torch.testing.assert_close(ours, theirs, rtol=1e-4, atol=1e-4 * float(theirs.abs().max()))
     two = _metrics(tmp_path, "two")
     assert [r["epoch"] for r in two] == [1, 2]
     for ours, theirs in zip(two, reference):

@@ -8,9 +8,13 @@ import torch
 
 import evaluate
 import train
+from config import build_config
 from conftest import small_dataset
+from data import load_dataset
 from ICMR import Solver
 from losses import distillation_loss
+from model import build_model
+from runio.checkpoint import load_trained_model
 
 PAIRED = ("i2t_map", "t2i_map", "val_i2t_map", "val_t2i_map")
 UNIMODAL = ("unimodal_i2t_map", "unimodal_t2i_map")
@@ -25,10 +29,10 @@ def _args(tmp_path, name, *extra):
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
-    """The same seed without and with a 2-epoch branch."""
+    """The same seed without and with a 2-epoch branch (scored after the paired epochs too)."""
     tmp_path = tmp_path_factory.mktemp("branch")
-    [plain] = train.main(_args(tmp_path, "plain", "--unimodal_epochs", "0"))
-    [branch] = train.main(_args(tmp_path, "branch", "--unimodal_epochs", "2"))
+    [plain] = train.main(_args(tmp_path, "plain", "--unimodal_epochs", "0", "--eval_every", "3"))
+    [branch] = train.main(_args(tmp_path, "branch", "--unimodal_epochs", "2", "--eval_every", "3"))
     return tmp_path, plain, branch
 
 
@@ -70,6 +74,36 @@ def test_the_branch_trains_after_the_paired_epochs_and_is_saved(runs):
         assert rescored[key] == pytest.approx(branch[key], abs=1e-9), key
 
 
+def test_scores_before_the_branch_trains_take_one_side_codes_from_the_paired_network(runs):
+    """eval_every during the paired epochs: the branch's weights are still random, so the unimodal
+    protocol uses the paired network with placeholders, as a run without a branch does."""
+    tmp_path = runs[0]
+    plain, branch = ([json.loads(line) for line in (tmp_path / name / "metrics.jsonl").read_text().splitlines()]
+                     for name in ("plain", "branch"))
+    assert UNIMODAL[0] in branch[2] and branch[2]["epoch"] == plain[2]["epoch"] == 3
+    for key in PAIRED + UNIMODAL:
+        assert branch[2][key] == plain[2][key], key
+
+
+def test_a_checkpoint_saved_before_the_branch_trains_encodes_one_side_with_the_paired_network(tmp_path):
+    """What build_index.py and search.py load: one-side codes from the branch only once it has trained."""
+    cfg = build_config(_args(tmp_path, "early", "--unimodal_epochs", "1"))
+    solver = Solver(cfg, bits=16, log=lambda *_: None)
+    image, text = torch.randn(6, 32), torch.randn(6, 24)
+    for epoch, branch_trained in ((0, False), (cfg.epoch, False), (cfg.epoch + 1, True)):
+        solver.epoch = epoch
+        solver.save_checkpoint()
+        for model in ((solver.model, load_trained_model(solver.checkpoint_path)[0]) if epoch == 0 else
+                      (load_trained_model(solver.checkpoint_path)[0],)):
+            model.eval()
+            with torch.no_grad():
+                network, scale = (model.unimodal_branch, model.default_scale) if branch_trained else (model, None)
+                expected = (network._out(network.image_head, network.fusion(image, None)[0], scale),
+                            network._out(network.text_head, network.fusion(None, text)[1], scale))
+                torch.testing.assert_close(model.encode_image(image), expected[0], rtol=0, atol=0)
+                torch.testing.assert_close(model.encode_text(text), expected[1], rtol=0, atol=0)
+
+
 def test_the_branch_starts_from_the_trained_network(tmp_path):
     """At the first branch epoch the branch's weights are the paired network's."""
     cfg_args = _args(tmp_path, "start", "--unimodal_epochs", "1")
@@ -109,3 +143,17 @@ def test_resume_across_and_inside_the_branch_epochs(tmp_path, runs, crash_after)
     [resumed] = train.main([*args, "--resume", "true"])
     for key in PAIRED + UNIMODAL:
         assert resumed[key] == pytest.approx(unbroken[key], abs=1e-6), key
+
+
+def test_eval_sequence_batch_feeds_the_branch_each_batch_as_one_sequence_too(tmp_path):
+    """UCMFH's batch-as-sequence scoring applies to every network: the branch too, once it encodes."""
+    model = build_model(build_config(_args(tmp_path, "sequence", "--unimodal_epochs", "1")), 32, 24, 16, 1.0)
+    model.branch_trained = True
+    split = load_dataset("small", str(small_dataset(tmp_path.parent))).query                # 100 rows
+    image, text = model.encode_protocols(split, 50, "batch")["unimodal"]                   # (100, 16) each
+    branch = model.unimodal_branch.eval()
+    branch.fusion.batch_as_sequence = True
+    for rows in (slice(0, 50), slice(50, 100)):                                             # the two batches
+        with torch.no_grad():
+            torch.testing.assert_close(image[rows], branch.encode_image(torch.from_numpy(split.image[rows]), 1.0))
+            torch.testing.assert_close(text[rows], branch.encode_text(torch.from_numpy(split.text[rows]), 1.0))
