@@ -19,7 +19,7 @@ from tqdm import tqdm
 from config import AUTO, ConfigError, merge_checkpoint_config, resolve_device, to_dict
 from data import load_dataset
 from data.splits import check_val_queries
-from data.streaming import read_window, streams, window_spans
+from data.streaming import stream_epoch, streams
 from evaluate import PROTOCOLS, score_model
 from losses import balanced_pairwise_loss, contrastive_loss, distillation_loss, neighbour_similarity, ucmfh_loss
 from model import build_model
@@ -182,23 +182,18 @@ class Solver:
         """Shuffled index batches over every training pair into self.train_image / train_text; the
         last one may be short (and is dropped with train_drop_last). Streamed (stream_train), the
         pairs are read a window of stream_window_blocks blocks at a time, blocks in shuffled order,
-        and each window's rows are shuffled and batched before the next window is read."""
+        and batched a window at a time (data.streaming.stream_epoch): batches are full across
+        window edges, so an epoch runs as many steps as in memory."""
         if not self.streamed:
-            yield from self._shuffled(len(self.train_image))
+            order = torch.randperm(len(self.train_image), generator=self.shuffle_generator).to(self.device)
+            batches = order.split(self.cfg.batch_size)
+            yield from (batches[:-1] if self.cfg.train_drop_last and len(batches[-1]) < self.cfg.batch_size
+                        else batches)
             return
-        train = self.data.train
-        for spans in window_spans(self.num_train, self.cfg.stream_block_rows, self.cfg.stream_window_blocks,
-                                  self.shuffle_generator):
+        for (self.train_image, self.train_text), batches in stream_epoch(
+                self.data.train, self.num_train, self.cfg, self.shuffle_generator, self.device):
+            yield from batches
             self.train_image = self.train_text = None            # the last window goes before the next comes
-            self.train_image, self.train_text = (read_window(side, spans, self.device) for side in (train.image,
-                                                                                                    train.text))
-            yield from self._shuffled(len(self.train_image))
-        self.train_image = self.train_text = None
-
-    def _shuffled(self, count: int):
-        order = torch.randperm(count, generator=self.shuffle_generator).to(self.device)
-        batches = order.split(self.cfg.batch_size)
-        yield from (batches[:-1] if self.cfg.train_drop_last and len(batches[-1]) < self.cfg.batch_size else batches)
 
     def _forward(self, idx, scale=None):
         """The model's outputs for the global batch of training rows `idx` (B,), with modality

@@ -136,6 +136,7 @@ def _npy_layout(path) -> tuple:
                            else np.lib.format.read_array_header_2_0)
             shape, fortran_order, dtype = read_header(handle)
             offset = handle.tell()
+            stored = handle.seek(0, 2) - offset         # bytes after the header
     except FileNotFoundError:
         raise DataError(f"{path}: not found") from None
     except (OSError, ValueError) as exc:
@@ -143,6 +144,13 @@ def _npy_layout(path) -> tuple:
     if len(shape) != 2 or dtype.kind not in "biuf" or fortran_order:
         raise DataError(f"{path}: expected a 2-D numeric C-order array, got shape {shape} dtype {dtype}"
                         + (" in Fortran order" if fortran_order else ""))
+    # the header is only a promise: a crafted one can give dimensions no file could hold
+    if min(shape) < 0:
+        raise DataError(f"{path}: the .npy header gives negative dimensions {shape}")
+    promised = shape[0] * shape[1] * dtype.itemsize     # Python integers: no overflow
+    if stored < promised:
+        raise DataError(f"{path}: file is shorter than its .npy header says (shape {shape} of {dtype}: "
+                        f"{promised} bytes of data, the file holds {stored})")
     return offset, shape, dtype
 
 

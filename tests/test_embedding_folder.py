@@ -1,6 +1,7 @@
 """clip-retrieval's embedding folder as a dataset (data/embedding_folder.py) and the .npy shard
 reader behind it (data.lazy.NpyRows): read, train without labels, index, and the errors."""
 import json
+import zipfile
 
 import numpy as np
 import pyarrow as pa
@@ -13,6 +14,7 @@ from config import build_config
 from conftest import ROOT, _import_script
 from data import DataError, load_dataset
 from data.lazy import NpyRows
+from data.readers import load_split_file
 from data.streaming import streams
 from hashindex.index_file import load_index
 
@@ -79,6 +81,43 @@ def test_npy_rows_rejects_bad_files_with_the_file_named(tmp_path):
     (tmp_path / "short.npy").write_bytes(data[:-20])
     with pytest.raises(DataError, match=r"short\.npy: file is shorter"):
         NpyRows([tmp_path / "short.npy"])[:]
+
+
+def npy_with_header(path, header: str, data: bytes = bytes(64)):
+    """A version 1.0 .npy file whose header dict is `header` as written, padded as numpy pads it."""
+    text = header.encode("latin1")
+    pad = -(10 + len(text) + 1) % 64
+    path.write_bytes(b"\x93NUMPY\x01\x00" + (len(text) + pad + 1).to_bytes(2, "little") + text + b" " * pad
+                     + b"\n" + data)
+
+
+@pytest.mark.parametrize("shape, descr, problem", [
+    ("(-5, 4)", "<f4", "negative"), ("(5, -4)", "<f4", "negative"), ("(-5, -4)", "<f4", "negative"),
+    ("(10**15, 4)", "<f4", "shorter"), ("(4, 2**62)", "<f4", "shorter"),
+    ("(2, 4)", "<f17", "not a readable .npy"), ("(2, 4)", "zz", "not a readable .npy")])
+def test_npy_headers_with_impossible_shapes_or_dtypes_name_the_file(tmp_path, shape, descr, problem):
+    """A header is a promise the file must keep: negative dimensions, more data than the file holds
+    (64 bytes here) and dtypes numpy has no name for are one-line DataErrors naming the file."""
+    shape = repr(eval(shape))   # the header holds the integers written out
+    npy_with_header(tmp_path / "crafted.npy", f"{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape}, }}")
+    with pytest.raises(DataError, match=rf"crafted\.npy: .*{problem}") as caught:
+        rows = NpyRows([tmp_path / "crafted.npy"])
+        rows[:len(rows)]
+    assert "\n" not in str(caught.value)
+    # the same header as an .npz split's member (numpy reads it): the file and the key named
+    with zipfile.ZipFile(tmp_path / "train.npz", "w") as archive:
+        archive.write(tmp_path / "crafted.npy", "image.npy")
+        for key in ("text", "label"):
+            archive.writestr(f"{key}.npy", (tmp_path / "crafted.npy").read_bytes())
+    with pytest.raises(DataError, match=r"train\.npz: key 'image' cannot be read"):
+        load_split_file(tmp_path / "train.npz")
+
+
+def test_a_shard_with_a_negative_row_count_is_named_when_the_set_loads(tmp_path):
+    folder = embedding_folder(tmp_path, metadata=False)
+    npy_with_header(folder / "img_emb" / "img_emb_1.npy", "{'descr': '<f2', 'fortran_order': False, 'shape': (-3, 16), }")
+    with pytest.raises(DataError, match=r"img_emb_1\.npy: .*negative"):
+        load_dataset("clipset", tmp_path)
 
 
 def test_embedding_folder_loads_as_a_set_without_labels(tmp_path):
