@@ -230,3 +230,16 @@ def test_streamed_training_killed_mid_epoch_resumes_to_the_unbroken_scores(tmp_p
     [resumed] = train.main([*broken, "--resume", "true"])
     scores = [key for key in unbroken if key.endswith("_map")]
     assert scores and {key: resumed[key] for key in scores} == {key: unbroken[key] for key in scores}
+
+
+def test_a_metrics_line_torn_by_a_kill_is_left_out_and_any_other_bad_line_is_named(tmp_path):
+    from runio.run_folder import RunFolder
+
+    run = RunFolder(tmp_path)
+    (tmp_path / "metrics.jsonl").write_text('{"epoch": 1}\n{"epoch": 2}\n{"epoch": 3, "lo')
+    assert run.read_metrics() == [{"epoch": 1}, {"epoch": 2}]
+    run.truncate_metrics(2)
+    assert (tmp_path / "metrics.jsonl").read_text() == '{"epoch": 1}\n{"epoch": 2}\n'
+    (tmp_path / "metrics.jsonl").write_text('{"epoch": 1}\n{"epoch": 2, "lo\n{"epoch": 3}\n')
+    with pytest.raises(ValueError, match=r"metrics.jsonl: line 2 is not valid JSON"):
+        run.read_metrics()

@@ -77,6 +77,8 @@ def test_resume_after_a_crash_gives_the_unbroken_result(tmp_path, data_root, mon
     with pytest.raises(KeyboardInterrupt):
         train.main(args(tmp_path / "b", data_root, "--epoch", "3"))
     monkeypatch.undo()
+    with open(tmp_path / "b" / "run" / "metrics.jsonl", "a") as metrics:   # a kill -9 half-way through appending
+        metrics.write('{"epoch": 3, "loss": 1.2')
     resumed = train.main(args(tmp_path / "b", data_root, "--epoch", "3", "--resume", "true"))[0]
     for key in ("i2t_map", "t2i_map", "i2t_map_all", "t2i_map_all"):
         assert resumed[key] == unbroken[key]
