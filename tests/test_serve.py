@@ -134,6 +134,9 @@ def test_info_says_what_the_index_holds_and_why_text_queries_are_off(plain):
     assert info["label_names"] is None and not info["images"] and "no image paths" in info["images_reason"]
     found = client.get("/api/search", params={"id": "p"}).json()
     assert [r["distance"] for r in found["results"]] == [1, 2] and "labels" not in found["results"][0]
+    assert found["precision_at_k"] is None and found["relevance"] == "no marks: the index has no labels"
+    assert not any("relevant" in r for r in found["results"])
+
 
 
 def test_an_index_of_one_modality_says_what_it_holds():
@@ -154,7 +157,7 @@ def test_id_query_gives_the_command_lines_results_and_image_urls(plain, capsys):
                            "--target", "image", "--top_k", "12", "--json"])
     capsys.readouterr()
     with_urls = [r for r in found["results"] if "image_url" in r]
-    assert [{k: v for k, v in r.items() if k != "image_url"} for r in found["results"]] == cli["results"]
+    assert [{k: v for k, v in r.items() if k not in ("image_url", "relevant")} for r in found["results"]] == cli["results"]
     assert {r["id"] for r in with_urls} <= {"a", "dir/c d", "x2", "x3", "x4"}
     assert all(r["image_url"] == "api/image/" + quote(r["id"], safe="") for r in with_urls)
     assert found["query"]["caption"] == "caption 7" and found["query"]["labels"] == cli["query"]["labels"]
@@ -235,7 +238,8 @@ def test_the_page_and_its_files_load_nothing_from_elsewhere(plain):
 
 def test_the_openapi_schema_lists_the_api(plain):
     schema = plain[0].get("/openapi.json").json()
-    assert {"/api/info", "/api/search", "/api/item/{item_id}", "/api/image/{item_id}"} <= set(schema["paths"])
+    assert {"/api/info", "/api/search", "/api/item/{item_id}", "/api/image/{item_id}", "/api/random"} <= \
+        set(schema["paths"])
     assert {"get", "post"} <= set(schema["paths"]["/api/search"])
 
 
@@ -332,6 +336,7 @@ def test_text_and_image_queries_give_the_command_lines_codes(toy, capsys, monkey
     capsys.readouterr()
     assert found["query"]["code"] == cli["query"]["code"] and found["target"] == "image"
     assert [{k: v for k, v in r.items() if k != "image_url"} for r in found["results"]] == cli["results"]
+    assert found["precision_at_k"] is None and found["relevance"] == "no marks: a text query has no labels"
     assert all(r["caption"].startswith("a ") and r["labels"] for r in found["results"])
     assert client.get(found["results"][0]["image_url"]).headers["content-type"] == "image/jpeg"
 
@@ -342,6 +347,7 @@ def test_text_and_image_queries_give_the_command_lines_codes(toy, capsys, monkey
     capsys.readouterr()
     assert answer.json()["query"]["code"] == cli["query"]["code"] and answer.json()["target"] == "text"
     assert len(answer.json()["results"]) == 3 and answer.json()["query"]["image"] == "q.png"
+    assert answer.json()["relevance"] == "no marks: an image query has no labels"
 
     # the encoders were loaded once, at start-up: a query never loads them again
     import hashindex.query

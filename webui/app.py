@@ -6,16 +6,20 @@
     POST /api/search     multipart: image=<file>, k, target
     GET  /api/item/{id}  an item's labels, caption and codes
     GET  /api/image/{id} a thumbnail of an item's image (indexes built from raw images)
+    GET  /api/random     a random item's id, for the page's "Random item" button
     /openapi.json        FastAPI's OpenAPI schema (its interactive /docs page is off: it loads from a CDN)
 
 Every error is JSON {"detail": "<one line>"} with its status code, an unexpected one too (500, its
 traceback only in the server's log); a request whose Host header names neither this machine nor a
 host given (`hosts`) gets 400, so a page of another site cannot read the API by DNS rebinding. Search
 results are hashindex.query.SearchEngine's (the same as scripts/search.py --json) plus an image_url per
-item, relative to the page's address, so the page works under a proxy's sub-path too.
+item, relative to the page's address, so the page works under a proxy's sub-path too, and, where the
+index has labels and the query is an item, whether each result shares a label with it and P@k
+(webui/relevance.py).
 """
 from __future__ import annotations
 
+import random
 import re
 from pathlib import Path
 from typing import Literal
@@ -31,6 +35,7 @@ from config import ConfigError
 from data import DataError
 from hashindex.query import OTHER, SearchEngine, decode_image
 from webui.images import ImageStore
+from webui.relevance import judge
 
 STATIC = Path(__file__).resolve().parent / "static"
 # the page may load nothing but this server's own files (and the preview of a chosen upload)
@@ -90,10 +95,12 @@ class HostCheck:
 
 
 def create_app(engine: SearchEngine, *, max_k: int = 1000, default_k: int = 20,
-               max_upload_bytes: int = 10 * 2**20, hosts=()) -> FastAPI:
+               max_upload_bytes: int = 10 * 2**20, hosts=(), draw: random.Random | None = None) -> FastAPI:
     """The app over `engine`. Its searchers, id map and query encoders are made here, once: an index
     whose encoders cannot load (no CLIP encoder recorded, no checkpoint) answers id queries only.
-    Requests must name this machine (LOCAL_HOSTS) or one of `hosts` in their Host header."""
+    Requests must name this machine (LOCAL_HOSTS) or one of `hosts` in their Host header. `draw` picks
+    /api/random's items (a fresh random.Random by default; tests pass a seeded one)."""
+    draw = draw or random.Random()
     engine.prepare()
     try:
         engine.encoders()
@@ -158,12 +165,12 @@ def create_app(engine: SearchEngine, *, max_k: int = 1000, default_k: int = 20,
         if modality not in index.codes:
             raise HTTPException(400, f"the index holds no {modality} codes (it has {', '.join(sorted(index.codes))})")
 
-    def run(code, modality: str, k: int, target: str | None, asked: dict) -> dict:
+    def run(code, modality: str, k: int, target: str | None, asked: dict, query_row: int | None = None) -> dict:
         check_modality(target or OTHER[modality])
         found = engine.search(code, modality, k, target, asked)
         for result in found["results"]:
             with_image(result, result["row"])
-        return found
+        return judge(found, index, query_row, f"{'a text' if 'text' in asked else 'an image'} query has no labels")
 
     @app.get("/", include_in_schema=False)
     def page():
@@ -202,7 +209,7 @@ def create_app(engine: SearchEngine, *, max_k: int = 1000, default_k: int = 20,
             row = row_of(item_id)
             check_modality(modality)
             asked = with_image({"id": item_id, **engine.describe(row)}, row)
-            return run(engine.item_code(item_id, modality), modality, k, target, asked)
+            return run(engine.item_code(item_id, modality), modality, k, target, asked, row)
         if not text.strip():
             raise HTTPException(422, "text is empty: type a few words")
         check_encoders("text")
@@ -219,6 +226,13 @@ def create_app(engine: SearchEngine, *, max_k: int = 1000, default_k: int = 20,
         except DataError as err:
             raise HTTPException(400, str(err)) from None
         return run(encode(engine.image_code, picture), "image", k, target, {"image": image.filename})
+
+    @app.get("/api/random")
+    def random_item() -> dict:
+        """The id of an item drawn at random, uniformly: the page's "Random item" searches with it."""
+        if not index.size:
+            raise HTTPException(404, "the index is empty: there is no item to draw")
+        return {"id": str(index.ids[draw.randrange(index.size)])}
 
     @app.get("/api/item/{item_id:path}")
     def item(item_id: str) -> dict:
