@@ -13,8 +13,8 @@ from hashindex.index_file import CodeIndex
 
 def judge(found: dict, index: CodeIndex, query_row: int | None, unjudged_why: str) -> dict:
     """Add `relevant` (bool) to each result of `found` and `precision_at_k` (the share of them that is
-    relevant, k = the number of results) plus `relevance` (one line: the rule, or why there are no
-    marks) to `found`. `query_row` is the query item's row, None for a text or image query, which
+    relevant, k = the number of results) plus `relevance` (one line: what a relevant result shares,
+    or why there are no marks) to `found`. `query_row` is the query item's row, None for a text or image query, which
     `unjudged_why` then names ("a text query has no labels")."""
     found["precision_at_k"] = None
     if index.labels is None:
@@ -29,5 +29,5 @@ def judge(found: dict, index: CodeIndex, query_row: int | None, unjudged_why: st
         for result, count in zip(found["results"], shared.tolist()):
             result["relevant"] = count > 0
         found["precision_at_k"] = float(np.count_nonzero(shared)) / len(rows)
-        found["relevance"] = f"relevant: shares a label with item {index.ids[query_row]}"
+        found["relevance"] = f"shares a label with item {index.ids[query_row]}"
     return found

@@ -1,11 +1,15 @@
 "use strict";
 // The search page: every request goes to this server's JSON API (relative URLs), nothing else is fetched.
 // Results are built with textContent, never innerHTML, so captions and ids cannot inject markup.
+// The address holds the query (?id=..&modality=..&k=..&target=.. or ?text=..&k=..&target=..), so a result
+// page can be shared and reloaded; each search pushes its address, Back and Forward run theirs again.
 
 const $ = (id) => document.getElementById(id);
 let latest = 0;          // the newest search; answers to older ones are dropped
 let previewUrl = null;   // the object URL of the uploaded image shown as the query
 let hasImages = false;   // the index has image files: image results are thumbnails, else compact cards
+let hasLabels = false;   // the index has labels: an id query's results are marked relevant or not, with P@k
+const SHOWN = ["both", "image", "text"];   // the values of the Show menu (target= in the address)
 
 function element(tag, className, text) {
   const node = document.createElement(tag);
@@ -65,6 +69,11 @@ function resultCard(result, target) {
   const meta = element("div", "meta");
   meta.append(element("span", "rank", `#${result.rank}`), element("span", "distance", `distance ${result.distance}`),
               element("span", "id", `id ${result.id}`));
+  if (result.relevant !== undefined) button.dataset.relevant = result.relevant;
+  if (result.relevant) {
+    button.classList.add("relevant");
+    meta.prepend(element("span", "mark", "✓"));
+  }
   button.append(meta, labelChips(result.labels));
   if (result.caption) button.append(element("p", "caption", result.caption));
   button.addEventListener("click", () => {
@@ -85,6 +94,28 @@ function showResults(answers) {
     const list = section.querySelector("ol");
     list.replaceChildren(...(answer ? answer.results.map((result) => resultCard(result, target)) : []));
   }
+}
+
+// An id query's P@k per searched modality; for a text or image query, why nothing is marked
+function showRelevance(answers) {
+  const line = $("relevance");
+  line.hidden = !hasLabels;
+  if (!hasLabels) return;   // an index without labels: no marks and no P@k, and nothing to say about them
+  const scored = answers.filter((answer) => answer.precision_at_k !== null);
+  if (!scored.length) {
+    line.textContent = answers[0].relevance.charAt(0).toUpperCase() + answers[0].relevance.slice(1);
+    return;
+  }
+  const scores = scored.map((answer) => {
+    const k = answer.results.length;
+    const hits = answer.results.filter((result) => result.relevant).length;
+    return `${answer.target}s P@${k} = ${answer.precision_at_k.toFixed(2)} (${hits} of ${k})`;
+  });
+  line.textContent = `${scores.join(" · ")} — ✓ ${scored[0].relevance}`;
+}
+
+function clearResults() {
+  for (const id of ["query", "relevance", "image-results", "text-results"]) $(id).hidden = true;
 }
 
 function showQuery(query) {
@@ -114,6 +145,7 @@ async function run(request) {
     const answers = await Promise.all(targets().map(request));
     if (ticket !== latest) return;
     showQuery(answers[0].query);
+    showRelevance(answers);
     showResults(answers);
     $("query").scrollIntoView({ block: "nearest" });   // a click far down the list starts a new query
   } catch (err) {
@@ -123,15 +155,26 @@ async function run(request) {
   }
 }
 
-function searchById(id, modality) {
+// how: "push" a new address (a new search), "replace" it (the page's first one), or "keep" it (Back, Forward)
+function remember(query, how) {
+  const address = `?${new URLSearchParams({ ...query, k: $("k").value, target: $("target").value })}`;
+  if (how === "keep" || address === location.search) return;
+  if (how === "replace") history.replaceState(null, "", address);
+  else history.pushState(null, "", address);
+}
+
+function searchById(id, modality, how = "push") {
+  remember({ id, modality }, how);
   run((target) => api(`api/search?${new URLSearchParams({ id, modality, target, k: $("k").value })}`));
 }
 
-function searchByText(text) {
+function searchByText(text, how = "push") {
+  remember({ text }, how);
   run((target) => api(`api/search?${new URLSearchParams({ text, target, k: $("k").value })}`));
 }
 
 function searchByImage(file) {
+  remember({}, "push");   // an upload cannot travel in an address: it keeps only k and Show
   if (previewUrl) URL.revokeObjectURL(previewUrl);
   previewUrl = URL.createObjectURL(file);
   run((target) => {
@@ -141,6 +184,40 @@ function searchByImage(file) {
     form.append("target", target);
     return api("api/search", { method: "POST", body: form });
   });
+}
+
+// Runs the query the address holds: on load and on Back and Forward (an address without one clears the page)
+function searchFromAddress(how) {
+  const asked = new URLSearchParams(location.search);
+  for (const [key, allowed] of [["target", SHOWN], ["modality", ["image", "text"]]]) {
+    if (asked.has(key) && !allowed.includes(asked.get(key))) {
+      showError(`${key}=${asked.get(key)} in the address: it must be one of ${allowed.join(", ")}`);
+      return;
+    }
+  }
+  if (asked.has("k")) $("k").value = asked.get("k");
+  if (asked.has("target")) $("target").value = asked.get("target");
+  if (asked.has("id")) {
+    $("item-id").value = asked.get("id");
+    $("item-modality").value = asked.get("modality") || "image";
+    searchById(asked.get("id"), $("item-modality").value, how);
+  } else if (asked.has("text")) {
+    $("text").value = asked.get("text");
+    searchByText(asked.get("text"), how);
+  } else {
+    latest += 1;   // an answer still on its way belongs to another address
+    clearResults();
+  }
+}
+
+async function searchRandomItem() {
+  try {
+    const drawn = await api("api/random");
+    $("item-id").value = drawn.id;
+    searchById(drawn.id, $("item-modality").value);
+  } catch (err) {
+    showError(err.message);
+  }
 }
 
 function describeIndex(info) {
@@ -170,6 +247,7 @@ async function start() {
   }
   describeIndex(info);
   hasImages = info.images;
+  hasLabels = info.label_names !== null;
   if (!hasImages) $("image-results").querySelector("ol").className = "list";
   $("k").max = info.k.max;
   $("k").value = info.k.default;
@@ -193,6 +271,9 @@ async function start() {
     event.preventDefault();
     searchById($("item-id").value.trim(), $("item-modality").value);
   });
+  $("random").addEventListener("click", searchRandomItem);
+  window.addEventListener("popstate", () => searchFromAddress("keep"));
+  searchFromAddress("replace");
 }
 
 start();
