@@ -116,10 +116,11 @@ def test_a_typed_query_shows_ranked_results_and_a_click_searches_with_one(server
     ids, marked = shown(browser)
     assert ids == [r["id"] for a in answers for r in a["results"]]
     assert marked == [r["id"] for a in answers for r in a["results"] if r["relevant"]] and 0 < len(marked) < 40
-    scores = [f"{a['target']}s P@20 = {a['precision_at_k']:.2f} ({sum(r['relevant'] for r in a['results'])} of 20)"
+    scores = [f"{a['target'].capitalize()}s P@20 = {a['precision_at_k']:.2f} ({sum(r['relevant'] for r in a['results'])} of 20)"
               for a in answers]
     assert browser.find_element(By.ID, "relevance").text == f"{scores[0]} · {scores[1]} — ✓ shares a label with " \
                                                             f"item {clicked}"
+    assert browser.find_element(By.CSS_SELECTOR, "#query .thumb").size["width"] <= 100   # the query's own, small
     wait.until(lambda page: page.execute_script(loaded))
     browser.save_screenshot(str(tmp_path / "search-page.png"))
     if os.environ.get("UCMFH_SCREENSHOT"):

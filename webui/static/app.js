@@ -109,7 +109,7 @@ function showRelevance(answers) {
   const scores = scored.map((answer) => {
     const k = answer.results.length;
     const hits = answer.results.filter((result) => result.relevant).length;
-    return `${answer.target}s P@${k} = ${answer.precision_at_k.toFixed(2)} (${hits} of ${k})`;
+    return `${answer.target === "image" ? "Images" : "Texts"} P@${k} = ${answer.precision_at_k.toFixed(2)} (${hits} of ${k})`;
   });
   line.textContent = `${scores.join(" · ")} — ✓ ${scored[0].relevance}`;
 }
