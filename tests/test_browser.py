@@ -134,9 +134,17 @@ def test_a_typed_query_shows_ranked_results_and_a_click_searches_with_one(server
     browser.back()                                           # the text query's address runs it again
     wait.until(lambda page: page.find_element(By.ID, "query").text == "Text: “a red circle”")
 
-    drawn = str(load_index(toy_index(tmp_path_factory)).ids[random.Random(SEED).randrange(20)])   # the server's draw
+    toy = load_index(toy_index(tmp_path_factory))
+    drawn = str(toy.ids[random.Random(SEED).randrange(20)])   # the server's draw
     expected = [r["id"] for t in ("image", "text") for r in api_search(server, id=drawn, target=t)["results"]]
     browser.find_element(By.ID, "random").click()
     wait.until(lambda page: page.find_element(By.ID, "query").text.startswith(f"Item {drawn}, its image code"))
     wait.until(lambda page: shown(page)[0] == expected)
     assert browser.current_url == f"{server}?{urlencode({'id': drawn, 'modality': 'image', 'k': 20, 'target': 'both'})}"
+
+    browser.find_element(By.ID, "image").send_keys(str(toy.image_paths[0]))
+    wait.until(lambda page: page.find_element(By.ID, "query").text.startswith("Image "))
+    assert browser.current_url == f"{server}?k=20&target=both"   # an upload cannot travel in an address
+    browser.get(f"{server}?id={drawn}&target=sound")
+    wait.until(lambda page: page.find_element(By.ID, "error").text ==
+               "target=sound in the address: it must be one of both, image, text")
