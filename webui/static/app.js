@@ -114,7 +114,10 @@ function showRelevance(answers) {
   line.textContent = `${scores.join(" · ")} — ✓ ${scored[0].relevance}`;
 }
 
+// An address without a query (or with a bad one) shows no results; an answer still on its way is dropped
 function clearResults() {
+  latest += 1;
+  document.body.removeAttribute("aria-busy");
   for (const id of ["query", "relevance", "image-results", "text-results"]) $(id).hidden = true;
 }
 
@@ -191,6 +194,7 @@ function searchFromAddress(how) {
   const asked = new URLSearchParams(location.search);
   for (const [key, allowed] of [["target", SHOWN], ["modality", ["image", "text"]]]) {
     if (asked.has(key) && !allowed.includes(asked.get(key))) {
+      clearResults();
       showError(`${key}=${asked.get(key)} in the address: it must be one of ${allowed.join(", ")}`);
       return;
     }
@@ -205,8 +209,8 @@ function searchFromAddress(how) {
     $("text").value = asked.get("text");
     searchByText(asked.get("text"), how);
   } else {
-    latest += 1;   // an answer still on its way belongs to another address
     clearResults();
+    showError("");
   }
 }
 
