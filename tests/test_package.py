@@ -13,8 +13,10 @@ tomllib = pytest.importorskip("tomllib")
 import cli  # noqa: E402
 import config  # noqa: E402
 
-COMMANDS = {"ucmfh-train": "train", "ucmfh-eval": "evaluate", "ucmfh-extract": "extract",
-            "ucmfh-index": "index", "ucmfh-search": "search"}
+# console command -> (its function in cli/, the command line whose main(argv) it runs)
+COMMANDS = {"ucmfh-train": ("train", "train.py"), "ucmfh-eval": ("evaluate", "evaluate.py"),
+            "ucmfh-extract": ("extract", "scripts/extract_features.py"),
+            "ucmfh-index": ("index", "scripts/build_index.py"), "ucmfh-search": ("search", "scripts/search.py")}
 
 
 def pyproject() -> dict:
@@ -24,23 +26,31 @@ def pyproject() -> dict:
 def test_the_distribution_and_its_console_commands():
     project = pyproject()["project"]
     assert project["name"] == "ucmfh-ph"   # importlib.metadata.distribution("ucmfh-ph") finds the installed package
-    assert project["scripts"] == {command: f"ucmfh_ph.cli:{name}" for command, name in COMMANDS.items()}
+    assert project["scripts"] == {command: f"ucmfh_ph.cli:{name}" for command, (name, _) in COMMANDS.items()}
     assert set(cli.COMMANDS) == set(COMMANDS)
+    assert cli.PACKAGE_DIR == ROOT   # installed: site-packages/ucmfh_ph/, the same tree
+
+
+def test_a_command_puts_the_package_folder_first_on_sys_path(monkeypatch):
+    """Installed, the folder is on no path; first, so another distribution's `config` or `data` cannot win."""
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if not p or Path(p).resolve() != ROOT])
+    cli.load_command("ucmfh-train")
+    assert sys.path[0] == str(ROOT)
 
 
 @pytest.mark.parametrize("command", sorted(COMMANDS))
 def test_each_command_runs_its_command_lines_main_with_the_arguments(command, monkeypatch):
+    function, file = COMMANDS[command]
     module = cli.load_command(command)
-    file = ROOT / cli.COMMANDS[command]
-    assert Path(module.main.__code__.co_filename).resolve() == file.resolve()   # the main of that very file
-    if file.parent == ROOT:   # a root module is the one the others import (train imports evaluate)
-        assert sys.modules[file.stem] is module
+    assert Path(module.main.__code__.co_filename).resolve() == (ROOT / file).resolve()   # that file's main
+    if "/" not in file:   # a root module is the one the others import (train imports evaluate)
+        assert sys.modules[file.removesuffix(".py")] is module
     calls = []
-    monkeypatch.setattr(module, "main", lambda argv: calls.append(argv) or {"results": 1})
+    for other in COMMANDS:   # every main records, so a command wired to another one trains nothing
+        monkeypatch.setattr(cli.load_command(other), "main", lambda argv, name=other: calls.append((name, argv)) or [1])
     monkeypatch.setattr(sys, "argv", [command, "--dataset", "demo", "--epoch", "1"])
-    entry = getattr(cli, pyproject()["project"]["scripts"][command].split(":")[1])
     # 0, not main's results: a console script would print a returned object and exit with status 1
-    assert entry() == 0 and calls == [["--dataset", "demo", "--epoch", "1"]]
+    assert getattr(cli, function)() == 0 and calls == [(command, ["--dataset", "demo", "--epoch", "1"])]
 
 
 def test_a_command_parses_its_own_options():
