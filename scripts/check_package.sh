@@ -4,11 +4,12 @@
 # wheel holds the configs, presets and page files, that a run finds them, that its data, run folder,
 # checkpoint and index land under the current folder, and that the checkout is left as it was.
 #   bash scripts/check_package.sh        (about a minute on 2 CPU cores; .ci/run calls it)
-# No download: the venv sees this Python's packages (--system-site-packages), the wheel is installed
-# with --no-deps and built without build isolation (setuptools of this Python).
+# Then `pip install -e` of the copy into a second venv. No download: the venvs see this Python's
+# packages, pip and setuptools (--system-site-packages --without-pip), the package is installed with
+# --no-deps and built without build isolation.
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
-WORK="$(mktemp -d)"
+WORK="$(cd "$(mktemp -d)" && pwd -P)"   # resolved: the editable check compares paths
 trap 'rm -rf "$WORK"' EXIT
 fail() { echo "check_package: $*" >&2; exit 1; }
 before="$(git -C "$ROOT" status --porcelain --ignored)"
@@ -20,8 +21,8 @@ python -m pip wheel -q --no-deps --no-build-isolation -w "$WORK/dist" "$WORK/src
 wheel="$(ls "$WORK"/dist/ucmfh_ph-*.whl)"
 echo "built $(basename "$wheel")"
 
-python -m venv --system-site-packages "$WORK/venv"
-"$WORK/venv/bin/python" -m pip install -q --no-deps "$wheel"
+python -m venv --system-site-packages --without-pip "$WORK/venv"
+"$WORK/venv/bin/python" -m pip install -q --no-deps --no-build-isolation "$wheel"
 export PATH="$WORK/venv/bin:$PATH"
 cd "$WORK/run"
 
@@ -50,7 +51,7 @@ ucmfh-search --help | grep -q -- "--serve" || fail "ucmfh-search --help does not
 ucmfh-train --dataset demo --epoch 1 --unimodal_epochs 0 --modality_dropout 0 --hash_lens 16 > train.log \
     || { tail -20 train.log; fail "ucmfh-train failed"; }
 tail -4 train.log; echo
-# the run took the installed configs/demo.yaml (its eval_every 5: the default is 1); a preset resolves
+# the run took the installed configs/demo.yaml (its eval_every 5: the default is 10); a preset resolves
 grep -q "^eval_every: 5$" runs/demo_16bit_*/config.yaml || fail "configs/demo.yaml was not applied"
 python -c "
 from ucmfh_ph.cli import load_command
@@ -66,6 +67,13 @@ for path in data/demo runs/demo_16bit_*/results.json checkpoints/hash/demo_hash_
             index/demo_retrieval_16bit.npz eval/results.json; do
     [[ -e $path ]] || fail "$path was not written under the current folder"
 done
+
+python -m venv --system-site-packages --without-pip "$WORK/editable"
+"$WORK/editable/bin/python" -m pip install -q --no-deps --no-build-isolation -e "$WORK/src"
+"$WORK/editable/bin/ucmfh-search" --help > /dev/null || fail "ucmfh-search of the editable install failed"
+[[ "$("$WORK/editable/bin/python" -c 'import ucmfh_ph.cli as c; print(c.PACKAGE_DIR)')" == "$WORK/src" ]] \
+    || fail "the editable install does not run the source tree"
+echo "pip install -e: the commands run $WORK/src"
 echo "written under the current folder: $(cd "$WORK/run" && ls -d data/demo runs/* checkpoints/hash/* index/* eval | tr '\n' ' ')"
 [[ "$(git -C "$ROOT" status --porcelain --ignored)" == "$before" ]] || fail "the checkout changed"
 echo "check_package: ok"
