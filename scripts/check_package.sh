@@ -3,7 +3,7 @@
 # virtual environment, and run the console commands from an empty temporary folder. Checks that the
 # wheel holds the configs, presets and page files, that a run finds them, that its data, run folder,
 # checkpoint and index land under the current folder, and that the checkout is left as it was.
-#   bash scripts/check_package.sh        (about a minute on 2 CPU cores; .ci/run calls it)
+#   bash scripts/check_package.sh        (2 to 5 minutes on the 2 shared CPU cores; .ci/run calls it)
 # Then `pip install -e` of the copy into a second venv. No download: the venvs see this Python's
 # packages, pip and setuptools (--system-site-packages --without-pip), the package is installed with
 # --no-deps and built without build isolation.
