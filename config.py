@@ -131,6 +131,8 @@ class Config:
     record_histograms: bool = field(default=False, metadata=RUN)  # histograms.json: query-set hash outputs
                                                                   # at 0/20/40/60/80/100% of training
     save_codes: bool = field(default=False, metadata=RUN)  # codes.npz: final continuous outputs + curves.json
+    tensorboard: bool | str = field(default=AUTO, metadata=RUN)  # metrics.jsonl's records as TensorBoard events
+                                   # in <run folder>/tensorboard/; auto: on when installed as package ucmfh-ph
     # --- run ---
     device: str = field(default="auto", metadata=RUN)      # auto = cuda when available, else cpu
     seed: int = 0
@@ -213,6 +215,13 @@ def coerce(key, value):
         return TASK_NUMBERS.get(str(value).strip(), str(value).strip())
     if key == "scale_max":
         return _parse_scale_max(value)
+    if key == "tensorboard":
+        if str(value).strip().lower() == AUTO:
+            return AUTO
+        try:
+            return _parse_bool(key, value)
+        except ConfigError:
+            raise ConfigError(f"--tensorboard: expected auto, true or false, got {value!r}") from None
     if key == "modality_dropout":
         if str(value).strip().lower() == AUTO:
             return AUTO
