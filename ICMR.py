@@ -14,7 +14,6 @@ import time
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from config import AUTO, ConfigError, merge_checkpoint_config, resolve_device, to_dict
 from data import load_dataset
@@ -27,6 +26,7 @@ from parallel import broadcast, current, gather_rows, gather_with_grad, local_pa
 from runio.atomic import atomic_torch_save
 from runio.checkpoint import (checkpoint_file, load_weights, read_checkpoint, restore_rng, rng_states, saved_config,
                               value_rows_only)
+from runio.logs import progress
 from runio.run_folder import RunFolder, default_output_dir, results_record
 from schedules import ScaleSchedule, training_progress
 from selection.choose import choose_modality_dropout
@@ -218,7 +218,7 @@ class Solver:
         if self.cfg.balanced_loss:
             sums["balanced_loss"] = 0.0
         sign_sum, rows, step_losses = 0.0, 0, []
-        for idx in tqdm(self._batches(), desc=f"epoch {self.epoch + 1}", leave=False, disable=None):
+        for idx in progress(self._batches(), desc=f"epoch {self.epoch + 1}", leave=False):
             step_scale = scale_at(self.iteration)
             fused_image, fused_text, hash_image, hash_text = self._forward(idx, step_scale)  # (B, F/2), (B, bits)
             loss, fused_term, hash_term = ucmfh_loss(fused_image, fused_text, hash_image, hash_text,
@@ -258,8 +258,7 @@ class Solver:
         self.model.eval()
         self.branch.train()
         sums, rows = dict.fromkeys(("loss", "fused_loss", "hash_loss", "distill_loss"), 0.0), 0
-        for idx in tqdm(self._batches(), desc=f"unimodal {self.epoch + 1 - self.cfg.epoch}", leave=False,
-                        disable=None):
+        for idx in progress(self._batches(), desc=f"unimodal {self.epoch + 1 - self.cfg.epoch}", leave=False):
             mine = local_part(idx, self.ranks)
             image, text = self.train_image[mine], self.train_text[mine]
             with torch.no_grad():       # the targets: the frozen paired codes, (B, bits) each
@@ -283,7 +282,7 @@ class Solver:
         """One epoch of the real-valued stage (fusion transformer alone)."""
         self.model.train()
         total, rows = 0.0, 0
-        for idx in tqdm(self._batches(), desc=f"epoch {self.epoch + 1}", leave=False, disable=None):
+        for idx in progress(self._batches(), desc=f"epoch {self.epoch + 1}", leave=False):
             loss = contrastive_loss(*self._forward(idx), self.cfg.temperature)
             self._step(loss)
             total, rows, self.iteration = total + loss.item() * len(idx), rows + len(idx), self.iteration + 1

@@ -141,6 +141,8 @@ class Config:
     save_every: int = field(default=10, metadata=RUN)      # epochs between checkpoints (and at the end);
                                                            # 0 = only at the end
     resume: bool = field(default=False, metadata=RUN)      # continue from the stage's checkpoint
+    quiet: bool = field(default=False, metadata=RUN)       # print warnings and errors only (runio/logs.py)
+    verbose: bool = field(default=False, metadata=RUN)     # print debug lines too
 
 
 FIELDS = {f.name: f for f in dataclasses.fields(Config)}
@@ -296,6 +298,8 @@ def validate(cfg: Config) -> Config:
     for key in ("fusion_dropout", "hash_dropout"):
         if not 0 <= getattr(cfg, key) < 1:
             raise ConfigError(f"--{key}: must be in [0, 1), got {getattr(cfg, key)}")
+    if cfg.quiet and cfg.verbose:
+        raise ConfigError("--quiet/--verbose: choose one")
     return cfg
 
 
