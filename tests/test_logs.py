@@ -1,10 +1,12 @@
 """What the commands show while they run (runio/logs.py): --quiet, --verbose, bars on a terminal only,
 silence on ranks other than 0."""
 import io
+import logging
 
 import pytest
 
 import train
+from config import RUN_KEYS
 from conftest import ROOT, _import_script, small_dataset
 from runio import logs
 from test_train import SMALL
@@ -43,6 +45,15 @@ def test_quiet_silences_the_epoch_lines_and_bars_stay_out_of_captured_streams(tm
     assert normal.err == ""       # no tqdm bar: stderr is not a terminal here
     train.main(one_epoch(tmp_path / "quiet", data_root, "--quiet"))
     assert capsys.readouterr() == ("", "")
+
+
+def test_quiet_and_verbose_are_run_settings_and_a_command_inside_another_keeps_its_level():
+    assert {"quiet", "verbose"} <= RUN_KEYS          # a resumed run may change them
+    logs.setup_logging(quiet=True)
+    with logs.logging_kept():                        # as a grid runs train.main into train.log
+        logs.setup_logging(verbose=True)
+        assert logs.LOGGER.isEnabledFor(logging.DEBUG)
+    assert not logs.LOGGER.isEnabledFor(logging.INFO) and logs.LOGGER.isEnabledFor(logging.WARNING)
 
 
 @pytest.mark.parametrize("level,shown", [([], "normal"), (["--quiet"], "quiet"), (["--verbose"], "verbose")])

@@ -5,7 +5,7 @@ import json
 import pytest
 import ICMR
 import train
-from config import ConfigError, build_config
+from config import RUN_KEYS, ConfigError, build_config
 from runio import tensorboard_log
 from conftest import small_dataset
 from runio.run_folder import RunFolder
@@ -93,6 +93,7 @@ def test_false_writes_none_and_auto_follows_the_installed_package(tmp_path, data
     for installed in (True, False):
         assert tensorboard_log.wanted("auto") is installed
         assert tensorboard_log.wanted(True) is True and tensorboard_log.wanted(False) is False
+    assert "tensorboard" in RUN_KEYS                 # a resumed run may change it
     assert build_config([]).tensorboard == "auto" and build_config(["--tensorboard"]).tensorboard is True
     with pytest.raises(ConfigError, match="--tensorboard: expected auto, true or false"):
         build_config(["--tensorboard", "sometimes"])
