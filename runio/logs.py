@@ -31,7 +31,7 @@ class StandardStreams(logging.Handler):
             stream = sys.stdout if record.levelno < logging.WARNING else sys.stderr
             stream.write(self.format(record) + "\n")
             stream.flush()
-        except Exception:  # noqa: BLE001 (logging's own convention: report, never raise)
+        except Exception:  # logging's convention: a broken stream is reported, never raised
             self.handleError(record)
 
 

@@ -1,5 +1,6 @@
 """--tensorboard: the event file of a run holds what metrics.jsonl and histograms.json hold."""
 import importlib.metadata
+import importlib.util
 import json
 
 import pytest
@@ -97,6 +98,11 @@ def test_false_writes_none_and_auto_follows_the_installed_package(tmp_path, data
     assert build_config([]).tensorboard == "auto" and build_config(["--tensorboard"]).tensorboard is True
     with pytest.raises(ConfigError, match="--tensorboard: expected auto, true or false"):
         build_config(["--tensorboard", "sometimes"])
+    installed = True
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)     # no tensorboard package
+    assert tensorboard_log.wanted("auto") is False
+    with pytest.raises(ConfigError, match="--tensorboard true: the tensorboard package is not installed"):
+        RunFolder(tmp_path / "other").open_events(True, first_step=1)
 
 
 def test_a_rank_other_than_0_writes_no_events(tmp_path):
