@@ -14,7 +14,6 @@ import time
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from config import AUTO, ConfigError, merge_checkpoint_config, resolve_device, to_dict
 from data import load_dataset
@@ -25,7 +24,9 @@ from losses import balanced_pairwise_loss, contrastive_loss, distillation_loss, 
 from model import build_model
 from parallel import broadcast, current, gather_rows, gather_with_grad, local_part, rank_device, sum_gradients
 from runio.atomic import atomic_torch_save
-from runio.checkpoint import checkpoint_file, load_weights, read_checkpoint, restore_rng, rng_states, saved_config
+from runio.checkpoint import (checkpoint_file, load_weights, read_checkpoint, restore_rng, rng_states, saved_config,
+                              value_rows_only)
+from runio.logs import progress
 from runio.run_folder import RunFolder, default_output_dir, results_record
 from schedules import ScaleSchedule, training_progress
 from selection.choose import choose_modality_dropout
@@ -36,19 +37,6 @@ HISTOGRAM_EDGES = np.linspace(-1.0, 1.0, 51)
 
 def _quiet(*_args, **_kwargs) -> None:
     """The log of ranks other than 0."""
-
-
-def value_rows_only(saved: dict, optimizer) -> dict:
-    """An Adam state saved when the optimiser held whole attention in_proj tensors (3F rows; before
-    FuseTransEncoder.trainable_parameters) cut to the value rows it now holds (the last F rows; the
-    query and key rows' moments are zero, they never get a gradient)."""
-    params = [p for group in optimizer.param_groups for p in group["params"]]
-    for index, slot in saved["state"].items():
-        rows = len(params[index]) if params[index].dim() else 0
-        for key, value in slot.items():
-            if value.dim() and value.shape[0] == 3 * rows and value.shape[1:] == params[index].shape[1:]:
-                slot[key] = value[2 * rows:].clone()
-    return saved
 
 
 class Solver:
@@ -230,7 +218,7 @@ class Solver:
         if self.cfg.balanced_loss:
             sums["balanced_loss"] = 0.0
         sign_sum, rows, step_losses = 0.0, 0, []
-        for idx in tqdm(self._batches(), desc=f"epoch {self.epoch + 1}", leave=False, disable=None):
+        for idx in progress(self._batches(), desc=f"epoch {self.epoch + 1}", leave=False):
             step_scale = scale_at(self.iteration)
             fused_image, fused_text, hash_image, hash_text = self._forward(idx, step_scale)  # (B, F/2), (B, bits)
             loss, fused_term, hash_term = ucmfh_loss(fused_image, fused_text, hash_image, hash_text,
@@ -270,8 +258,7 @@ class Solver:
         self.model.eval()
         self.branch.train()
         sums, rows = dict.fromkeys(("loss", "fused_loss", "hash_loss", "distill_loss"), 0.0), 0
-        for idx in tqdm(self._batches(), desc=f"unimodal {self.epoch + 1 - self.cfg.epoch}", leave=False,
-                        disable=None):
+        for idx in progress(self._batches(), desc=f"unimodal {self.epoch + 1 - self.cfg.epoch}", leave=False):
             mine = local_part(idx, self.ranks)
             image, text = self.train_image[mine], self.train_text[mine]
             with torch.no_grad():       # the targets: the frozen paired codes, (B, bits) each
@@ -295,7 +282,7 @@ class Solver:
         """One epoch of the real-valued stage (fusion transformer alone)."""
         self.model.train()
         total, rows = 0.0, 0
-        for idx in tqdm(self._batches(), desc=f"epoch {self.epoch + 1}", leave=False, disable=None):
+        for idx in progress(self._batches(), desc=f"epoch {self.epoch + 1}", leave=False):
             loss = contrastive_loss(*self._forward(idx), self.cfg.temperature)
             self._step(loss)
             total, rows, self.iteration = total + loss.item() * len(idx), rows + len(idx), self.iteration + 1
@@ -318,8 +305,7 @@ class Solver:
         count = lambda h: np.histogram(h.numpy(), HISTOGRAM_EDGES)[0].tolist()  # noqa: E731
         self.histograms.append({"epoch": epoch + 1, "progress": training_progress(epoch, self.cfg.epoch),
                                 "scale": scale, "image": count(image), "text": count(text)})
-        self.run.write_json("histograms.json", {"bin_edges": HISTOGRAM_EDGES.tolist(),
-                                                "snapshots": self.histograms})
+        self.run.write_histograms(HISTOGRAM_EDGES.tolist(), self.histograms)
 
     # ----- the stage -----
     def train(self) -> dict:
@@ -330,6 +316,7 @@ class Solver:
         if self.ranks.main:
             self.run.path.mkdir(parents=True, exist_ok=True)
         self.run.write_config(to_dict(cfg))
+        self.run.open_events(cfg.tensorboard, first_step=self.epoch + 1)
         if not self.data.labelled:
             self.log(f"{self.data.name} has no labels: training without scoring (mAP needs labels)")
         last = self.total_epochs
@@ -342,7 +329,7 @@ class Solver:
         self.histograms = [h for h in self.run.read_json("histograms.json", {}).get("snapshots", [])
                            if h["epoch"] <= self.epoch]
         for epoch in range(self.epoch, last):
-            start = time.time()
+            start, rates = time.time(), self.learning_rates(epoch)   # the rates the epoch starts with
             if epoch < cfg.epoch:
                 # 1. the scale for this epoch (HashNet's schedule varies it per iteration)
                 scale = (lambda it, e=epoch: self.schedule.at(e, it)) if self.schedule.per_iteration \
@@ -366,7 +353,7 @@ class Solver:
                 stats = self.trainbranch()
             self.epoch = epoch + 1
             self.train_seconds += time.time() - start
-            record = {"epoch": self.epoch, **stats, "seconds": time.time() - start,
+            record = {"epoch": self.epoch, **stats, **rates, "seconds": time.time() - start,
                       **({"selection": self.selection} if self.epoch == 1 and self.selection else {})}
             # 4. score every eval_every epochs and at the end (reported, never used to pick a model)
             if self.epoch == last or (cfg.eval_every and self.epoch % cfg.eval_every == 0):
@@ -375,7 +362,7 @@ class Solver:
             if epoch in histogram_epochs:
                 self.record_histogram(epoch)
             self.log(f"  epoch {self.epoch}: " + ", ".join(
-                f"{k} {v:.4f}" for k, v in record.items() if k not in ("epoch", "seconds", "selection")))
+                f"{k} {v:.4f}" for k, v in record.items() if k not in ("epoch", "seconds", "selection", *rates)))
             # 5. log, then checkpoint every save_every epochs and at the end
             self.run.append_metrics(record)
             if self.epoch == last or (cfg.save_every and self.epoch % cfg.save_every == 0):
@@ -389,7 +376,14 @@ class Solver:
                                  data=self.data)
         results.update(modality_dropout=self.modality_dropout, selection=self.selection)
         self.run.write_results(results)
+        self.run.close_events()
         return results
+
+    def learning_rates(self, epoch: int) -> dict:
+        """lr_fusion, lr_hash: the learning rates of the network epoch `epoch` (from 0) trains."""
+        groups = self.optimizer_branch.param_groups if epoch >= self.cfg.epoch else \
+            [group for optimizer in self._optimizers()[:2] for group in optimizer.param_groups]
+        return dict(zip(("lr_fusion", "lr_hash"), (group["lr"] for group in groups)))
 
     def after_epoch(self) -> None:
         """Hook run after each epoch's checkpoint (tests use it to simulate a crash)."""

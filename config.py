@@ -131,6 +131,8 @@ class Config:
     record_histograms: bool = field(default=False, metadata=RUN)  # histograms.json: query-set hash outputs
                                                                   # at 0/20/40/60/80/100% of training
     save_codes: bool = field(default=False, metadata=RUN)  # codes.npz: final continuous outputs + curves.json
+    tensorboard: bool | str = field(default=AUTO, metadata=RUN)  # metrics.jsonl's records as TensorBoard events
+                                   # in <run folder>/tensorboard/; auto: on when installed as package ucmfh-ph
     # --- run ---
     device: str = field(default="auto", metadata=RUN)      # auto = cuda when available, else cpu
     seed: int = 0
@@ -139,6 +141,8 @@ class Config:
     save_every: int = field(default=10, metadata=RUN)      # epochs between checkpoints (and at the end);
                                                            # 0 = only at the end
     resume: bool = field(default=False, metadata=RUN)      # continue from the stage's checkpoint
+    quiet: bool = field(default=False, metadata=RUN)       # print warnings and errors only (runio/logs.py)
+    verbose: bool = field(default=False, metadata=RUN)     # print debug lines too
 
 
 FIELDS = {f.name: f for f in dataclasses.fields(Config)}
@@ -213,6 +217,13 @@ def coerce(key, value):
         return TASK_NUMBERS.get(str(value).strip(), str(value).strip())
     if key == "scale_max":
         return _parse_scale_max(value)
+    if key == "tensorboard":
+        if str(value).strip().lower() == AUTO:
+            return AUTO
+        try:
+            return _parse_bool(key, value)
+        except ConfigError:
+            raise ConfigError(f"--tensorboard: expected auto, true or false, got {value!r}") from None
     if key == "modality_dropout":
         if str(value).strip().lower() == AUTO:
             return AUTO
@@ -287,6 +298,8 @@ def validate(cfg: Config) -> Config:
     for key in ("fusion_dropout", "hash_dropout"):
         if not 0 <= getattr(cfg, key) < 1:
             raise ConfigError(f"--{key}: must be in [0, 1), got {getattr(cfg, key)}")
+    if cfg.quiet and cfg.verbose:
+        raise ConfigError("--quiet/--verbose: choose one")
     return cfg
 
 

@@ -17,15 +17,16 @@ from pathlib import Path
 
 import torch
 
-from config import ConfigError, build_config
+from config import ConfigError, build_config, to_dict
 from data import DataError, load_dataset
 from evaluate import score_checkpoint
 from ICMR import Solver
 from parallel import init_from_env, shutdown
+from runio.logs import LOGGER, info, setup_logging
 from runio.tables import score_table
 
 
-def run(cfg, log=print) -> list:
+def run(cfg, log=info) -> list:
     """Run cfg.task for every code length (once for the real-valued stages)."""
     data = load_dataset(cfg.dataset, cfg.data_root, cfg.wiki_text)
     sizes = (f"{len(data.query)} queries, {len(data.retrieval)} database items" if data.labelled
@@ -57,13 +58,16 @@ def main(argv=None) -> list:
     if any(a in ("-h", "--help") for a in argv):
         print(__doc__)
         return []
+    setup_logging()                           # the normal level until the config says otherwise
     try:
         cfg = build_config(argv)
-        ranks = init_from_env(cfg.device)     # torchrun: join its process group; rank 0 alone prints
+        setup_logging(cfg.quiet, cfg.verbose)   # under torchrun rank 0 alone prints
+        LOGGER.debug("config: %s", to_dict(cfg))
+        init_from_env(cfg.device)             # torchrun: join its process group
         torch.manual_seed(cfg.seed)
-        return run(cfg, log=print if ranks.main else lambda *_: None)
+        return run(cfg)
     except (ConfigError, DataError) as err:
-        print(f"error: {err}", file=sys.stderr)
+        LOGGER.error(f"error: {err}")
         raise SystemExit(2) from None
     finally:
         shutdown()

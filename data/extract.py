@@ -19,9 +19,9 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
-from tqdm import tqdm
 
 from runio.atomic import atomic_write_bytes, atomic_write_json
+from runio.logs import progress
 
 from .errors import DataError
 
@@ -142,8 +142,8 @@ def extract_features(dataset, encoder, work_dir, batch_size=64, workers=2, chunk
     starts = range(0, len(items), chunk_size)
     chunk_file = lambda index: work_dir / f"chunk_{index:05d}.npz"  # noqa: E731
     mine = [index for index in range(len(starts)) if index % world_size == rank]
-    with tqdm(total=sum(len(items[starts[i]:starts[i] + chunk_size]) for i in mine), desc="images", unit="img",
-              smoothing=0.1, disable=None if rank == 0 else True) as bar:
+    with progress(total=sum(len(items[starts[i]:starts[i] + chunk_size]) for i in mine), desc="images", unit="img",
+                  smoothing=0.1) as bar:
         for index in mine:
             chunk_items = items[starts[index]:starts[index] + chunk_size]
             if chunk_file(index).is_file():  # done by an earlier, interrupted run

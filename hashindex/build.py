@@ -17,12 +17,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from config import ConfigError, resolve_device
 from data import DataError, load_dataset
 from data.clip_encoder import sha256_of
 from data.splits import FeatureSplit
+from runio.logs import progress
 from hashindex.hamming_search import HammingSearcher, store_approximate
 from hashindex.index_file import CodeIndex, pack_codes
 from runio.checkpoint import load_trained_model
@@ -129,7 +129,7 @@ def encode_packed(model, rows, protocol: str, batch_size: int, block: int = STRE
     rows at a time (features read lazily where the split is stored so), so only the packed codes
     of the whole split are ever held: 8 bytes per item and side at 64 bits."""
     image, text = [], []
-    for start in tqdm(range(0, len(rows), block), desc="encoding", unit="block", disable=None):
+    for start in progress(range(0, len(rows), block), desc="encoding", unit="block"):
         block_rows = slice(start, start + block)   # the features alone: labels, ids and captions are not needed
         part = FeatureSplit(np.asarray(rows.image[block_rows]), np.asarray(rows.text[block_rows]), None, rows.source)
         image_outputs, text_outputs = model.encode_split(part, protocol, batch_size)

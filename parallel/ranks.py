@@ -49,6 +49,11 @@ def current() -> Ranks:
     return SINGLE
 
 
+def launched_rank() -> int:
+    """This process's rank as torchrun set it (RANK; 0 without torchrun), known before init_from_env."""
+    return int(os.environ.get("RANK", "0"))
+
+
 def init_from_env(device: str = "auto") -> Ranks:
     """Join the process group torchrun describes in the environment; SINGLE without one. NCCL when
     the run is on CUDA devices, gloo otherwise."""

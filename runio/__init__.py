@@ -3,6 +3,8 @@
 - `atomic`: atomic writes (temporary file, then rename) for every file the project writes;
 - `run_folder`: a run's folder: config.yaml, metrics.jsonl, results.json;
 - `tables`: the plain-text score tables that the commands print;
+- `logs`: what a command shows: `logging` set up for --quiet / --verbose, tqdm bars on a terminal only;
+- `tensorboard_log`: a run's records as TensorBoard events (`--tensorboard`);
 - `checkpoint`: reading a checkpoint safely (weights only) and rebuilding its trained model.
 
 Import the modules themselves (`from runio.atomic import atomic_write_json`): this file imports

@@ -107,6 +107,19 @@ def rebuild_model(state: dict, cfg: Config, source, device="cpu", log=print) -> 
     return model.to(device).eval()
 
 
+def value_rows_only(saved: dict, optimizer) -> dict:
+    """An Adam state saved when the optimiser held whole attention in_proj tensors (3F rows; before
+    FuseTransEncoder.trainable_parameters) cut to the value rows it now holds (the last F rows; the
+    query and key rows' moments are zero, they never get a gradient)."""
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    for index, slot in saved["state"].items():
+        rows = len(params[index]) if params[index].dim() else 0
+        for key, value in slot.items():
+            if value.dim() and value.shape[0] == 3 * rows and value.shape[1:] == params[index].shape[1:]:
+                slot[key] = value[2 * rows:].clone()
+    return saved
+
+
 def rng_states(device: torch.device) -> dict:
     """The generators training draws from, for a checkpoint: the CPU's (dropout masks, on the CPU)
     and, on a GPU, that device's (its dropout masks)."""

@@ -1,7 +1,8 @@
 """The output folder of one trained code length.
 
 It holds `config.yaml` (the resolved config), `metrics.jsonl` (one JSON record
-per epoch) and `results.json` (the final scores), all written atomically.
+per epoch) and `results.json` (the final scores), all written atomically, and
+with `--tensorboard` the same records as TensorBoard events (runio/tensorboard_log.py).
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import yaml
 
 from config import scale_max_for
 from runio.atomic import atomic_write_bytes, atomic_write_json, atomic_write_text
+from runio.tensorboard_log import FOLDER, EventLog, wanted
 
 
 class RunFolder:
@@ -23,6 +25,18 @@ class RunFolder:
 
     def __init__(self, path, writable: bool = True):
         self.path, self.writable = Path(path), writable
+        self.events = None      # an EventLog while open_events is in force
+
+    def open_events(self, setting, first_step: int) -> None:
+        """TensorBoard events in <folder>/tensorboard/ when `setting` (config tensorboard) says so;
+        `first_step`: the first epoch this run trains (a resume drops later steps logged before)."""
+        if self.writable and wanted(setting):
+            self.events = EventLog(self.path / FOLDER, first_step)
+
+    def close_events(self) -> None:
+        if self.events is not None:
+            self.events.close()
+            self.events = None
 
     def write_config(self, config: dict) -> None:
         if not self.writable:
@@ -55,6 +69,8 @@ class RunFolder:
             return
         with open(self.path / "metrics.jsonl", "a") as handle:
             handle.write(json.dumps(record) + "\n")
+        if self.events is not None:      # the same record: the event file cannot drift from metrics.jsonl
+            self.events.scalars(record)
 
     def truncate_metrics(self, last_epoch: int) -> None:
         """On resume: drop records of epochs after the checkpoint (they will be redone)."""
@@ -71,6 +87,12 @@ class RunFolder:
         if not self.writable:
             return
         atomic_write_json(self.path / name, obj)
+
+    def write_histograms(self, edges: list, snapshots: list) -> None:
+        """histograms.json (bin `edges`, every snapshot so far) and the newest snapshot's events."""
+        self.write_json("histograms.json", {"bin_edges": edges, "snapshots": snapshots})
+        if self.events is not None and snapshots:
+            self.events.histograms(snapshots[-1], edges)
 
     def write_results(self, results: dict) -> None:
         if not self.writable:

@@ -35,6 +35,7 @@ from data import DataError, canonical_dataset_name, load_dataset  # noqa: E402
 from data.zoo import ZOO  # noqa: E402
 from study.ablation import data_root_of, run_grid  # noqa: E402
 from study.ladder import LADDERS  # noqa: E402
+from runio.logs import LOGGER, add_log_flags, info, setup_logging  # noqa: E402
 
 
 def vary_axis(text):
@@ -79,14 +80,16 @@ def parse_args(argv):
     p.add_argument("--threads", type=int, help="torch threads per run (default: CPU cores / jobs)")
     p.add_argument("--keep_checkpoints", action="store_true")
     p.add_argument("--no_plots", action="store_true", help="skip `scripts/plot.py all` at the end")
+    add_log_flags(p)
     args = p.parse_args(argv)
+    setup_logging(args.quiet, args.verbose)
     args.train_flags = train_flags
     if args.zoo:
         if args.ladder:
             p.error("--zoo and --ladder do not go together")
         wiki_here = (Path(args.wiki_root) / "wiki").is_dir()
         if args.dataset is None and not wiki_here:
-            print(f"note: {Path(args.wiki_root) / 'wiki'} not found: the zoo runs without wiki")
+            info(f"note: {Path(args.wiki_root) / 'wiki'} not found: the zoo runs without wiki")
         args.dataset = args.dataset or [*ZOO, "demo", *(["wiki"] if wiki_here else [])]
         args.bits = args.bits or [16]
         args.vary = args.vary or [("modality_dropout", ["0", "0.25", "0.5", "0.75"])]
@@ -100,6 +103,7 @@ def parse_args(argv):
 
 def main(argv=None):
     args = parse_args(sys.argv[1:] if argv is None else list(argv))
+    LOGGER.debug("arguments: %s", vars(args))
     try:
         for dataset in args.dataset:  # fail fast on a bad dataset or flag, before hours of runs
             load_dataset(dataset, data_root_of(args, dataset))
@@ -107,7 +111,7 @@ def main(argv=None):
         for scale_max in filter(None, args.scale_max):
             coerce("scale_max", scale_max)
     except (ConfigError, DataError) as err:
-        print(f"error: {err}", file=sys.stderr)
+        LOGGER.error(f"error: {err}")
         raise SystemExit(2) from None
     return run_grid(args)
 

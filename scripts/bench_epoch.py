@@ -30,6 +30,7 @@ from config import AUTO, build_config  # noqa: E402
 from data import DatasetSplits, FeatureSplit  # noqa: E402
 from ICMR import Solver  # noqa: E402
 from selection.choose import candidate_epochs  # noqa: E402
+from runio.logs import add_log_flags, info, setup_logging  # noqa: E402
 
 REFERENCE_SECONDS = 40.8  # reference UCMFH code, same setting, this 2-core CPU (measured 29 Nov 2026, evening)
 TARGET = 6.0
@@ -54,7 +55,9 @@ def main(argv=None):
                         help="share of pairs encoded one side at a time (default: the config default; auto: "
                              "each of its candidates, and the selection's extra time)")
     parser.add_argument("--reference", help="a checkout of the reference UCMFH code: time it on the same pairs")
+    add_log_flags(parser)
     args = parser.parse_args(argv)
+    setup_logging(args.quiet, args.verbose)
     rng = np.random.default_rng(0)
     data = DatasetSplits("synthetic", synthetic_split(args.pairs, rng), synthetic_split(8, rng),
                          synthetic_split(8, rng))
@@ -67,32 +70,32 @@ def main(argv=None):
     for rate in rates:
         solver = Solver(dataclasses.replace(cfg, modality_dropout=rate), bits=args.bits, data=data,
                         log=lambda *_: None)
-        print(f"modality_dropout {rate:g}:")
+        info(f"modality_dropout {rate:g}:")
         times = timed_epochs(solver, lambda epoch: solver.trainhash(solver.schedule.at(epoch)), args.epochs, "epoch")
         medians[rate] = statistics.median(times)
     median = max(medians.values())
     if solver.branch is not None:   # the unimodal branch's epochs (config unimodal_epochs), after the paired ones
         branch_times = timed_epochs(solver, lambda _: solver.trainbranch(), args.epochs, "unimodal branch epoch")
-    print(f"\n{args.pairs} pairs x {data.image_dim}-d, batch {args.batch_size}, {args.bits} bits, "
-          f"modality_dropout {cfg.modality_dropout}, "
-          f"{torch.get_num_threads()} threads, {args.device}")
+    info(f"\n{args.pairs} pairs x {data.image_dim}-d, batch {args.batch_size}, {args.bits} bits, "
+         f"modality_dropout {cfg.modality_dropout}, "
+         f"{torch.get_num_threads()} threads, {args.device}")
     for rate, seconds in medians.items():
-        print(f"seconds per epoch at modality_dropout {rate:g} (median of {args.epochs}): {seconds:.2f}")
+        info(f"seconds per epoch at modality_dropout {rate:g} (median of {args.epochs}): {seconds:.2f}")
     if solver.branch is not None:
-        print(f"seconds per unimodal-branch epoch (median of {args.epochs}; the defaults add "
-              f"{cfg.unimodal_epochs} after the paired ones): {statistics.median(branch_times):.2f}")
+        info(f"seconds per unimodal-branch epoch (median of {args.epochs}; the defaults add "
+             f"{cfg.unimodal_epochs} after the paired ones): {statistics.median(branch_times):.2f}")
     if cfg.modality_dropout == AUTO:
         epochs = candidate_epochs(cfg, len(rates))
         extra = sum(epochs * (1 - cfg.select_holdout) * seconds for seconds in medians.values())
         total = cfg.epoch * median + cfg.unimodal_epochs * (statistics.median(branch_times) if solver.branch else 0)
-        print(f"auto's selection for a {cfg.epoch}-epoch run: {len(rates)} candidates x {epochs} epochs on "
-              f"{1 - cfg.select_holdout:.0%} of the pairs = about {extra:.0f} s (from the epoch times above), "
-              f"{extra / total:.2f}x the training's {total:.0f} s at the slowest candidate")
+        info(f"auto's selection for a {cfg.epoch}-epoch run: {len(rates)} candidates x {epochs} epochs on "
+             f"{1 - cfg.select_holdout:.0%} of the pairs = about {extra:.0f} s (from the epoch times above), "
+             f"{extra / total:.2f}x the training's {total:.0f} s at the slowest candidate")
     reference, source = REFERENCE_SECONDS, "last measured"
     if args.reference:
         reference, source = time_reference(args.reference, data, args.bits, args.epochs), "measured now"
-    print(f"reference UCMFH code ({source}): {reference:.1f} s -> {reference / median:.1f}x faster "
-          f"(target: at least {TARGET:g}x, i.e. <= {reference / TARGET:.1f} s)")
+    info(f"reference UCMFH code ({source}): {reference:.1f} s -> {reference / median:.1f}x faster "
+         f"(target: at least {TARGET:g}x, i.e. <= {reference / TARGET:.1f} s)")
 
 
 def timed_epochs(solver, run_epoch, epochs: int, label: str) -> list:
@@ -104,7 +107,7 @@ def timed_epochs(solver, run_epoch, epochs: int, label: str) -> list:
         if solver.device.type == "cuda":
             torch.cuda.synchronize()
         times.append(time.perf_counter() - start)
-        print(f"{label} {epoch + 1}: {times[-1]:.2f} s")
+        info(f"{label} {epoch + 1}: {times[-1]:.2f} s")
     return times
 
 
@@ -127,7 +130,7 @@ def time_reference(checkout, data, bits, epochs) -> float:
         result = run_reference(check_reference(checkout), folder, bits, 0, epochs, None, Path(work) / "run",
                                "synthetic")
     for epoch, seconds in enumerate(result["epoch_seconds"], 1):
-        print(f"reference epoch {epoch}: {seconds:.2f} s")
+        info(f"reference epoch {epoch}: {seconds:.2f} s")
     return statistics.median(result["epoch_seconds"])
 
 

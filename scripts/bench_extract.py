@@ -23,6 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from data.clip_encoder import ClipEncoder  # noqa: E402
 from data.extract import extract_features  # noqa: E402
 from data.raw import RawDataset, RawItem  # noqa: E402
+from runio.logs import add_log_flags, info, setup_logging  # noqa: E402
 
 
 def main(argv=None):
@@ -32,7 +33,9 @@ def main(argv=None):
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--batch_size", type=int, default=64)
     p.add_argument("--workers", type=int, default=2)
+    add_log_flags(p)
     args = p.parse_args(argv)
+    setup_logging(args.quiet, args.verbose)
     encoder = ClipEncoder(args.clip_model, "random", device=args.device)
     rng = np.random.default_rng(0)
     with tempfile.TemporaryDirectory() as tmp:
@@ -58,9 +61,9 @@ def main(argv=None):
             encoder.encode_texts([t for item in items[s:s + args.batch_size] for t in item.texts])
         text_seconds = time.perf_counter() - texts_start
     device = torch.cuda.get_device_name() if args.device.startswith("cuda") else f"cpu, {torch.get_num_threads()} threads"
-    print(f"{args.clip_model} on {device}, batch {args.batch_size}, {args.workers} workers, {args.images} images")
-    print(f"pairs (image + text) per second: {args.images / seconds:.1f}  ({seconds:.1f} s)")
-    print(f"texts alone per second:          {args.images / text_seconds:.1f}")
+    info(f"{args.clip_model} on {device}, batch {args.batch_size}, {args.workers} workers, {args.images} images")
+    info(f"pairs (image + text) per second: {args.images / seconds:.1f}  ({seconds:.1f} s)")
+    info(f"texts alone per second:          {args.images / text_seconds:.1f}")
 
 
 if __name__ == "__main__":

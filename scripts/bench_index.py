@@ -26,7 +26,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from hashindex.index_file import CodeIndex, load_index, save_index  # noqa: E402
@@ -34,6 +33,7 @@ from hashindex.hamming_search import (HammingSearcher, faiss_available, make_sea
                             store_approximate)
 from runio.atomic import atomic_write_json  # noqa: E402
 from runio.tables import format_table  # noqa: E402
+from runio.logs import add_log_flags, info, progress, setup_logging  # noqa: E402
 
 _CHUNK = 100_000      # rows generated at once: (chunk, dims) float32
 METHODS = ("numpy", "faiss-flat", "faiss-hnsw", "faiss-ivf")
@@ -54,7 +54,7 @@ def mixture(bits, dims, clusters, rng):
 def draw_codes(n, centres, projection, spread, rng, desc) -> np.ndarray:
     """(n, ceil(bits/8)) uint8 packed sign(x @ P), x = a random centre + spread * N(0, I)."""
     parts = []
-    for start in tqdm(range(0, n, _CHUNK), desc=desc, leave=False, disable=None):
+    for start in progress(range(0, n, _CHUNK), desc=desc, leave=False):
         rows = min(_CHUNK, n - start)
         x = centres[rng.integers(0, len(centres), rows)]
         x += spread * rng.standard_normal(x.shape, dtype=np.float32)
@@ -65,7 +65,7 @@ def draw_codes(n, centres, projection, spread, rng, desc) -> np.ndarray:
 def single_query_latencies(searcher, queries, k, desc):
     """Search one query per call; -> distances (Q, k), rows (Q, k), latencies (Q,) in ms."""
     dist, rows, ms = [], [], []
-    for i in tqdm(range(len(queries)), desc=desc, leave=False, disable=None):
+    for i in progress(range(len(queries)), desc=desc, leave=False):
         start = time.perf_counter()
         d, r = searcher.search(queries[i:i + 1], k)
         ms.append((time.perf_counter() - start) * 1e3)
@@ -109,7 +109,9 @@ def main(argv=None):
                         "codes: --methods faiss-flat faiss-ivf (numpy scans and an HNSW build take too long)")
     p.add_argument("--no_files", action="store_true", help="skip the save/load timing of the index file")
     p.add_argument("--json", default=None, help="also write the results here (atomically)")
+    add_log_flags(p)
     args = p.parse_args(argv)
+    setup_logging(args.quiet, args.verbose)
     if min(args.n, args.bits, args.queries, args.k) < 1:
         p.error("--n, --bits, --queries and --k must be >= 1")
 
@@ -120,8 +122,8 @@ def main(argv=None):
     ids = np.char.add("item", np.char.zfill(np.arange(args.n).astype(str), len(str(args.n - 1))))
     stored_bytes = database.nbytes + ids.nbytes            # codes + ids, as save_index writes them
     k = min(args.k, args.n)
-    print(f"N={args.n} bits={args.bits} queries={args.queries} k={k} dims={args.dims} "
-          f"clusters={args.clusters} spread={args.spread} (ids {ids.dtype}: {ids.itemsize} B each)")
+    info(f"N={args.n} bits={args.bits} queries={args.queries} k={k} dims={args.dims} "
+         f"clusters={args.clusters} spread={args.spread} (ids {ids.dtype}: {ids.itemsize} B each)")
 
     options = {"numpy": ("exact numpy", dict(kind="flat", backend="numpy")),
                "faiss-flat": ("exact faiss flat", dict(kind="flat", backend="faiss")),
@@ -131,7 +133,7 @@ def main(argv=None):
                "faiss-ivf": ("faiss ivf", dict(kind="ivf", ivf_nlist=args.ivf_nlist, ivf_nprobe=args.ivf_nprobe,
                                                seed=args.seed))}
     if not faiss_available() and any(m.startswith("faiss") for m in args.methods):
-        print("faiss is not installed (pip install faiss-cpu): exact numpy only")
+        info("faiss is not installed (pip install faiss-cpu): exact numpy only")
         args.methods = ["numpy"]
     methods = [options[m] for m in METHODS if m in args.methods]
     results, searchers, exact = [], {}, None
@@ -152,14 +154,14 @@ def main(argv=None):
             row["recall_at_k"], row["recall_at_k_tie"] = recall(rows, dist, exact[1], exact[0])
         results.append(row)
         row["peak_rss_gb"] = peak_rss_gb()
-        print(f"  {name}: built in {build_s:.1f} s, median {row['latency_ms_median']:.3f} ms, "
-              f"peak RSS so far {row['peak_rss_gb']:.2f} GB", flush=True)
-    print(format_table(results, [
+        info(f"  {name}: built in {build_s:.1f} s, median {row['latency_ms_median']:.3f} ms, "
+             f"peak RSS so far {row['peak_rss_gb']:.2f} GB")
+    info(format_table(results, [
         ("method", "method", "{}"), ("build s", "build_s", "{:.2f}"), ("B/item", "bytes_per_item", "{:.1f}"),
         ("median ms", "latency_ms_median", "{:.3f}"), ("p99 ms", "latency_ms_p99", "{:.3f}"),
         (f"recall@{k}", "recall_at_k", "{:.4f}"), (f"tie recall@{k}", "recall_at_k_tie", "{:.4f}"),
         ("= reference", "identical_to_numpy", "{}")]))
-    print(f"peak resident memory of this process: {peak_rss_gb():.2f} GB")
+    info(f"peak resident memory of this process: {peak_rss_gb():.2f} GB")
 
     if args.no_files:
         if args.json:
@@ -181,8 +183,8 @@ def main(argv=None):
             _, searcher_s = timed(lambda: make_searcher(loaded, "image"))
             files.append({"file": label, "bytes": path.stat().st_size, "save_s": save_s,
                           "load_s": load_s, "make_searcher_s": searcher_s})
-    print()
-    print(format_table([dict(f, mb=f["bytes"] / 1e6) for f in files], [
+    info()
+    info(format_table([dict(f, mb=f["bytes"] / 1e6) for f in files], [
         ("file", "file", "{}"), ("MB", "mb", "{:.1f}"), ("save s", "save_s", "{:.2f}"),
         ("load s", "load_s", "{:.2f}"), ("make_searcher s", "make_searcher_s", "{:.3f}")]))
     if args.json:

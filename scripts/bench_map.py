@@ -24,6 +24,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from evaluate import reference_metrics, retrieval_metrics  # noqa: E402
+from runio.logs import add_log_flags, info, setup_logging  # noqa: E402
 
 TOLERANCE = 1e-9
 
@@ -63,7 +64,9 @@ def main(argv=None):
                    help="time the loop on the first N queries only and extrapolate (default: all queries)")
     p.add_argument("--check_queries", type=int, default=50,
                    help="queries on which mAP@all and P@k are checked against the loop")
+    add_log_flags(p)
     args = p.parse_args(argv)
+    setup_logging(args.quiet, args.verbose)
     for name in ("queries", "database", "bits", "k", "labels", "check_queries"):
         if getattr(args, name) < 1:
             p.error(f"--{name} must be >= 1")
@@ -75,8 +78,8 @@ def main(argv=None):
     q, ql = make_data(args.queries, args.labels, args.bits, projection, args.codes, rng)
     d, dl = make_data(args.database, args.labels, args.bits, projection, args.codes, rng)
     n_loop = args.queries if args.loop_queries is None else min(args.loop_queries, args.queries)
-    print(f"Q={args.queries} N={args.database} bits={args.bits} k={args.k} labels={args.labels} "
-          f"codes={args.codes} seed={args.seed} torch threads={torch.get_num_threads()}")
+    info(f"Q={args.queries} N={args.database} bits={args.bits} k={args.k} labels={args.labels} "
+         f"codes={args.codes} seed={args.seed} torch threads={torch.get_num_threads()}")
 
     retrieval_metrics(q[:8], d[:1000], ql[:8], dl[:1000], k=args.k)    # warm-up (JIT, kernels)
     t_alone, alone = median_time(lambda: retrieval_metrics(q, d, ql, dl, k=args.k, want="map_k"))
@@ -95,18 +98,18 @@ def main(argv=None):
             (f"retrieval_metrics: mAP@{args.k} alone", t_alone, f"mAP@{args.k} {alone['map_k']:.12f}"),
             (f"retrieval_metrics: mAP@{args.k} + mAP@all + P@{args.k}", t_trio,
              f"mAP@all {trio['map_all']:.12f}, P@{args.k} {trio['precision_k']:.12f}")]
-    print(f"\n{'what':<50}{'seconds':>10}   value   (retrieval_metrics: median of 3 runs)")
+    info(f"\n{'what':<50}{'seconds':>10}   value   (retrieval_metrics: median of 3 runs)")
     for name, seconds, value in rows:
-        print(f"{name:<50}{seconds:>10.3f}   {value}")
-    print(f"\nspeed-up over the loop: mAP@{args.k} alone {t_loop / t_alone:.1f}x, "
-          f"default trio {t_loop / t_trio:.1f}x (target: trio >= 10x)")
+        info(f"{name:<50}{seconds:>10.3f}   {value}")
+    info(f"\nspeed-up over the loop: mAP@{args.k} alone {t_loop / t_alone:.1f}x, "
+         f"default trio {t_loop / t_trio:.1f}x (target: trio >= 10x)")
     differences = {f"mAP@{args.k} vs loop ({n_loop} queries)": abs(fast - loop),
                    f"trio mAP@{args.k} vs mAP@{args.k} alone": abs(trio["map_k"] - alone["map_k"])}
     differences.update({f"{name} vs loop ({n_check} queries)": abs(fast_check[name] - checked[name])
                         for name in ("map_k", "map_all", "precision_k")})
     ok = all(diff <= TOLERANCE for diff in differences.values())
     for name, diff in differences.items():
-        print(f"|difference| {name:<40} {diff:.3e}  {'OK' if diff <= TOLERANCE else 'MISMATCH'}")
+        info(f"|difference| {name:<40} {diff:.3e}  {'OK' if diff <= TOLERANCE else 'MISMATCH'}")
     return 0 if ok else 1
 
 

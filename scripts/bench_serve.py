@@ -41,6 +41,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from hashindex.index_file import CodeIndex, packed_width, save_index  # noqa: E402
 from runio.atomic import atomic_write_json  # noqa: E402
+from runio.logs import add_log_flags, info, setup_logging  # noqa: E402
 
 TINY_CLIP = ROOT / "tests" / "fixtures" / "test-tiny-clip.json"   # 512-d features, as ViT-B-32's
 WORDS = "a the dog cat red blue small large on in beach street snow field running sitting two people".split()
@@ -68,7 +69,9 @@ def parse_args(argv):
                    "of the query encoder, random weights (default: the tests' two-layer one)")
     p.add_argument("--json", default="", help="also write the report to this JSON file")
     p.add_argument("--seed", type=int, default=0)
+    add_log_flags(p)
     args = p.parse_args(argv)
+    setup_logging(args.quiet, args.verbose)
     if min(args.items, args.bits, args.clients, args.requests, args.k) < 1 or args.warmup < 0:
         p.error("--items, --bits, --clients, --requests and --k must be at least 1, --warmup at least 0")
     if args.time_limit <= 0 or args.rss_tolerance < 0:
@@ -273,23 +276,23 @@ def measure(base: str, read_rss, args) -> dict:
 
 def publish(report: dict, json_path: str = "") -> None:
     """Print the report as a table and the checks, and write it to `json_path` (when given)."""
-    print(f"{report['sent']:,} of {report['requests']:,} requests (after {report['warmup']:,} to warm up) from "
-          f"{report['clients']} clients in {report['seconds']} s ({report['per_second']} per s), k={report['k']}, "
-          f"over {report['items']:,} {report['bits']}-bit codes ({report['search']['kind']} search, "
-          f"{report['search']['backend']}), on 127.0.0.1")
-    print(f"{'request':<16} {'expected':>8} {'sent':>6}  {'p50 ms':>7} {'p99 ms':>7} {'resent':>6}  statuses")
+    info(f"{report['sent']:,} of {report['requests']:,} requests (after {report['warmup']:,} to warm up) from "
+         f"{report['clients']} clients in {report['seconds']} s ({report['per_second']} per s), k={report['k']}, "
+         f"over {report['items']:,} {report['bits']}-bit codes ({report['search']['kind']} search, "
+         f"{report['search']['backend']}), on 127.0.0.1")
+    info(f"{'request':<16} {'expected':>8} {'sent':>6}  {'p50 ms':>7} {'p99 ms':>7} {'resent':>6}  statuses")
     for name, row in report["kinds"].items():
         if name == "good":
-            print("-" * 80)
+            info("-" * 80)
         shown = ", ".join(f"{o}: {n:,}" for o, n in row["statuses"].items())
         fmt = lambda v: "-" if v is None else f"{v:.1f}"   # noqa: E731
-        print(f"{name:<16} {row.get('expected', ''):>8} {row['requests']:>6,}  {fmt(row['p50_ms']):>7} "
-              f"{fmt(row['p99_ms']):>7} {row['resent']:>6}  {shown}")
+        info(f"{name:<16} {row.get('expected', ''):>8} {row['requests']:>6,}  {fmt(row['p50_ms']):>7} "
+             f"{fmt(row['p99_ms']):>7} {row['resent']:>6}  {shown}")
     rss = report["rss_mb"]
-    print(f"server RSS: {rss['warm']:.1f} MB after warm-up, {rss['after']:.1f} MB after the run "
-          f"({rss['change_pct']:+.2f} %)")
+    info(f"server RSS: {rss['warm']:.1f} MB after warm-up, {rss['after']:.1f} MB after the run "
+         f"({rss['change_pct']:+.2f} %)")
     for name, failure in report["checks"].items():
-        print(f"{'ok    ' if failure is None else 'FAILED'} {name}" + (f": {failure}" if failure else ""))
+        info(f"{'ok    ' if failure is None else 'FAILED'} {name}" + (f": {failure}" if failure else ""))
     if json_path:
         atomic_write_json(json_path, report)
 
@@ -335,7 +338,7 @@ def main(argv=None) -> dict:
         report["startup_s"] = round(startup, 1)
         publish(report, args.json)
         if not report["ok"] and log.stat().st_size:
-            print(f"the server's log ends: {log.read_text()[-2000:]}")
+            info(f"the server's log ends: {log.read_text()[-2000:]}")
     return report
 
 

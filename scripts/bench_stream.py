@@ -31,6 +31,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from runio.logs import LOGGER, add_log_flags, info, setup_logging  # noqa: E402
 
 ROWS_PER_WRITE = 100_000
 
@@ -140,7 +141,9 @@ def main(argv=None):
     p.add_argument("--warmup", type=int, default=5)
     p.add_argument("--memory_pairs", type=int, default=200_000, help="pairs the in-memory path holds")
     p.add_argument("--measure", choices=("stream", "memory"), help=argparse.SUPPRESS)   # the child processes
+    add_log_flags(p)
     args = p.parse_args(argv)
+    setup_logging(args.quiet, args.verbose)
     folder = Path(args.folder or f"/tmp/bench_stream/{'pairs' if args.format == 'h5' else 'clip'}")
     if args.measure:
         print(json.dumps(measure(folder, args.measure, args.steps, args.warmup, args.memory_pairs)))
@@ -148,23 +151,23 @@ def main(argv=None):
     start = time.perf_counter()
     (write_set if args.format == "h5" else write_embedding_folder)(folder, args.pairs, args.dim, args.labels)
     size = sum(f.stat().st_size for f in folder.rglob("*.*") if f.suffix in (".h5", ".npy", ".parquet")) / 2 ** 30
-    print(f"{folder} ({args.format}): {args.pairs} pairs x {args.dim}-d float16, {size:.2f} GB on disk "
-          f"(ready in {time.perf_counter() - start:.0f} s)")
+    info(f"{folder} ({args.format}): {args.pairs} pairs x {args.dim}-d float16, {size:.2f} GB on disk "
+         f"(ready in {time.perf_counter() - start:.0f} s)")
     results = []
     for mode in ("stream", "memory"):
         done = subprocess.run([sys.executable, __file__, "--folder", str(folder), "--steps", str(args.steps),
                                "--warmup", str(args.warmup), "--memory_pairs", str(args.memory_pairs),
                                "--measure", mode], capture_output=True, text=True)
         if done.returncode:
-            print(done.stderr[-2000:], file=sys.stderr)
+            LOGGER.error(done.stderr[-2000:])
             return done.returncode
         results.append(json.loads(done.stdout.strip().splitlines()[-1]))
         r = results[-1]
-        print(f"{mode:>6}: {r['train_pairs']} training pairs, {r['pairs_per_s']:.0f} pairs/s over {r['steps']} "
-              f"steps, peak RSS {r['peak_rss_gb']:.2f} GB")
+        info(f"{mode:>6}: {r['train_pairs']} training pairs, {r['pairs_per_s']:.0f} pairs/s over {r['steps']} "
+             f"steps, peak RSS {r['peak_rss_gb']:.2f} GB")
     ratio = results[1]["pairs_per_s"] / results[0]["pairs_per_s"]
-    print(f"in-memory / streamed throughput: {ratio:.2f}x (target: at most 2x); streamed peak RSS "
-          f"{results[0]['peak_rss_gb']:.2f} GB (target: under 2 GB)")
+    info(f"in-memory / streamed throughput: {ratio:.2f}x (target: at most 2x); streamed peak RSS "
+         f"{results[0]['peak_rss_gb']:.2f} GB (target: under 2 GB)")
     return 0
 
 

@@ -17,6 +17,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from metrics.unstable import unstable_ranking_metrics  # noqa: E402
+from runio.logs import add_log_flags, info, setup_logging  # noqa: E402
 
 MB = 2 ** 20
 
@@ -26,7 +27,9 @@ def main(argv=None):
     for name, default in (("queries", 2000), ("database", 190000), ("bits", 64), ("labels", 21), ("k", 50)):
         p.add_argument(f"--{name}", type=int, default=default)
     p.add_argument("--seed", type=int, default=0)
+    add_log_flags(p)
     args = p.parse_args(argv)
+    setup_logging(args.quiet, args.verbose)
     for name in ("queries", "database", "bits", "labels", "k"):
         if getattr(args, name) < 1:
             p.error(f"--{name} must be >= 1")
@@ -36,7 +39,7 @@ def main(argv=None):
     query_labels, database_labels = (rng.random((rows, args.labels)) < 2 / args.labels
                                      for rows in (args.queries, args.database))
     top = min(args.k, args.database)
-    print(f"Q={args.queries} N={args.database} bits={args.bits} labels={args.labels} k={args.k} seed={args.seed}")
+    info(f"Q={args.queries} N={args.database} bits={args.bits} labels={args.labels} k={args.k} seed={args.seed}")
 
     tracemalloc.start()
     start = time.perf_counter()
@@ -44,10 +47,10 @@ def main(argv=None):
     seconds = time.perf_counter() - start
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
-    print(f"one (Q, N) float32 matrix:        {args.queries * args.database * 4 / MB:10.1f} MB")
-    print(f"peak memory allocated in the call: {peak / MB:10.1f} MB")
-    print(f"seconds:                           {seconds:10.2f}")
-    print(f"mAP@{args.k} {found['ap_k'].mean():.12f}, mAP@all {found['ap_all'].mean():.12f}")
+    info(f"one (Q, N) float32 matrix:        {args.queries * args.database * 4 / MB:10.1f} MB")
+    info(f"peak memory allocated in the call: {peak / MB:10.1f} MB")
+    info(f"seconds:                           {seconds:10.2f}")
+    info(f"mAP@{args.k} {found['ap_k'].mean():.12f}, mAP@all {found['ap_all'].mean():.12f}")
     return 0
 
 

@@ -31,6 +31,7 @@ from hashindex.build import SPLITS, build_index  # noqa: E402
 from hashindex.hamming_search import KINDS, FaissUnavailableError  # noqa: E402
 from hashindex.index_file import IndexFileError, save_index  # noqa: E402
 from model import PROTOCOLS  # noqa: E402
+from runio.logs import LOGGER, add_log_flags, info, setup_logging  # noqa: E402
 
 
 def parse_args(argv):
@@ -51,24 +52,27 @@ def parse_args(argv):
     p.add_argument("--captions", default="", help="JSON file: {id: caption} or a list with one caption per row")
     p.add_argument("--batch_size", type=int, default=1024, help="rows per forward pass")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    add_log_flags(p)
     return p.parse_args(argv)
 
 
 def main(argv=None) -> Path:
     """Build and write the index; returns its path. Bad input exits with status 2 and one line."""
     args = parse_args(sys.argv[1:] if argv is None else argv)
+    setup_logging(args.quiet, args.verbose)
+    LOGGER.debug("arguments: %s", vars(args))
     try:
         torch.manual_seed(0)
         index = build_index(args.checkpoint, args.dataset, args.data_root, args.split, args.protocol, args.kind,
-                            args.clip_model, args.clip_pretrained, args.captions, args.batch_size, args.device)
+                            args.clip_model, args.clip_pretrained, args.captions, args.batch_size, args.device, info)
         out = Path(args.out or f"index/{index.meta['dataset']}_{args.split}_{index.bits}bit.npz")
         save_index(out, index)
     except (ConfigError, DataError, IndexFileError, FaissUnavailableError) as err:
-        print(f"error: {err}", file=sys.stderr)
+        LOGGER.error(f"error: {err}")
         raise SystemExit(2) from None
     size = out.stat().st_size
-    print(f"wrote {out}: {index.size} items, {index.bits} bits, {index.meta['protocol']} protocol, "
-          f"{args.kind} search, {size / 1e6:.2f} MB ({size / max(index.size, 1):.1f} bytes per item)")
+    info(f"wrote {out}: {index.size} items, {index.bits} bits, {index.meta['protocol']} protocol, "
+         f"{args.kind} search, {size / 1e6:.2f} MB ({size / max(index.size, 1):.1f} bytes per item)")
     return out
 
 

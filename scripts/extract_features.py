@@ -31,6 +31,7 @@ from data.export import DTYPES, FORMATS, write_feature_dataset  # noqa: E402
 from data.extract import TEXT_MODES, extract_features  # noqa: E402
 from data.raw import PREPARERS, SPLIT_SIZES, make_splits, read_manifest  # noqa: E402
 from parallel import barrier, init_from_env, shutdown  # noqa: E402
+from runio.logs import LOGGER, add_log_flags, info, setup_logging  # noqa: E402
 
 
 def parse_args(argv):
@@ -61,6 +62,7 @@ def parse_args(argv):
     p.add_argument("--seed", type=int, default=0, help="split seed (default: 0)")
     p.add_argument("--min_tag_count", type=int, default=20, help="mirflickr: keep tags used by this many images")
     p.add_argument("--keep_work", action="store_true", help="keep the per-chunk work folder after success")
+    add_log_flags(p)
     return p.parse_args(argv)
 
 
@@ -85,6 +87,8 @@ def split_sizes(args, name, kept):
 
 def main(argv=None) -> Path:
     args = parse_args(sys.argv[1:] if argv is None else argv)
+    setup_logging(args.quiet, args.verbose)       # under torchrun rank 0 alone prints
+    LOGGER.debug("arguments: %s", vars(args))
     try:
         raw, default_name = load_raw(args)
         name = args.name or default_name
@@ -94,8 +98,7 @@ def main(argv=None) -> Path:
         if ranks.distributed and device.startswith("cuda"):
             device = f"cuda:{ranks.local_rank}"
         encoder = ClipEncoder(args.clip_model, args.pretrained, args.allow_download, device, args.cache_dir)
-        say = print if ranks.main else (lambda *_: None)
-        say(f"{raw.source}: {len(raw)} pairs, {len(raw.label_names)} labels -> {out_dir}"
+        info(f"{raw.source}: {len(raw)} pairs, {len(raw.label_names)} labels -> {out_dir}"
             + (f" ({ranks.world_size} processes)" if ranks.distributed else ""))
         start = time.time()
         features = extract_features(raw, encoder, out_dir / ".work", args.batch_size, args.workers,
@@ -112,18 +115,18 @@ def main(argv=None) -> Path:
                     "date": features.started, "items": len(raw), "kept": kept}
         sizes = write_feature_dataset(out_dir, raw, features, splits, metadata, args.format, args.dtype)
     except DataError as err:
-        print(f"error: {err}", file=sys.stderr)
+        LOGGER.error(f"error: {err}")
         raise SystemExit(2) from None
     finally:
         shutdown()
     if not args.keep_work:
         shutil.rmtree(out_dir / ".work", ignore_errors=True)
     skipped = len(raw) - kept
-    print(f"{kept} pairs kept, {skipped} skipped (see {out_dir / 'extraction_report.json'}); "
-          f"query {sizes['query']}, retrieval {sizes['retrieval']}, train {sizes['train']}")
+    info(f"{kept} pairs kept, {skipped} skipped (see {out_dir / 'extraction_report.json'}); "
+         f"query {sizes['query']}, retrieval {sizes['retrieval']}, train {sizes['train']}")
     root = "" if out_dir.parent == Path("data") else f" --data_root {out_dir.parent}"
-    print(f"{len(raw) / max(seconds, 1e-9):.1f} items/s on {device}; train with: "
-          f"python train.py --dataset {out_dir.name}{root}")
+    info(f"{len(raw) / max(seconds, 1e-9):.1f} items/s on {device}; train with: "
+         f"python train.py --dataset {out_dir.name}{root}")
     return out_dir
 
 

@@ -15,12 +15,12 @@ import os
 import shutil
 from concurrent.futures import ProcessPoolExecutor
 
-from tqdm import tqdm
 
 from config import CHECKPOINT_KEYS, build_config, to_dict
 from data import load_dataset
 from metrics.curves import write_curves
 from runio.atomic import atomic_write_json
+from runio.logs import info, logging_kept, progress
 from study.claims import write_claims
 from study.ladder import rung_settings
 from study.summary import console_table, method_label, write_summary
@@ -121,17 +121,18 @@ def run_one(folder, argv, dataset, bits, record, data_root, threads):
             atomic_write_json(folder / "results.json", {"dataset": dataset, "bits": bits, "method": "cca",
                                                         "seed": 0, "train_seconds": 0.0, **scores})
         else:
-            train.main(argv)
+            with logging_kept():             # train.main sets its own level (to log whole into train.log)
+                train.main(argv)
     return folder
 
 
 def _run_all(work, jobs):
     if jobs > 1 and len(work) > 1:
         with ProcessPoolExecutor(jobs) as pool:
-            for _ in tqdm(pool.map(run_one, *zip(*work)), total=len(work), desc="runs"):
+            for _ in progress(pool.map(run_one, *zip(*work)), total=len(work), desc="runs"):
                 pass
     else:
-        for item in tqdm(work, desc="runs", disable=None):
+        for item in progress(work, desc="runs"):
             run_one(*item)
 
 
@@ -142,7 +143,7 @@ def run_grid(args) -> list:
     args.no_plots, every figure of study.figures.plot_all. Returns the summary rows."""
     runs = share_trainings(grid(args))
     todo = [r for r in runs if not (r[0] / "results.json").is_file()]
-    print(f"{len(runs)} runs in the grid, {len(runs) - len(todo)} already done, {len(todo)} to run -> {args.out}")
+    info(f"{len(runs)} runs in the grid, {len(runs) - len(todo)} already done, {len(todo)} to run -> {args.out}")
     threads = getattr(args, "threads", None) or max(1, (os.cpu_count() or 1) // max(1, args.jobs))
     work = [(folder, argv, dataset, bits, record, data_root_of(args, dataset), threads)
             for folder, argv, dataset, bits, record in todo]
@@ -160,11 +161,11 @@ def run_grid(args) -> list:
         from study.zoo import write_zoo_report
 
         write_zoo_report(args.out, {dataset: data_root_of(args, dataset) for dataset in args.dataset})
-        print(f"zoo report: {args.out / 'zoo.md'} and {args.out / 'zoo.json'}")
-    print(console_table(rows))
+        info(f"zoo report: {args.out / 'zoo.md'} and {args.out / 'zoo.json'}")
+    info(console_table(rows))
     write_claims(args.out)
-    print(f"\nsummary: {args.out / 'summary.md'} and {args.out / 'summary.csv'}; the design note's claims "
-          f"(loss spread, quantisation gap, saturation): {args.out / 'claims.md'}")
+    info(f"\nsummary: {args.out / 'summary.md'} and {args.out / 'summary.csv'}; the design note's claims "
+         f"(loss spread, quantisation gap, saturation): {args.out / 'claims.md'}")
     if not args.no_plots and (todo or not (args.out / "map_vs_bits.png").is_file()):
         from study.figures import plot_all
 

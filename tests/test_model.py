@@ -161,7 +161,7 @@ def test_training_the_value_views_equals_training_in_proj():
 
 
 def test_an_adam_state_of_whole_in_proj_is_cut_to_the_value_rows():
-    from ICMR import value_rows_only
+    from runio.checkpoint import value_rows_only
     encoder = FuseTransEncoder(32, 32, fusion_dim=64, num_heads=4, ff_dim=96)
     old = torch.optim.Adam(encoder.parameters())
     encoder(torch.randn(4, 32), torch.randn(4, 32))[0].sum().backward()
