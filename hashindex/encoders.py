@@ -119,7 +119,11 @@ class ExportedEncoder:
         if not self.path.is_file():
             raise ConfigError(f"{self.path}: exported encoder not found (write it with scripts/export.py)")
         if self.path.suffix == ".onnx":
-            import onnxruntime   # outside the try: a missing package is an ImportError, not a bad file
+            try:
+                import onnxruntime
+            except ImportError:
+                raise ConfigError(f"{self.path}: running an ONNX encoder needs onnxruntime "
+                                  f"(pip install onnxruntime)") from None
         try:
             if self.path.suffix == ".onnx":
                 options = onnxruntime.SessionOptions()

@@ -1,5 +1,7 @@
 """scripts/export.py: a checkpoint's one-side encoders as ONNX / TorchScript files, their metadata,
 and the sign-code check against PyTorch."""
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -98,7 +100,7 @@ def test_check_exits_1_when_a_sign_differs_where_h_is_not_tiny(trained, capsys, 
     assert captured.err.strip() == "error: 40 sign codes differ where |h| >= 1e-06"
 
 
-def test_bench_and_bad_input(trained, capsys, tmp_path):
+def test_bench_and_bad_input(trained, capsys, tmp_path, monkeypatch):
     root, _, checkpoint = trained
     found = export_cli.main(["--checkpoint", str(checkpoint), "--out", str(tmp_path / "b"), "--bench", "3"])
     assert set(found["bench"]) == {"image", "text"} and "median of 3 calls" in capsys.readouterr().out
@@ -110,3 +112,6 @@ def test_bench_and_bad_input(trained, capsys, tmp_path):
     (tmp_path / "x" / "image_encoder.onnx").write_bytes(b"not onnx")
     with pytest.raises(ConfigError, match="image_encoder.onnx: not a readable exported encoder"):
         encoders.ExportedEncoder(tmp_path / "x" / "image_encoder.onnx")
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)   # as if not installed
+    with pytest.raises(ConfigError, match="image_encoder.onnx: running an ONNX encoder needs onnxruntime"):
+        encoders.ExportedEncoder(found["paths"]["image"])
