@@ -197,12 +197,16 @@ def test_encoder_and_label_names_come_from_the_features_metadata(built, capsys, 
     assert "concept" in out
 
 
-def test_exported_encoders_answer_text_and_image_queries_without_the_checkpoint(built, capsys, tmp_path):
+def test_exported_encoders_answer_text_and_image_queries_without_the_checkpoint(built, capsys, tmp_path,
+                                                                                monkeypatch):
     """scripts/search.py --encoder: the ONNX encoders of scripts/export.py run by onnxruntime give the
     query code the checkpoint gives, even where the checkpoint is gone; one that does not fit is one line."""
+    import uvicorn
     from PIL import Image
 
     pytest.importorskip("onnxruntime")
+    pytest.importorskip("fastapi")
+    from hashindex.encoders import ExportedEncoders
     _import_script("export_cli", ROOT / "scripts" / "export.py")
     import export_cli
 
@@ -220,6 +224,11 @@ def test_exported_encoders_answer_text_and_image_queries_without_the_checkpoint(
         found, _ = run_search(capsys, "--index", str(tmp_path / "orphan.npz"), *query, "--encoder",
                               str(tmp_path / "enc"), "--json")
         assert found["query"]["code"] == expected["query"]["code"] and found["results"] == expected["results"]
+    started = {}   # the page's server (--serve) loads them too: its text and image queries are on
+    monkeypatch.setattr(uvicorn, "run", lambda app, **options: started.update(app=app))
+    search.main(["--serve", "--index", str(tmp_path / "orphan.npz"), "--encoder", str(tmp_path / "enc")])
+    assert started["app"].state.disabled_reason is None
+    assert isinstance(started["app"].state.engine.encoders()[0], ExportedEncoders)
     export_cli.main(["--checkpoint", str(root / "ck" / "hash" / "demo_hash_32.pth"), "--out", str(tmp_path / "e32")])
     message = fails(capsys, "--index", str(path), "--text", "a cat", "--encoder", str(tmp_path / "e32"))
     assert "32-bit codes, the index holds 16-bit" in message and "sha256 mismatch" in message
