@@ -112,6 +112,12 @@ def test_bench_and_bad_input(trained, capsys, tmp_path, monkeypatch):
     (tmp_path / "x" / "image_encoder.onnx").write_bytes(b"not onnx")
     with pytest.raises(ConfigError, match="image_encoder.onnx: not a readable exported encoder"):
         encoders.ExportedEncoder(tmp_path / "x" / "image_encoder.onnx")
+    mixed = tmp_path / "mixed"   # an image encoder where the text encoder should be
+    mixed.mkdir()
+    for modality in ("image", "text"):
+        (mixed / f"{modality}_encoder.onnx").write_bytes(found["paths"]["image"].read_bytes())
+    with pytest.raises(ConfigError, match="mixed: its image and text encoders come from different exports"):
+        encoders.ExportedEncoders(mixed)
     monkeypatch.setitem(sys.modules, "onnxruntime", None)   # as if not installed
     with pytest.raises(ConfigError, match="image_encoder.onnx: running an ONNX encoder needs onnxruntime"):
         encoders.ExportedEncoder(found["paths"]["image"])
