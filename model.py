@@ -127,7 +127,8 @@ class FuseTransEncoder(nn.Module):
         is replaced by that side's learned placeholder, so the output depends on the other side only."""
         if image is None and text is None:
             raise ValueError("FuseTransEncoder needs image or text features (or both)")
-        batch = len(image if image is not None else text)
+        # .shape[0], not len(): traced as a size, so an ONNX export keeps its batch dimension dynamic
+        batch = (image if image is not None else text).shape[0]
         tokens = torch.cat([self._side(image, self.image_proj, self.image_placeholder, image_absent, batch),
                             self._side(text, self.text_proj, self.text_placeholder, text_absent, batch)],
                            dim=1)                                                    # (B, F)

@@ -161,7 +161,7 @@ def build_index(checkpoint, dataset: str = "", data_root: str = "", split: str =
     mean_norm = lambda features: float(np.linalg.norm(np.asarray(features[:10000], np.float64), axis=1).mean())
     meta = {
         "checkpoint": str(Path(checkpoint).resolve()), "checkpoint_sha256": sha256_of(checkpoint),
-        "bits": info["bits"], "protocol": protocol, "dataset": data.name, "split": split,
+        "bits": info["bits"], "scale": model.default_scale, "protocol": protocol, "dataset": data.name, "split": split,
         "data_root": str(Path(data_root).resolve()), "image_dim": info["image_dim"], "text_dim": info["text_dim"],
         "model": info["model"], "encoder": encoder_record(metadata, clip_model, clip_pretrained),
         # query features are scaled to these norms, so they look like the features the model saw

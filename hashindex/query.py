@@ -1,8 +1,10 @@
 """The query side of a code index: the library behind scripts/search.py and its web page (webui/).
 
 A text or an image query goes through open_clip (the model and weights the
-index records) and then the trained checkpoint's encode_text / encode_image; an
-item-id query uses that item's stored code. Results are the index items nearest
+index records) and then the trained checkpoint's encode_text / encode_image, or
+the same encoders exported by scripts/export.py (`encoder`: a folder of ONNX
+files, run by onnxruntime; the checkpoint is then not loaded); an item-id query
+uses that item's stored code. Results are the index items nearest
 in Hamming distance on the other modality (or `target`), ties in index order,
 with ids, distances, labels and captions when the index has them.
 
@@ -21,6 +23,7 @@ import torch
 from config import ConfigError
 from data import DataError
 from data.clip_encoder import sha256_of
+from hashindex.encoders import ExportedEncoders
 from hashindex.hamming_search import make_searcher
 from hashindex.index_file import CodeIndex, load_index, pack_codes
 from runio.checkpoint import load_trained_model
@@ -94,13 +97,14 @@ def decode_image(source, name: str, max_pixels: int | None = None):
 
 class SearchEngine:
     """A loaded index ready for many queries: the id -> row map and one searcher per target modality
-    are built once, and the query encoders (the checkpoint and open_clip) are loaded once, on first use."""
+    are built once, and the query encoders (the checkpoint, or the exported encoders in the folder
+    `encoder`, and open_clip) are loaded once, on first use."""
 
     def __init__(self, index: CodeIndex, index_path, kind: str | None = None, backend: str = "auto",
-                 checkpoint: str = "", device: str = "cpu"):
+                 checkpoint: str = "", device: str = "cpu", encoder: str = ""):
         self.index, self.index_path = index, index_path
         self.kind, self.backend = kind, backend
-        self.checkpoint, self.device = checkpoint, torch.device(device)
+        self.checkpoint, self.device, self.encoder = checkpoint, torch.device(device), encoder
         self._searchers, self._encoders = {}, None
         self._lock = threading.Lock()   # a server's worker threads share the engine
         self.label_names = None
@@ -121,12 +125,17 @@ class SearchEngine:
             return self._searchers[target]
 
     def encoders(self) -> tuple:
-        """(checkpoint model, open_clip encoder); ConfigError or DataError say why they cannot load."""
+        """(checkpoint model or ExportedEncoders, open_clip encoder); ConfigError or DataError say why
+        they cannot load."""
         with self._lock:
             if self._encoders is None:
                 # the encoder first: an index of features of unknown origin says so, whatever its checkpoint
                 encoder = load_clip_encoder(self.index, self.index_path, self.device)
-                model = load_query_model(self.index, self.index_path, self.checkpoint, self.device)
+                if self.encoder:
+                    model = ExportedEncoders(self.encoder)
+                    model.check_fits(self.index.meta, self.index_path)
+                else:
+                    model = load_query_model(self.index, self.index_path, self.checkpoint, self.device)
                 self._encoders = model, encoder
             return self._encoders
 
@@ -189,20 +198,22 @@ class SearchEngine:
 @dataclass
 class Query:
     """One query: a text, an image file, or the stored code of an index item (its image code or its
-    text code); `checkpoint` and `device` serve text and image queries."""
+    text code); `checkpoint` (or an export folder, `encoder`) and `device` serve text and image queries."""
     text: str | None = None
     image: str | None = None
     item_id: str | None = None
     item_modality: str = "image"
     checkpoint: str = ""
     device: str = "cpu"
+    encoder: str = ""
 
 
 def search(index_path, query: Query, top_k: int = 10, target: str | None = None, kind: str | None = None,
            backend: str = "auto") -> dict:
     """The top_k items of the index at `index_path` nearest to `query` on the `target` modality
     (default: the other one), with the query, the search used and the index's facts."""
-    engine = SearchEngine(load_index(index_path), index_path, kind, backend, query.checkpoint, query.device)
+    engine = SearchEngine(load_index(index_path), index_path, kind, backend, query.checkpoint, query.device,
+                          query.encoder)
     if query.item_id is not None:
         try:
             code = engine.item_code(query.item_id, query.item_modality)

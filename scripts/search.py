@@ -7,7 +7,8 @@
     python scripts/search.py --index INDEX --serve [--port 8000]                # the search page
 
 A --text or --image query goes through open_clip (the model and weights the
-index records) and then the trained checkpoint's encode_text / encode_image;
+index records) and then the trained checkpoint's encode_text / encode_image
+(or, with --encoder FOLDER, the same encoders exported by scripts/export.py);
 a --query_id query uses that item's stored code. Results are the index items
 nearest in Hamming distance on the other modality (--target to choose), ties
 in index order; ids, distances, labels and captions when the index has them.
@@ -46,6 +47,9 @@ def parse_args(argv):
                    help="modality searched (default: the other one than the query's)")
     p.add_argument("--top_k", type=int, default=10, help="number of results")
     p.add_argument("--checkpoint", default="", help="checkpoint for --text/--image (default: the index's)")
+    p.add_argument("--encoder", default="",
+                   help="for --text/--image: a folder of encoders from scripts/export.py, run by onnxruntime "
+                        "instead of the checkpoint (which is then not needed)")
     p.add_argument("--kind", choices=KINDS, default=None,
                    help="flat = exact; hnsw/ivf = the approximate index stored in the file (default: as built)")
     p.add_argument("--backend", choices=("auto", "faiss", "numpy"), default="auto",
@@ -91,7 +95,7 @@ def serve(args) -> None:
 
     try:
         engine = SearchEngine(load_index(args.index), args.index, args.kind, args.backend, args.checkpoint,
-                              args.device)
+                              args.device, args.encoder)
         app = create_app(engine, max_k=args.max_k, max_upload_bytes=int(args.max_upload_mb * 2**20),
                          hosts=[args.host, *args.allow_host])
     except ERRORS as err:
@@ -111,7 +115,7 @@ def main(argv=None) -> dict | None:
     if args.serve:
         return serve(args)
     query = Query(text=args.text, image=args.image, item_id=args.query_id, item_modality=args.query_modality,
-                  checkpoint=args.checkpoint, device=args.device)
+                  checkpoint=args.checkpoint, device=args.device, encoder=args.encoder)
     try:
         found = search(args.index, query, args.top_k, args.target, args.kind, args.backend)
     except ERRORS as err:

@@ -195,3 +195,45 @@ def test_encoder_and_label_names_come_from_the_features_metadata(built, capsys, 
     found, out = run_search(capsys, "--index", str(path), "--text", "two dogs", "--top_k", "2")
     assert len(found["results"]) == 2 and set(found["results"][0]["labels"]) <= set(names)
     assert "concept" in out
+
+
+def test_exported_encoders_answer_text_and_image_queries_without_the_checkpoint(built, capsys, tmp_path,
+                                                                                monkeypatch):
+    """scripts/search.py --encoder: the ONNX encoders of scripts/export.py run by onnxruntime give the
+    query code the checkpoint gives, even where the checkpoint is gone; one that does not fit is one line."""
+    import uvicorn
+    from PIL import Image
+
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("fastapi")
+    from hashindex.encoders import ExportedEncoders
+    _import_script("export_cli", ROOT / "scripts" / "export.py")
+    import export_cli
+
+    root, checkpoint, path = built
+    export_cli.main(["--checkpoint", str(checkpoint), "--out", str(tmp_path / "enc")])
+    photo = tmp_path / "photo.png"
+    Image.fromarray(np.random.default_rng(1).integers(0, 255, (30, 30, 3), dtype=np.uint8)).save(photo)
+    with_checkpoint = [run_search(capsys, "--index", str(path), *query, "--json")[0]
+                       for query in (["--text", "a dog on the beach"], ["--image", str(photo)])]
+    index = load_index(path)
+    assert index.meta["scale"] == load_trained_model(checkpoint, log=lambda m: None)[0].default_scale
+    index.meta["checkpoint"] = str(tmp_path / "gone.pth")
+    save_index(tmp_path / "orphan.npz", index)
+    for query, expected in zip((["--text", "a dog on the beach"], ["--image", str(photo)]), with_checkpoint):
+        found, _ = run_search(capsys, "--index", str(tmp_path / "orphan.npz"), *query, "--encoder",
+                              str(tmp_path / "enc"), "--json")
+        assert found["query"]["code"] == expected["query"]["code"] and found["results"] == expected["results"]
+    started = {}   # the page's server (--serve) loads them too: its text and image queries are on
+    monkeypatch.setattr(uvicorn, "run", lambda app, **options: started.update(app=app))
+    search.main(["--serve", "--index", str(tmp_path / "orphan.npz"), "--encoder", str(tmp_path / "enc")])
+    assert started["app"].state.disabled_reason is None
+    assert isinstance(started["app"].state.engine.encoders()[0], ExportedEncoders)
+    export_cli.main(["--checkpoint", str(root / "ck" / "hash" / "demo_hash_32.pth"), "--out", str(tmp_path / "e32")])
+    message = fails(capsys, "--index", str(path), "--text", "a cat", "--encoder", str(tmp_path / "e32"))
+    assert "32-bit codes, the index holds 16-bit" in message and "sha256 mismatch" in message
+    index.meta["scale"] = 3.5
+    save_index(tmp_path / "scaled.npz", index)
+    message = fails(capsys, "--index", str(tmp_path / "scaled.npz"), "--text", "a cat", "--encoder", str(tmp_path / "enc"))
+    assert "the index's is 3.5" in message
+    assert "needs image_encoder.onnx" in fails(capsys, "--index", str(path), "--text", "a cat", "--encoder", str(tmp_path))
