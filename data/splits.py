@@ -95,8 +95,12 @@ def select_rows(split: FeatureSplit, rows, note: str) -> FeatureSplit:
 
 
 def whole_batches(split: FeatureSplit, batch_size: int) -> FeatureSplit:
-    """The split cut to a multiple of batch_size rows, as UCMFH's drop_last loaders do (nothing read)."""
+    """The split cut to a multiple of batch_size rows, as UCMFH's drop_last loaders do (nothing read).
+    DataError (one line) when not one whole batch is left to score."""
     keep = len(split) // batch_size * batch_size
+    if keep == 0:
+        raise DataError(f"--eval_drop_last: {split.source} has {len(split)} rows, fewer than one batch of "
+                        f"--eval_batch_size {batch_size}: nothing would be scored (lower --eval_batch_size)")
     return split if keep == len(split) else select_rows(split, slice(0, keep), f"first {keep} rows")
 
 

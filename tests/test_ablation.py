@@ -5,6 +5,7 @@ import math
 import pytest
 
 import ablation_cli
+from conftest import small_dataset
 from study import ablation
 from study.summary import collect_results, mean_std, method_label, paired_test, summarize, to_markdown
 
@@ -51,7 +52,7 @@ def test_small_helpers():
 
 
 def test_interrupted_grid_resumes_and_a_finished_one_does_no_work(tmp_path, monkeypatch):
-    argv = ["--dataset", "demo", "--data_root", str(tmp_path / "data"), "--bits", "8", "--seeds", "2",
+    argv = ["--dataset", "small", "--data_root", str(small_dataset(tmp_path)), "--bits", "8", "--seeds", "2",
             "--cca", "--out", str(tmp_path / "grid"), *SMALL, "--unimodal_epochs", "1"]   # one branch epoch
     real_run_one, calls = ablation.run_one, []
 
@@ -72,10 +73,10 @@ def test_interrupted_grid_resumes_and_a_finished_one_does_no_work(tmp_path, monk
     assert all(r["n_seeds"] == 2 for r in rows if r["method"] != "cca")
     assert (tmp_path / "grid" / "summary.md").is_file() and (tmp_path / "grid" / "summary.csv").is_file()
     assert (tmp_path / "grid" / "map_vs_bits.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert (tmp_path / "grid" / "progressive_hash_visualization_demo_8bit.png").is_file()
+    assert (tmp_path / "grid" / "progressive_hash_visualization_small_8bit.png").is_file()
     ablation_cli.main(argv)
     assert len(calls) == 5  # re-running does no work
-    run = tmp_path / "grid" / "demo" / "8bit" / "plain" / "seed1"
+    run = tmp_path / "grid" / "small" / "8bit" / "plain" / "seed1"
     assert (run / "histograms.json").is_file() and (run / "codes.npz").is_file()
     assert not (run / "checkpoints").exists()
     assert json.loads((run / "results.json").read_text())["seed"] == 1
@@ -147,8 +148,9 @@ def test_runs_that_differ_only_in_scoring_re_score_a_checkpoint(tmp_path):
 
 
 def test_ladder_grid_end_to_end_with_validation_scores(tmp_path):
-    argv = ["--dataset", "demo", "--data_root", str(tmp_path / "data"), "--bits", "8", "--seeds", "2",
-            "--ladder", "ucmfh", "--out", str(tmp_path / "grid"), "--no_plots", *SMALL, "--val_queries", "200"]
+    argv = ["--dataset", "small", "--data_root", str(small_dataset(tmp_path)), "--bits", "8", "--seeds", "2",
+            "--ladder", "ucmfh", "--out", str(tmp_path / "grid"), "--no_plots", *SMALL, "--val_queries", "100",
+            "--eval_batch_size", "32", "--batch_size", "64"]   # the preset drops partial batches: 250 pairs, 100 queries
     from study import ladder
     monkey_rungs = [r for r in ladder.LADDERS["ucmfh"] if r.label in ("ucmfh", "+item-eval", "+all-scored")]
     ladder.LADDERS["test"] = monkey_rungs
@@ -165,7 +167,7 @@ def test_ladder_grid_end_to_end_with_validation_scores(tmp_path):
     assert not list((tmp_path / "grid").rglob("*.pth"))                      # cleaned up at the end
     summary = (tmp_path / "grid" / "summary.md").read_text()
     assert "| vs |" in summary and "Δ val I2T mAP@K (p)" in summary
-    assert "| demo | 8 | ucmfh | 2 |" in (tmp_path / "grid" / "claims.md").read_text()
+    assert "| small | 8 | ucmfh | 2 |" in (tmp_path / "grid" / "claims.md").read_text()
 
 
 def test_claims_against_hand_computed_values(tmp_path):

@@ -4,8 +4,7 @@ import os
 import subprocess
 import sys
 
-from conftest import ROOT
-from data import make_demo_dataset
+from conftest import ROOT, small_dataset
 
 SMALL = ["--modality_dropout", "0", "--epoch", "1", "--fusion_dim", "64", "--fusion_ff_dim", "64", "--hash_hidden", "64",
          "--batch_size", "512", "--unimodal_epochs", "1"]
@@ -18,7 +17,7 @@ def run_script(name, data_root, *extra):
 
 
 def test_test_flickr_runs_all_four_code_lengths_and_ends_with_one_table(tmp_path):
-    make_demo_dataset(tmp_path / "data" / "mirflickr")  # UCMFH's layout, stands in for the real pickles
+    (small_dataset(tmp_path) / "small").rename(tmp_path / "data" / "mirflickr")  # UCMFH's layout, for the real pickles
     out = tmp_path / "runs"
     done = run_script("test-flickr.sh", tmp_path / "data", *SMALL, "--output_dir", str(out),
                       "--checkpoint_dir", str(tmp_path / "ck"))

@@ -140,3 +140,14 @@ def test_bench_unstable_prints_the_peak_memory_next_to_one_queries_by_database_m
     assert bench_unstable_cli.main(["--queries", "6", "--database", "300", "--bits", "8"]) == 0
     out = capsys.readouterr().out
     assert "Q=6 N=300" in out and "one (Q, N) float32 matrix:" in out and "peak memory allocated in the call:" in out
+
+
+def test_whole_batches_of_a_split_smaller_than_one_batch_is_a_one_line_error():
+    import pytest
+    from data.errors import DataError
+
+    split, _ = lazy_split(100)
+    assert len(whole_batches(split, 64)) == 64
+    with pytest.raises(DataError, match=r"--eval_drop_last: lazy.h5 has 100 rows, fewer than one batch of "
+                                        r"--eval_batch_size 128"):
+        whole_batches(split, 128)
