@@ -1,4 +1,5 @@
 """Shared test setup: the repo root on sys.path, few threads, fixed seeds."""
+import contextlib
 import os
 import pickle
 import sys
@@ -69,3 +70,29 @@ def small_dataset(folder):
             (root / "small").mkdir(parents=True, exist_ok=True)
             (root / "small" / f"{split}.pkl").write_bytes(pickle.dumps(arrays, protocol=4))
     return root
+
+
+@contextlib.contextmanager
+def served(app, log_level="warning"):
+    """`app` served by a real uvicorn server in a thread, on a localhost port the system picked:
+    yields the base URL (without the trailing slash)."""
+    import socket
+    import threading
+    import time
+
+    import uvicorn
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    running = uvicorn.Server(uvicorn.Config(app, log_level=log_level))
+    thread = threading.Thread(target=running.run, kwargs={"sockets": [listener]}, daemon=True)
+    thread.start()
+    deadline = time.time() + 10
+    while not running.started and time.time() < deadline:
+        time.sleep(0.02)
+    assert running.started, "the server did not start"
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+    finally:
+        running.should_exit = True
+        thread.join(5)

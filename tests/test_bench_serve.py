@@ -2,17 +2,14 @@
 the app served by uvicorn in this process, a sound server passing the checks and a broken one not."""
 import asyncio
 import json
-import socket
-import threading
-import time
 
 import numpy as np
 import pytest
 
-uvicorn = pytest.importorskip("uvicorn")
+pytest.importorskip("uvicorn")
 pytest.importorskip("open_clip")
 
-from conftest import ROOT, _import_script  # noqa: E402
+from conftest import ROOT, _import_script, served  # noqa: E402
 from hashindex.index_file import load_index  # noqa: E402
 from hashindex.query import SearchEngine  # noqa: E402
 from webui.app import create_app  # noqa: E402
@@ -29,19 +26,8 @@ def base_url(tmp_path_factory):
     served by uvicorn in a thread on a port the system picked."""
     folder = tmp_path_factory.mktemp("load")
     path = bench.synthetic_index(folder, 300, 32, str(bench.TINY_CLIP), np.random.default_rng(0), SMALL_MODEL)
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    app = create_app(SearchEngine(load_index(path), path), max_k=50)
-    running = uvicorn.Server(uvicorn.Config(app, log_level="critical"))
-    thread = threading.Thread(target=running.run, kwargs={"sockets": [listener]}, daemon=True)
-    thread.start()
-    deadline = time.time() + 10
-    while not running.started and time.time() < deadline:
-        time.sleep(0.02)
-    assert running.started, "the server did not start"
-    yield f"http://127.0.0.1:{listener.getsockname()[1]}"
-    running.should_exit = True
-    thread.join(5)
+    with served(create_app(SearchEngine(load_index(path), path), max_k=50), log_level="critical") as url:
+        yield url
 
 
 def test_every_request_is_sent_once_counted_by_status_and_the_checks_pass(base_url, tmp_path, capsys):

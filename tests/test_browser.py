@@ -9,9 +9,6 @@ import json
 import os
 import random
 import shutil
-import socket
-import threading
-import time
 from urllib.parse import urlencode
 from urllib.request import urlopen
 
@@ -22,7 +19,7 @@ if not (CHROMIUM and CHROMEDRIVER):
     pytest.skip("no browser: install Debian's chromium and chromium-driver to run the page in a browser",
                 allow_module_level=True)
 webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed (pip install selenium)")
-uvicorn = pytest.importorskip("uvicorn")
+pytest.importorskip("uvicorn")
 
 from selenium.webdriver.chrome.service import Service  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
@@ -31,6 +28,7 @@ from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
 from hashindex.index_file import load_index  # noqa: E402
 from hashindex.query import SearchEngine  # noqa: E402
+from conftest import served  # noqa: E402
 from test_serve import toy_index  # noqa: E402
 from webui.app import create_app  # noqa: E402
 
@@ -56,19 +54,8 @@ def shown(page):
 def server(tmp_path_factory):
     """The real uvicorn server over the toy index, in a thread, on a port the system picked."""
     path = toy_index(tmp_path_factory)
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    app = create_app(SearchEngine(load_index(path), path), draw=random.Random(SEED))
-    running = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
-    thread = threading.Thread(target=running.run, kwargs={"sockets": [listener]}, daemon=True)
-    thread.start()
-    deadline = time.time() + 10
-    while not running.started and time.time() < deadline:
-        time.sleep(0.05)
-    assert running.started, "the server did not start"
-    yield f"http://127.0.0.1:{listener.getsockname()[1]}/"
-    running.should_exit = True
-    thread.join(5)
+    with served(create_app(SearchEngine(load_index(path), path), draw=random.Random(SEED))) as url:
+        yield url + "/"
 
 
 @pytest.fixture
