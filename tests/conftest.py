@@ -96,3 +96,13 @@ def served(app, log_level="warning"):
     finally:
         running.should_exit = True
         thread.join(5)
+
+
+# the files of the slowest tests (torchrun, the reference side by side, grids, the shell scripts): run
+# first, so that under `-n auto` no worker starts one of them when the others are nearly done
+SLOW_FILES = ("test_distributed.py", "test_compare_reference.py", "test_ablation.py", "test_scripts.py",
+              "test_plots.py", "test_browser.py")
+
+
+def pytest_collection_modifyitems(items):
+    items.sort(key=lambda item: item.path.name not in SLOW_FILES)   # stable: each file keeps its order
