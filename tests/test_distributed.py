@@ -102,9 +102,11 @@ def test_two_processes_train_like_one_and_resume_in_one(tmp_path, one_process):
         assert abs(results[key] - reference_results[key]) <= 0.002, key
 
 
-def test_two_processes_extract_what_one_does_and_each_resumes_alone(tmp_path):
-    """torchrun scripts/extract_features.py: the chunks are shared out, the merged output is the
-    one-process output, and a rank that lost a chunk redoes that chunk only."""
+def test_two_processes_extract_what_one_does_and_each_resumes_alone(tmp_path, monkeypatch):
+    """torchrun scripts/extract_features.py: the chunks are shared out and the merged output is the
+    one-process output. Then each rank of that job runs again on its own (in this process, its rank
+    given and the barriers passed, as after a crash): the rank that lost a chunk redoes that chunk
+    only, the other redoes nothing, and rank 0 writes the same output again."""
     pytest.importorskip("open_clip")
     from test_extract import tiny_dataset
 
@@ -115,21 +117,16 @@ def test_two_processes_extract_what_one_does_and_each_resumes_alone(tmp_path):
     common = ["--manifest", str(tmp_path / "images" / "pairs.csv"), "--pretrained", "random", "--clip_model",
               str(ROOT / "tests" / "fixtures" / "test-tiny-clip.json"), "--device", "cpu", "--batch_size", "2",
               "--chunk_size", "4", "--workers", "0", "--num_query", "3", "--num_train", "6", "--format", "h5"]
-    script = str(ROOT / "scripts" / "extract_features.py")
-    env = {"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"}
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
-
-    def extract(launcher, out, *extra):
-        done = subprocess.run([*launcher, script, *common, "--output", str(out), *extra], cwd=ROOT,
-                              capture_output=True, text=True, env=env, timeout=300)
-        assert done.returncode == 0, done.stderr[-3000:]
-        return done.stdout
+    done = subprocess.run([*torchrun, str(ROOT / "scripts" / "extract_features.py"), *common, "--output",
+                           str(tmp_path / "two"), "--keep_work"], cwd=ROOT, capture_output=True, text=True,
+                          env={"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"}, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.count("pairs kept") == 1 and "(2 processes)" in done.stdout   # rank 0 alone prints
 
     import extract_features_cli   # one process: in this one
 
     extract_features_cli.main([*common, "--output", str(tmp_path / "one")])
-    printed = extract(torchrun, tmp_path / "two", "--keep_work")
-    assert printed.count("pairs kept") == 1 and "(2 processes)" in printed
     for name in ("splits.json", "extraction_report.json"):
         assert (tmp_path / "one" / name).read_text() == (tmp_path / "two" / name).read_text(), name
     import h5py
@@ -148,13 +145,20 @@ def test_two_processes_extract_what_one_does_and_each_resumes_alone(tmp_path):
 
     one = arrays(tmp_path / "one")
     same(arrays(tmp_path / "two"), one)
-    # rank 1's chunk 1 lost: rank 1 encodes it again, nothing else is redone
+    # chunk 1 (rank 1's, of 4 chunks shared out by index modulo 2) lost: each rank runs again alone
     work = tmp_path / "two" / ".work"
     chunks = sorted(work.glob("chunk_*.npz"))
     assert len(chunks) == 4
     stamps = {c.name: c.stat().st_mtime_ns for c in chunks}
     chunks[1].unlink()
-    extract(torchrun, tmp_path / "two", "--keep_work")
+    (tmp_path / "two" / "retrieval.h5").unlink()
+    from parallel import Ranks
+
+    for rank in (1, 0):                    # rank 1 first: rank 0 merges every chunk, so it needs chunk 1
+        monkeypatch.setattr(extract_features_cli, "init_from_env", lambda device, rank=rank: Ranks(rank, 2, rank))
+        monkeypatch.setattr(extract_features_cli, "barrier", lambda ranks: None)
+        extract_features_cli.main([*common, "--output", str(tmp_path / "two"), "--keep_work"])
+        assert (tmp_path / "two" / "retrieval.h5").is_file() == (rank == 0)   # rank 0 alone writes
     assert {c.name: c.stat().st_mtime_ns for c in work.glob("chunk_*.npz") if c.name != chunks[1].name} == \
         {name: stamp for name, stamp in stamps.items() if name != chunks[1].name}
     assert chunks[1].is_file()
