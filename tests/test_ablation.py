@@ -74,7 +74,7 @@ def test_interrupted_grid_resumes_and_a_finished_one_does_no_work(tmp_path, monk
     assert (tmp_path / "grid" / "summary.md").is_file() and (tmp_path / "grid" / "summary.csv").is_file()
     assert (tmp_path / "grid" / "map_vs_bits.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert (tmp_path / "grid" / "progressive_hash_visualization_small_8bit.png").is_file()
-    ablation_cli.main(argv)
+    ablation_cli.main(["--no_plots", *argv])
     assert len(calls) == 5  # re-running does no work
     run = tmp_path / "grid" / "small" / "8bit" / "plain" / "seed1"
     assert (run / "histograms.json").is_file() and (run / "codes.npz").is_file()
