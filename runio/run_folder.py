@@ -16,6 +16,7 @@ import yaml
 
 from config import scale_max_for
 from runio.atomic import atomic_write_bytes, atomic_write_json, atomic_write_text
+from runio.metrics_log import read_metrics_file
 from runio.tensorboard_log import FOLDER, EventLog, wanted
 
 
@@ -44,25 +45,8 @@ class RunFolder:
         atomic_write_text(self.path / "config.yaml", yaml.safe_dump(config, sort_keys=False))
 
     def read_metrics(self) -> list:
-        """The records of metrics.jsonl. A last line without its newline that is not JSON was being
-        appended when the run was killed: it is left out (a resume rewrites the file without it).
-        Any other line that is not JSON is a one-line error naming the file and the line."""
-        file = self.path / "metrics.jsonl"
-        if not file.is_file():
-            return []
-        text = file.read_text()
-        lines = text.splitlines()
-        records = []
-        for number, line in enumerate(lines, 1):
-            if not line.strip():
-                continue
-            try:
-                records.append(json.loads(line))
-            except json.JSONDecodeError as err:
-                if number == len(lines) and not text.endswith("\n"):
-                    break                          # torn by a kill mid-append
-                raise ValueError(f"{file}: line {number} is not valid JSON ({err})") from None
-        return records
+        """The records of metrics.jsonl (runio/metrics_log.py: a last line torn by a kill is left out)."""
+        return read_metrics_file(self.path / "metrics.jsonl")
 
     def append_metrics(self, record: dict) -> None:
         if not self.writable:

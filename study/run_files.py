@@ -14,6 +14,7 @@ from pathlib import Path
 
 import yaml
 
+from runio.metrics_log import read_metrics_file
 from study.summary import method_label  # the ablation's method names: plain, progressive-linear, ...
 
 DIRECTIONS = ("i2t", "t2i")  # the retrieval directions, as curves.json and summary.csv key them
@@ -37,21 +38,18 @@ def _read_json(path) -> dict:
 
 
 def read_metrics(run) -> list:
-    """The records of <run>/metrics.jsonl, sorted by epoch."""
+    """The records of <run>/metrics.jsonl (read by runio/metrics_log.py, which leaves out a last line
+    torn by a kill), sorted by epoch."""
     path = Path(run) / "metrics.jsonl"
     if not path.is_file():
         raise PlotInputError(f"{path}: file not found")
-    records = []
-    for number, line in enumerate(path.read_text().splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise PlotInputError(f"{path}: line {number} is not valid JSON ({err})") from None
+    try:
+        records = read_metrics_file(path)
+    except ValueError as err:
+        raise PlotInputError(str(err)) from None
+    for number, record in enumerate(records, 1):
         if not isinstance(record, dict) or not isinstance(record.get("epoch"), (int, float)):
-            raise PlotInputError(f"{path}: line {number} has no numeric 'epoch'")
-        records.append(record)
+            raise PlotInputError(f"{path}: record {number} has no numeric 'epoch'")
     if not records:
         raise PlotInputError(f"{path}: no records")
     return sorted(records, key=lambda r: r["epoch"])

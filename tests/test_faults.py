@@ -243,3 +243,18 @@ def test_a_metrics_line_torn_by_a_kill_is_left_out_and_any_other_bad_line_is_nam
     (tmp_path / "metrics.jsonl").write_text('{"epoch": 1}\n{"epoch": 2, "lo\n{"epoch": 3}\n')
     with pytest.raises(ValueError, match=r"metrics.jsonl: line 2 is not valid JSON"):
         run.read_metrics()
+
+
+def test_the_figures_read_metrics_as_a_resume_does(tmp_path):
+    """study/run_files.py reads metrics.jsonl with the same reader: a run killed mid-append is drawn
+    from its whole records; a bad line elsewhere is a PlotInputError naming the file and the line."""
+    from study.run_files import PlotInputError, read_metrics
+
+    (tmp_path / "metrics.jsonl").write_text('{"epoch": 2}\n{"epoch": 1}\n{"epoch": 3, "lo')
+    assert read_metrics(tmp_path) == [{"epoch": 1}, {"epoch": 2}]
+    (tmp_path / "metrics.jsonl").write_text('{"epoch": 1}\n{"epoch": 2, "lo\n{"epoch": 3}\n')
+    with pytest.raises(PlotInputError, match=r"metrics.jsonl: line 2 is not valid JSON"):
+        read_metrics(tmp_path)
+    (tmp_path / "metrics.jsonl").write_text('{"epoch": 1}\n{"loss": 2}\n')
+    with pytest.raises(PlotInputError, match=r"metrics.jsonl: record 2 has no numeric 'epoch'"):
+        read_metrics(tmp_path)
