@@ -42,9 +42,15 @@ TINY_CLIP = "test-tiny-clip"
 # 20 s of the suite's time on 2 cores. The controller compiles it once in a process of its own while
 # the workers start, and the workers wait for that process before their first test.
 WARMED_FLAG = "UCMFH_TEST_NUMBA_WARMED"
-WARM_UP = ("import torch; from metrics.hamming import count_ranking; "
-           "signs = torch.ones(2, 8); labels = torch.ones(2, 1, dtype=torch.bool); "
-           "count_ranking(signs, signs, labels, labels, 2, (1,))")
+WARM_UP = """import sys
+try:
+    import torch
+    from metrics.hamming import count_ranking
+    signs, labels = torch.ones(2, 8), torch.ones(2, 1, dtype=torch.bool)
+    count_ranking(signs, signs, labels, labels, 2, (1,))
+finally:   # done or failed, the workers go on (a failure costs each of them a compile, not a test)
+    open(sys.argv[1], "w").close()
+"""
 _warming = None
 
 
@@ -54,7 +60,7 @@ def pytest_configure(config):
         return
     flag = Path(tempfile.gettempdir()) / f"ucmfh-test-numba-warmed-{os.getpid()}"
     flag.unlink(missing_ok=True)
-    _warming = subprocess.Popen([sys.executable, "-c", f"{WARM_UP}; open({str(flag)!r}, 'w').close()"], cwd=ROOT,
+    _warming = subprocess.Popen([sys.executable, "-c", WARM_UP, str(flag)], cwd=ROOT,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     os.environ[WARMED_FLAG] = str(flag)          # the workers, started after this, inherit it
 
@@ -83,7 +89,7 @@ def _session():
     if _warming is not None:                        # one process, no workers: wait here
         _warming.wait()
     elif flag:
-        deadline = time.time() + 120                # the warm-up process failing costs a compile, not a test
+        deadline = time.time() + 120                # in case the warm-up process was killed
         while not Path(flag).exists() and time.time() < deadline:
             time.sleep(0.1)
 
