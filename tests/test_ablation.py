@@ -63,6 +63,11 @@ def test_interrupted_grid_resumes_and_a_finished_one_does_no_work(tmp_path, monk
         return real_run_one(*a)
 
     monkeypatch.setattr(ablation, "run_one", crash_after_two)
+    # the grid's figures are drawn (the summary ones below); each run's training curves are only
+    # asked for: test_plots.py draws them, at 1 s apiece
+    from study import plots
+    curves = []
+    monkeypatch.setattr(plots, "plot_training_curves", lambda run, out: curves.append(run) or out)
     with pytest.raises(KeyboardInterrupt):
         ablation_cli.main(argv)
     assert len(collect_results(tmp_path / "grid")) == 2
@@ -74,6 +79,8 @@ def test_interrupted_grid_resumes_and_a_finished_one_does_no_work(tmp_path, monk
     assert (tmp_path / "grid" / "summary.md").is_file() and (tmp_path / "grid" / "summary.csv").is_file()
     assert (tmp_path / "grid" / "map_vs_bits.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert (tmp_path / "grid" / "progressive_hash_visualization_small_8bit.png").is_file()
+    assert sorted(run.relative_to(tmp_path / "grid").as_posix() for run in curves) == [
+        f"small/8bit/{method}/seed{seed}" for method in ("plain", "progressive-linear") for seed in (0, 1)]
     ablation_cli.main(["--no_plots", *argv])
     assert len(calls) == 5  # re-running does no work
     run = tmp_path / "grid" / "small" / "8bit" / "plain" / "seed1"
