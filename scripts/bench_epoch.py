@@ -85,7 +85,7 @@ def main(argv=None):
         info(f"seconds per unimodal-branch epoch (median of {args.epochs}; the defaults add "
              f"{cfg.unimodal_epochs} after the paired ones): {statistics.median(branch_times):.2f}")
     if cfg.modality_dropout == AUTO:
-        epochs = candidate_epochs(cfg, len(rates))
+        epochs = candidate_epochs(cfg, rates)
         extra = sum(epochs * (1 - cfg.select_holdout) * seconds for seconds in medians.values())
         total = cfg.epoch * median + cfg.unimodal_epochs * (statistics.median(branch_times) if solver.branch else 0)
         info(f"auto's selection for a {cfg.epoch}-epoch run: {len(rates)} candidates x {epochs} epochs on "

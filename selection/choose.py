@@ -7,8 +7,9 @@ user without labels cannot find out which by scoring, so the run finds out itsel
 
 1. hold out `select_holdout` of the training pairs (a fixed draw per seed);
 2. train one short candidate per value of `select_candidates` on the rest
-   (`select_budget` x the default training's epochs, shared among them; a
-   constant rate, no unimodal branch, no scoring, nothing kept but the codes);
+   (`select_budget` x the default training's epochs, shared among them, an
+   epoch at rate r counting 1 + r; a constant rate, no unimodal branch, no
+   scoring, nothing kept but the codes);
 3. score each by the label-free criterion `select_criterion` (selection/criteria.py):
    the held-out pairs' codes against the candidate's training pairs' codes;
 4. keep the best (ties go to the first listed), and train the real run with it on every pair.
@@ -49,11 +50,15 @@ def split_for_selection(num_train: int, holdout: float, seed: int) -> tuple:
     return held, (fit if len(fit) <= MAX_FIT else np.sort(rng.choice(fit, MAX_FIT, replace=False)))
 
 
-def candidate_epochs(cfg, num_candidates: int) -> int:
+def candidate_epochs(cfg, candidates) -> int:
     """Epochs per candidate: select_budget x the default training's epochs (paired + branch),
-    shared among the candidates, each of which trains on (1 - select_holdout) of the pairs."""
+    shared among the candidates, each of which trains on (1 - select_holdout) of the pairs. An epoch
+    at modality dropout r encodes (1 + r) times the tokens of one at 0 (a dropped pair is encoded
+    once per side), so a candidate's epochs count (1 + r) times: without that, the candidates 0 and
+    0.75 overshot the budget by 38% (docs/zoo.md, the selection's cost)."""
     total = cfg.epoch + cfg.unimodal_epochs
-    return max(1, math.floor(cfg.select_budget * total / (num_candidates * (1 - cfg.select_holdout))))
+    work = sum(1 + float(rate) for rate in candidates) * (1 - cfg.select_holdout)
+    return max(1, math.floor(cfg.select_budget * total / work))
 
 
 def choose_modality_dropout(cfg, bits: int, data, trainer, log=print) -> dict:
@@ -68,7 +73,7 @@ def choose_modality_dropout(cfg, bits: int, data, trainer, log=print) -> dict:
     database = take_rows(fit_split, slice(0, MAX_DATABASE), "selection: ranked pairs")
     candidate_data = DatasetSplits(name=data.name, train=fit_split, query=held_split, retrieval=database)
     candidates = [float(value) for value in cfg.select_candidates]
-    epochs = candidate_epochs(cfg, len(candidates))
+    epochs = candidate_epochs(cfg, candidates)
     log(f"modality_dropout auto: training {len(candidates)} candidates ({', '.join(f'{c:g}' for c in candidates)}) "
         f"for {epochs} epochs each on {len(fit)} training pairs; criterion {cfg.select_criterion} on "
         f"{len(held)} held-out pairs")

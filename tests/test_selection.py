@@ -76,8 +76,10 @@ def test_the_criteria_prefer_codes_of_what_both_sides_share_over_one_sides_noise
 
 def test_the_budget_and_the_held_out_draw():
     cfg = build_config(["--epoch", "20", "--unimodal_epochs", "5"])
-    epochs = candidate_epochs(cfg, 2)
-    assert epochs == 6 and 2 * epochs * (1 - cfg.select_holdout) <= cfg.select_budget * 25   # at most +0.5x
+    epochs = candidate_epochs(cfg, [0.0, 0.75])
+    # at most +0.5x in tokens encoded: an epoch at 0.75 encodes 1.75 times the pairs' tokens
+    assert epochs == 5 and (1 + 1.75) * epochs * (1 - cfg.select_holdout) <= cfg.select_budget * 25
+    assert candidate_epochs(cfg, [0.0, 0.0]) == 6                # two candidates at 0: 6 epochs each
     held, fit = split_for_selection(1000, 0.1, seed=3)
     assert len(held) == 200 and len(fit) == 800 and not set(held) & set(fit)   # at least 200 held out
     assert np.array_equal(held, split_for_selection(1000, 0.1, seed=3)[0])
