@@ -28,7 +28,6 @@ import torch.nn as nn
 from config import ConfigError
 from data.clip_encoder import sha256_of
 from runio.atomic import atomic_write_bytes
-from runio.checkpoint import load_trained_model
 
 MODALITIES = ("image", "text")
 FORMATS = {"onnx": ".onnx", "torchscript": ".pt"}
@@ -55,17 +54,22 @@ def file_name(modality: str, fmt: str) -> str:
     return f"{modality}_encoder{FORMATS[fmt]}"
 
 
-def encoder_facts(model, info: dict, checkpoint, modality: str) -> dict:
-    """What an exported encoder says about itself (all values strings, as ONNX metadata_props are)."""
+def encoder_facts(model, info: dict, checkpoint) -> dict:
+    """What both exported encoders say about themselves (all values strings, as ONNX metadata_props
+    are); each adds its modality and input size (side_facts)."""
     branch = model.unimodal_branch is not None and model.branch_trained
-    facts = {"format": FORMAT_TAG, "modality": modality, "bits": info["bits"],
-             "scale": repr(float(model.default_scale)),
-             "input_dim": info[f"{modality}_dim"], "image_dim": info["image_dim"], "text_dim": info["text_dim"],
+    facts = {"format": FORMAT_TAG, "bits": info["bits"], "scale": repr(float(model.default_scale)),
+             "image_dim": info["image_dim"], "text_dim": info["text_dim"],
              "checkpoint": str(Path(checkpoint).resolve()), "checkpoint_sha256": sha256_of(checkpoint),
              "protocol": "unimodal", "network": "unimodal branch" if branch else "paired network with placeholders",
              "outputs": "h = tanh(scale * x) (B, bits) float32; codes = +1 where h >= 0 else -1 (B, bits) float32",
              "model": json.dumps(info["model"], sort_keys=True)}
     return {key: str(value) for key, value in facts.items()}
+
+
+def side_facts(facts: dict, info: dict, modality: str) -> dict:
+    """encoder_facts of one side: with its modality and its input size."""
+    return {**facts, "modality": modality, "input_dim": str(info[f"{modality}_dim"])}
 
 
 def _onnx_bytes(module: nn.Module, example: torch.Tensor, facts: dict) -> bytes:
@@ -92,15 +96,14 @@ def _torchscript_bytes(module: nn.Module, example: torch.Tensor, facts: dict) ->
     return buffer.getvalue()
 
 
-def export_encoders(checkpoint, out_dir, fmt: str = "onnx", log=print) -> dict:
-    """Write <out_dir>/image_encoder.<ext> and text_encoder.<ext> (atomically) from a hash-stage
-    checkpoint; returns modality -> path. ConfigError names the file at fault."""
+def export_encoders(model, info: dict, checkpoint, out_dir, fmt: str = "onnx", log=print) -> dict:
+    """Write <out_dir>/image_encoder.<ext> and text_encoder.<ext> (atomically) from the hash-stage
+    `model` and `info` that load_trained_model read from `checkpoint`; returns modality -> path."""
     if fmt not in FORMATS:
         raise ConfigError(f"--format {fmt!r} is not one of {', '.join(FORMATS)}")
-    model, info = load_trained_model(checkpoint, "cpu", log=lambda message: None)
-    paths = {}
+    common, paths = encoder_facts(model, info, checkpoint), {}
     for modality in MODALITIES:
-        facts = encoder_facts(model, info, checkpoint, modality)
+        facts = side_facts(common, info, modality)
         module = OneSideEncoder(model, modality).eval()   # exporting puts a module back in its mode: eval
         example = torch.zeros(2, info[f"{modality}_dim"])
         payload = (_onnx_bytes if fmt == "onnx" else _torchscript_bytes)(module, example, facts)
@@ -202,10 +205,10 @@ def compare_signs(reference_h: np.ndarray, codes: np.ndarray) -> dict:
             "beyond_tolerance": int((magnitude >= SIGN_TOLERANCE).sum())}
 
 
-def check_export(checkpoint, paths: dict, features: dict) -> dict:
+def check_export(model, paths: dict, features: dict) -> dict:
     """modality -> compare_signs of the exported file at paths[modality] against the checkpoint's
-    encode_image / encode_text on features[modality] ((N, D) float32), plus the largest |h| difference."""
-    model, _ = load_trained_model(checkpoint, "cpu", log=lambda message: None)
+    model's encode_image / encode_text on features[modality] ((N, D) float32), plus the largest |h|
+    difference."""
     found = {}
     for modality in MODALITIES:
         encoder = ExportedEncoder(paths[modality])
@@ -228,9 +231,9 @@ def median_latency_ms(call, calls: int) -> float:
     return float(np.median(times) * 1e3)
 
 
-def bench_export(checkpoint, paths: dict, calls: int) -> dict:
-    """modality -> file size (MB) and median ms per batch-of-1 call of the export and of PyTorch."""
-    model, _ = load_trained_model(checkpoint, "cpu", log=lambda message: None)
+def bench_export(model, paths: dict, calls: int) -> dict:
+    """modality -> file size (MB) and median ms per batch-of-1 call of the export and of PyTorch's
+    `model` (the checkpoint's)."""
     found = {}
     for modality, path in paths.items():
         encoder, reference = ExportedEncoder(path), OneSideEncoder(model, modality)

@@ -51,10 +51,10 @@ def parse_args(argv):
     return args
 
 
-def check_items(checkpoint, n: int, dataset: str, data_root: str) -> tuple:
+def check_items(checkpoint, info: dict, n: int, dataset: str, data_root: str) -> tuple:
     """(modality -> (n', D) float32 features, where they came from): the first n items of the query
-    split then the database of the checkpoint's dataset when its folder is there, else n random rows."""
-    _, info = load_trained_model(checkpoint, "cpu", log=lambda message: None)
+    split then the database of the checkpoint's dataset (its facts: `info`) when its folder is there,
+    else n random rows."""
     saved = info["config"]
     name, root = dataset or saved["dataset"], data_root or saved.get("data_root", "data")
     if (Path(root) / name).is_dir():   # never generate a missing demo set as a side effect
@@ -79,12 +79,13 @@ def main(argv=None) -> dict:
     out = Path(args.out or Path("exported") / Path(args.checkpoint).stem)
     found = {"paths": {}, "check": None, "bench": None}
     try:
-        found["paths"] = paths = export_encoders(args.checkpoint, out, args.format)
+        model, info = load_trained_model(args.checkpoint, "cpu", log=lambda message: None)   # read once
+        found["paths"] = paths = export_encoders(model, info, args.checkpoint, out, args.format)
         if args.check:
-            features, source = check_items(args.checkpoint, args.check, args.dataset, args.data_root)
-            found["check"] = check_export(args.checkpoint, paths, features)
+            features, source = check_items(args.checkpoint, info, args.check, args.dataset, args.data_root)
+            found["check"] = check_export(model, paths, features)
         if args.bench:
-            found["bench"] = bench_export(args.checkpoint, paths, args.bench)
+            found["bench"] = bench_export(model, paths, args.bench)
     except (ConfigError, DataError) as err:
         print(f"error: {err}", file=sys.stderr)
         raise SystemExit(2) from None
