@@ -101,22 +101,14 @@ def _seed():
     torch.manual_seed(0)
 
 
-def _import_script(module_name, path):
-    """Make a script in scripts/ importable under a module name, so tests call its main(argv)."""
-    spec = importlib.util.spec_from_file_location(module_name, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[module_name] = module
-    spec.loader.exec_module(module)
-
-
 class _ScriptFinder(importlib.abc.MetaPathFinder):
-    """`import ablation_cli` (and the others here) loads scripts/ablation.py on first use."""
-    SCRIPTS = {"extract_features_cli": "extract_features.py", "ablation_cli": "ablation.py",
-               "search_cli": "search.py"}
+    """`import <name>_cli` loads scripts/<name>.py (a script, not a package module) under that name,
+    once per process, so tests call its main(argv): `import build_index_cli`."""
 
     def find_spec(self, name, path=None, target=None):
-        if name in self.SCRIPTS:
-            return importlib.util.spec_from_file_location(name, ROOT / "scripts" / self.SCRIPTS[name])
+        script = ROOT / "scripts" / f"{name.removesuffix('_cli')}.py"
+        if path is None and name.endswith("_cli") and script.is_file():
+            return importlib.util.spec_from_file_location(name, script)
         return None
 
 

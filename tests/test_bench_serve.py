@@ -9,12 +9,11 @@ import pytest
 pytest.importorskip("uvicorn")
 pytest.importorskip("open_clip")
 
-from conftest import ROOT, _import_script, served  # noqa: E402
+from conftest import served  # noqa: E402
 from hashindex.index_file import load_index  # noqa: E402
 from hashindex.query import SearchEngine  # noqa: E402
 from webui.app import create_app  # noqa: E402
 
-_import_script("bench_serve_cli", ROOT / "scripts" / "bench_serve.py")
 import bench_serve_cli as bench  # noqa: E402
 
 SMALL_MODEL = {"fusion_dim": 64, "fusion_ff_dim": 64, "hash_hidden": 32}

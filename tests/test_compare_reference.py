@@ -1,7 +1,6 @@
 """scripts/compare_reference.py against a fake reference checkout written here (the interface of
 XinyuXia97/UCMFH: ICMR.Solver(config).train() -> (mean, i2t, t2i), a load_dataset.py that opens a
 hard-coded <folder>/<name>/*.pkl with the builtin open), on tiny 512-d pickles."""
-import importlib.util
 import json
 import pickle
 import subprocess
@@ -12,14 +11,12 @@ import pytest
 import torch
 from scipy import stats
 
+import compare_reference_cli as compare_cli   # scripts/compare_reference.py (conftest)
 import train
 from config import build_config
 from study.reference import compatible_argv, reference_dataset_name, summarize, welch_p
 
 ROOT = Path(__file__).resolve().parents[1]
-_spec = importlib.util.spec_from_file_location("compare_reference_cli", ROOT / "scripts" / "compare_reference.py")
-compare_cli = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(compare_cli)
 
 FAKE_LOADER = """\
 import pickle
@@ -207,8 +204,6 @@ def test_welch_test_and_verdict():
 def test_bench_epoch_times_the_reference_on_the_same_pairs(tmp_path, capsys):
     """scripts/bench_epoch.py --reference: the reference (here the fake checkout) reads the bench's
     own training pairs and its epoch times are reported beside ours."""
-    from conftest import _import_script
-    _import_script("bench_epoch_cli", ROOT / "scripts" / "bench_epoch.py")
     import bench_epoch_cli
     reference = fake_reference(tmp_path / "ucmfh")
     bench_epoch_cli.main(["--pairs", "300", "--epochs", "1", "--bits", "16", "--reference", str(reference)])

@@ -11,15 +11,13 @@ import pytest
 import evaluate
 import train
 from config import build_config
-from conftest import ROOT, _import_script
 from data import DataError, load_dataset
 from data.lazy import NpyRows
 from data.readers import load_split_file
 from data.streaming import streams
 from hashindex.index_file import load_index
 
-_import_script("build_index_cli", ROOT / "scripts" / "build_index.py")
-import build_index_cli  # noqa: E402
+import build_index_cli
 
 SHARDS = (70, 0, 90)          # rows per shard: an empty shard in the middle must not break row counting
 

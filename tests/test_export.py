@@ -8,14 +8,13 @@ import torch
 
 from ICMR import Solver
 from config import ConfigError, build_config
-from conftest import ROOT, _import_script, small_dataset
+from conftest import small_dataset
 from data import load_dataset
 from data.clip_encoder import sha256_of
 from hashindex import encoders
 from runio.checkpoint import load_trained_model
 
 pytest.importorskip("onnxruntime")
-_import_script("export_cli", ROOT / "scripts" / "export.py")
 import export_cli  # noqa: E402
 
 

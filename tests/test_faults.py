@@ -20,10 +20,9 @@ import pytest
 import torch
 
 import runio.atomic
-from conftest import ROOT, TINY_CLIP, _import_script, small_dataset
+from conftest import TINY_CLIP, small_dataset
 
-_import_script("build_index_cli", ROOT / "scripts" / "build_index.py")
-import build_index_cli  # noqa: E402
+import build_index_cli
 
 
 @pytest.fixture(autouse=True)

@@ -8,13 +8,11 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import ROOT, _import_script
 from hashindex.hamming_search import (FaissUnavailableError, HammingSearcher, faiss_available, make_searcher,
                                       store_approximate)
 from hashindex.index_file import CodeIndex, IndexFileError, load_index, pack_codes, save_index
 
-_import_script("bench_index_cli", ROOT / "scripts" / "bench_index.py")
-import bench_index_cli  # noqa: E402
+import bench_index_cli
 
 
 def unpack_codes(packed, bits):

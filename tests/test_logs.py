@@ -7,14 +7,13 @@ import pytest
 
 import train
 from config import RUN_KEYS
-from conftest import ROOT, _import_script, small_dataset
+from conftest import small_dataset
 from runio import logs
 from test_train import SMALL
 
-_import_script("build_index_cli", ROOT / "scripts" / "build_index.py")
-import ablation_cli  # noqa: E402
-import build_index_cli  # noqa: E402
-import extract_features_cli  # noqa: E402
+import ablation_cli
+import build_index_cli
+import extract_features_cli
 
 
 class Terminal(io.StringIO):
@@ -103,7 +102,6 @@ def test_the_scripts_take_quiet_and_verbose(command, argv, capsys):
 
 
 def test_a_bench_prints_its_numbers_unless_quiet(capsys):
-    _import_script("bench_unstable_cli", ROOT / "scripts" / "bench_unstable.py")
     import bench_unstable_cli
 
     tiny = ["--queries", "5", "--database", "60", "--bits", "8", "--labels", "3", "--k", "5"]

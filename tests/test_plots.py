@@ -3,25 +3,20 @@ are read back: panels, titles, axis labels, legends and the plotted data against
 command line is checked for the PNGs it writes and its one-line errors."""
 import csv
 import dataclasses
-import importlib.util
 import json
-import sys
 
 import numpy as np
 import pytest
 import yaml
 
+import plot_cli   # scripts/plot.py (conftest)
 from config import SCALE_SCHEDULES, Config
-from conftest import ROOT
 from schedules import ScaleSchedule, hashnet_scale, normalized_hashnet, training_progress
 from study import plots
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 EPOCHS = 5
 
-_spec = importlib.util.spec_from_file_location("plot_cli", ROOT / "scripts" / "plot.py")  # a script, not a module
-plot_cli = sys.modules["plot_cli"] = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(plot_cli)
 
 
 @pytest.fixture(autouse=True)

@@ -38,8 +38,6 @@ def test_missing_dataset_stops_at_once_with_where_to_put_it(tmp_path):
 
 
 def test_bench_map_times_the_loop_the_metric_alone_and_the_default_trio(capsys):
-    from conftest import _import_script
-    _import_script("bench_map_cli", ROOT / "scripts" / "bench_map.py")
     import bench_map_cli
 
     assert bench_map_cli.main(["--queries", "12", "--database", "700", "--bits", "16", "--check_queries", "4"]) == 0

@@ -8,13 +8,12 @@ import torch
 import search_cli as search
 import train
 from hashindex.index_file import load_index, pack_codes, save_index
-from conftest import ROOT, TINY_CLIP, _import_script
+from conftest import TINY_CLIP
 from data import load_dataset
 from data.clip_encoder import ClipEncoder
 from runio.checkpoint import load_trained_model
 
-_import_script("build_index_cli", ROOT / "scripts" / "build_index.py")
-import build_index_cli  # noqa: E402
+import build_index_cli
 
 SMALL = ["--modality_dropout", "0", "--fusion_dim", "64", "--fusion_ff_dim", "64", "--hash_hidden", "128", "--batch_size", "256"]
 
@@ -207,7 +206,6 @@ def test_exported_encoders_answer_text_and_image_queries_without_the_checkpoint(
     pytest.importorskip("onnxruntime")
     pytest.importorskip("fastapi")
     from hashindex.encoders import ExportedEncoders
-    _import_script("export_cli", ROOT / "scripts" / "export.py")
     import export_cli
 
     root, checkpoint, path = built

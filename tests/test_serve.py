@@ -17,12 +17,11 @@ from fastapi.responses import JSONResponse  # noqa: E402
 from fastapi.testclient import TestClient  # noqa: E402
 
 import search_cli  # noqa: E402
-from conftest import ROOT, TINY_CLIP, _import_script  # noqa: E402
+from conftest import ROOT, TINY_CLIP  # noqa: E402
 from hashindex.index_file import CodeIndex, load_index, save_index  # noqa: E402
 from hashindex.query import SearchEngine  # noqa: E402
 from webui.app import create_app  # noqa: E402
 
-_import_script("build_index_cli", ROOT / "scripts" / "build_index.py")
 import build_index_cli  # noqa: E402
 
 COLOURS = {"red": (214, 48, 49), "green": (39, 174, 96), "blue": (41, 98, 255), "yellow": (241, 196, 15)}

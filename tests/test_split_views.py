@@ -133,8 +133,6 @@ def test_unstable_ranking_never_holds_a_queries_by_database_matrix(monkeypatch):
 
 
 def test_bench_unstable_prints_the_peak_memory_next_to_one_queries_by_database_matrix(capsys):
-    from conftest import ROOT, _import_script
-    _import_script("bench_unstable_cli", ROOT / "scripts" / "bench_unstable.py")
     import bench_unstable_cli
 
     assert bench_unstable_cli.main(["--queries", "6", "--database", "300", "--bits", "8"]) == 0

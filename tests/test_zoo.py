@@ -109,15 +109,11 @@ def test_the_zoo_command_runs_a_short_grid_and_writes_its_report(tmp_path, capsy
 
 
 def test_the_zoo_sets_script_describes_the_sets(capsys):
-    import importlib.util
+    import zoo_sets_cli
 
-    from conftest import ROOT
-    spec = importlib.util.spec_from_file_location("zoo_sets_cli", ROOT / "scripts" / "zoo_sets.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    rows = module.main(["--sets", "zoo-manylabels", "zoo-labeltext"])
+    rows = zoo_sets_cli.main(["--sets", "zoo-manylabels", "zoo-labeltext"])
     assert [r["set"] for r in rows] == ["zoo-manylabels", "zoo-labeltext"]
     assert "| zoo-manylabels | 256 / 1024 | 80 |" in capsys.readouterr().out
     assert all(r["chance"] < min(r["image_to_image"], r["text_to_text"]) for r in rows)
     with pytest.raises(SystemExit):
-        module.main(["--sets", "zoo-nope"])
+        zoo_sets_cli.main(["--sets", "zoo-nope"])
