@@ -15,7 +15,6 @@ import os
 import shutil
 from concurrent.futures import ProcessPoolExecutor
 
-
 from config import CHECKPOINT_KEYS, build_config, to_dict
 from data import load_dataset
 from metrics.curves import write_curves
