@@ -89,9 +89,8 @@ class Config:
     select_candidates: list = field(default_factory=lambda: [0.0, 0.75])  # auto's candidate values
     select_criterion: str = "shared"      # auto's label-free criterion (selection/criteria.py; consensus
                                    # fails where one side is much noisier: tests/test_selection.py)
-    select_budget: float = 0.5     # auto's candidates train this share of the default training's epochs,
-                                   # shared among them, an epoch at rate r counting 1 + r (the whole run:
-                                   # about 1.5x a default training)
+    select_budget: float = 0.5     # auto's candidates share this part of the default training's epochs, an
+                                   # epoch at rate r counting 1 + r (the whole run: about 1.5x a training)
     select_holdout: float = 0.1    # share of training pairs held out to score the candidates
     unimodal_epochs: int = 5       # > 0: after the `epoch` epochs, train a separate unimodal branch (a copy
                                    # of the network for one-side inputs) this many epochs, distilled from
