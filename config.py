@@ -30,7 +30,8 @@ STREAM_MODES = ("auto", "on", "off")
 EVAL_SEQUENCES = ("item", "batch")     # what the transformer sees as one sequence when scoring
 TIE_ORDERS = ("index", "unstable")     # order of items at equal Hamming distance
 AUTO = "auto"                          # a setting chosen per dataset at training time (selection/)
-SELECT_CRITERIA = ("consensus", "shared", "image_knn", "text_knn", "balance")   # selection/criteria.py's
+# selection/criteria.py's label-free criteria
+SELECT_CRITERIA = ("consensus", "shared", "image_knn", "text_knn", "balance", "instance", "contrastive")
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 PRESET_DIR = CONFIG_DIR / "presets"
 DEFAULT_SCALE_MAX = 10.0               # Config.scale_max, and a scale_max map's value for unnamed lengths

@@ -16,6 +16,11 @@ other pairs (a database), using only the input features:
   even where one side is much noisier (where `consensus` can fail: tests/test_selection.py).
 * `image_knn`, `text_knn`: the same with one side's neighbours alone.
 * `balance`: 1 - mean |mean sign| per bit (1 = every bit splits the items in two).
+* `instance`: cross-modal instance retrieval among the held-out pairs themselves: the
+  reciprocal rank of a pair's own other side when its image code ranks every held-out
+  text code by Hamming distance (ties at their mean rank), and back, averaged.
+* `contrastive`: minus the training's contrastive loss (losses.contrastive_loss, temperature
+  0.5) of the held-out pairs' image and text outputs, all of them one batch.
 
 The rankings use the metric engine of evaluate.py: a relevance matrix R (Q, N)
 is passed as labels (query q carries label q, item j carries the labels of the
@@ -24,12 +29,15 @@ queries it is relevant to), since "shares a label" then means R[q, j].
 from __future__ import annotations
 
 import numpy as np
+import torch
 
 from evaluate import retrieval_metrics
+from losses import contrastive_loss
 from study.baselines import fit_cca
 
 CCA_COMPONENTS = 16   # canonical directions of the shared space
 CCA_RIDGE = 0.1       # ridge relative to the mean variance: few pairs, wide features
+TEMPERATURE = 0.5     # the contrastive criterion's: the training loss's default (config.Config.temperature)
 
 
 def _unit(x) -> np.ndarray:
@@ -71,6 +79,37 @@ def bit_balance(*codes) -> float:
     return float(1.0 - np.abs(signs.mean(0)).mean())
 
 
+def _signs(codes) -> np.ndarray:
+    signs = np.sign(np.asarray(codes, dtype=np.float32))
+    signs[signs == 0] = 1
+    return signs
+
+
+def instance_retrieval(image_codes, text_codes) -> float:
+    """Mean reciprocal rank of each pair's partner, image -> text and text -> image, over (Q, b)
+    codes of Q pairs ranked by Hamming distance among all Q of the other side. A partner tied with
+    others counts at the mean rank of the tie (1 + the items strictly nearer + half the others tied),
+    so the score does not depend on an order among equals."""
+    image, text = _signs(image_codes), _signs(text_codes)
+    distance = (image.shape[1] - image @ text.T) / 2                                  # (Q, Q) Hamming
+    partner = np.diag(distance)[:, None]
+    scores = []
+    for d, own in ((distance, partner), (distance.T, partner)):                        # rows: queries
+        nearer = (d < own).sum(1)
+        tied = (d == own).sum(1) - 1                                                   # others at the same distance
+        scores.append(np.mean(1.0 / (1.0 + nearer + tied / 2)))
+    return float(np.mean(scores))
+
+
+def held_out_contrastive(image_codes, text_codes) -> float:
+    """Minus the symmetric InfoNCE loss of the training (losses.contrastive_loss) of (Q, b) image
+    and text outputs of Q held-out pairs taken as one batch: higher is better, like every criterion."""
+    with torch.no_grad():
+        loss = contrastive_loss(torch.as_tensor(np.asarray(image_codes, dtype=np.float32)),
+                                torch.as_tensor(np.asarray(text_codes, dtype=np.float32)), TEMPERATURE)
+    return -float(loss)
+
+
 def feature_relevance(query_features, database_features, share: float = 0.05) -> dict:
     """criterion -> (Q, N) bool: which database items count as relevant to each query, from the
     input features alone ((image, text) pairs of (Q, Di)/(Q, Dt) and (N, Di)/(N, Dt)). `share`: the
@@ -92,4 +131,5 @@ def label_free_criteria(query_codes, database_codes, query_features=None, databa
         relevance = feature_relevance(query_features, database_features, share)
     k = min(k, len(database_codes[0]))
     return {**{name: relevance_map(query_codes, database_codes, relevant, k) for name, relevant in relevance.items()},
-            "balance": bit_balance(*query_codes, *database_codes)}
+            "balance": bit_balance(*query_codes, *database_codes),
+            "instance": instance_retrieval(*query_codes), "contrastive": held_out_contrastive(*query_codes)}

@@ -11,7 +11,9 @@ from config import ConfigError, build_config
 from conftest import small_dataset
 from selection import choose
 from selection.choose import candidate_epochs, split_for_selection
-from selection.criteria import bit_balance, label_free_criteria, nearest, relevance_map
+from config import SELECT_CRITERIA
+from selection.criteria import (bit_balance, held_out_contrastive, instance_retrieval, label_free_criteria, nearest,
+                                 relevance_map)
 
 TINY = ["--dataset", "small", "--hash_lens", "16", "--epoch", "2", "--fusion_dim", "64", "--fusion_ff_dim", "64",
         "--hash_hidden", "32", "--batch_size", "64", "--unimodal_epochs", "1", "--eval_every", "0", "--device", "cpu"]
@@ -48,6 +50,34 @@ def test_nearest_and_relevance_map_match_plain_loops():
     relevant = rng.random((7, 30)) < 0.3
     expected = (_map_loop(codes[0], codes[3], relevant, 10) + _map_loop(codes[1], codes[2], relevant, 10)) / 2
     assert relevance_map((codes[0], codes[1]), (codes[2], codes[3]), relevant, 10) == pytest.approx(expected)
+
+
+def test_instance_retrieval_matches_a_plain_loop_with_ties_at_their_mean_rank():
+    rng = np.random.default_rng(1)
+    image, text = np.sign(rng.standard_normal((2, 25, 4)))     # 4 bits: many ties
+    reciprocal = []
+    for queries, items in ((image, text), (text, image)):
+        for q, code in enumerate(queries):
+            distance = [int(np.sum(code != item)) for item in items]
+            nearer = sum(d < distance[q] for d in distance)
+            tied = sum(d == distance[q] for d in distance) - 1
+            reciprocal.append(1 / (1 + nearer + tied / 2))
+    assert instance_retrieval(image, text) == pytest.approx(np.mean(reciprocal))
+    assert instance_retrieval(image, image) > instance_retrieval(image, text)   # partners identical: best
+    assert instance_retrieval(np.eye(3) * 2 - 1, np.eye(3) * 2 - 1) == 1.0     # distinct and identical: rank 1
+
+
+def test_held_out_contrastive_matches_a_plain_loop():
+    rng = np.random.default_rng(2)
+    image, text = np.tanh(rng.standard_normal((2, 6, 8))).astype(np.float32)
+    unit = lambda x: x / np.linalg.norm(x)  # noqa: E731
+    rows = [unit(v) for v in (*image, *text)]
+    losses = []
+    for i, row in enumerate(rows):
+        partner = (i + 6) % 12
+        logits = {j: float(row @ other) / 0.5 for j, other in enumerate(rows) if j != i}
+        losses.append(-(logits[partner] - np.log(sum(np.exp(v) for v in logits.values()))))
+    assert held_out_contrastive(image, text) == pytest.approx(-np.mean(losses), rel=1e-5)
 
 
 def test_bit_balance_by_hand():
@@ -99,8 +129,7 @@ def test_auto_is_the_default_and_bad_values_name_the_option():
 
 def test_auto_trains_with_the_value_it_chose_and_records_why(tmp_path, monkeypatch, capsys):
     # the criterion says the second candidate is better: the run must then equal a fixed 0.75 run
-    monkeypatch.setattr(choose, "label_free_criteria", lambda *a, **k: dict.fromkeys(
-        ("consensus", "shared", "image_knn", "text_knn", "balance"), next(values)))
+    monkeypatch.setattr(choose, "label_free_criteria", lambda *a, **k: dict.fromkeys(SELECT_CRITERIA, next(values)))
     values = iter([0.1, 0.2])
     [auto] = train.main(_args(tmp_path, "auto", "--modality_dropout", "auto"))
     [fixed] = train.main(_args(tmp_path, "fixed", "--modality_dropout", "0.75"))
@@ -121,7 +150,7 @@ def test_a_resumed_run_reads_its_choice_from_the_checkpoint(tmp_path, monkeypatc
     monkeypatch.setattr(ICMR, "choose_modality_dropout", lambda *a, **k: pytest.fail("chose again on resume"))
     [again] = train.main([*args, "--resume", "true"])
     assert again["selection"] == first["selection"] and again["modality_dropout"] == first["modality_dropout"]
-    assert sorted(first["selection"]["all_criteria"][0]) == ["balance", "consensus", "image_knn", "shared", "text_knn"]
+    assert sorted(first["selection"]["all_criteria"][0]) == sorted(SELECT_CRITERIA)
 
 
 def test_the_branch_gets_the_scale_of_its_ramp(tmp_path, monkeypatch):
