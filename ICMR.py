@@ -254,7 +254,7 @@ class Solver:
         unimodal_distill x the squared gap to the frozen network's paired codes, both at the branch's
         scale (ScaleSchedule.branch_at). Returns the epoch's losses and scale."""
         weight, cfg = self.cfg.unimodal_distill, self.cfg
-        scale = self.schedule.branch_at(self.epoch - cfg.epoch, cfg.unimodal_epochs, cfg.unimodal_scale_ramp)
+        scale = self.schedule.branch_at(self.epoch - cfg.epoch, cfg.unimodal_epochs, cfg.unimodal_scale)
         self.model.eval()
         self.branch.train()
         sums, rows = dict.fromkeys(("loss", "fused_loss", "hash_loss", "distill_loss"), 0.0), 0

@@ -24,6 +24,7 @@ import yaml
 
 TASKS = ("train_real", "train_hash", "test_real", "test_hash")
 SCALE_SCHEDULES = ("linear", "exponential", "step", "hashnet", "constant")
+UNIMODAL_SCALES = ("final", "plain", "ramp")   # the unimodal branch's training scale (Config.unimodal_scale)
 WIKI_TEXT_FEATURES = ("lda", "tfidf")
 LR_STEPS = ("epoch", "batch")          # what lr_milestones count
 STREAM_MODES = ("auto", "on", "off")
@@ -98,9 +99,10 @@ class Config:
                                    # the frozen paired codes; the paired path cannot move (docs/training.md)
     unimodal_distill: float = 1.0  # weight of the branch's distillation term (squared gap to paired codes;
                                    # 1 over 0 on validation queries)
-    unimodal_scale_ramp: bool = False # with progressive hashing: the branch's scale ramps from scale_min to
-                                   # the test-time scale over its own epochs (teacher codes at the same
-                                   # scale), instead of starting saturated at the test-time scale
+    unimodal_scale: str = "final"  # the branch's training scale, its teacher's codes at the same: final
+                                   # (the test-time scale, saturated from its first step), plain (1:
+                                   # tanh(x)) or ramp (scale_min to the test-time scale); plain gains about
+                                   # 1 point on three zoo sets and loses 4.2 on wiki (docs/zoo.md)
     # --- model (UCMFH's sizes) ---
     fusion_dim: int = 1024         # image half + text half; inputs of other sizes are projected
     fusion_layers: int = 2
@@ -243,6 +245,7 @@ def _choice(key, value, choices):
 def validate(cfg: Config) -> Config:
     _choice("task", cfg.task, TASKS + tuple(TASK_NUMBERS))
     _choice("scale_schedule", cfg.scale_schedule, SCALE_SCHEDULES)
+    _choice("unimodal_scale", cfg.unimodal_scale, UNIMODAL_SCALES)
     _choice("wiki_text", cfg.wiki_text, WIKI_TEXT_FEATURES)
     _choice("lr_step", cfg.lr_step, LR_STEPS)
     _choice("stream_train", cfg.stream_train, STREAM_MODES)
@@ -304,6 +307,14 @@ def validate(cfg: Config) -> Config:
     return cfg
 
 
+def retired(key: str, value):
+    """A retired option as the option that replaced it, so a run's saved config.yaml trains as it
+    did: unimodal_scale_ramp true/false (before 3 December 2026) is unimodal_scale ramp/final."""
+    if key == "unimodal_scale_ramp":
+        return "unimodal_scale", "ramp" if _parse_bool(key, value) else "final"
+    return key, value
+
+
 def load_yaml(path) -> dict:
     path = Path(path)
     if not path.is_file():
@@ -316,8 +327,9 @@ def load_yaml(path) -> dict:
         raise ConfigError(f"{path}: expected a mapping of option: value")
     out = {}
     for key, value in content.items():
+        key, value = retired(str(key), value)
         try:
-            out[key] = coerce(str(key), value)
+            out[key] = coerce(key, value)
         except ConfigError as err:
             raise ConfigError(f"{path}: {err}") from None
     return out
@@ -383,6 +395,7 @@ def merge_checkpoint_config(cfg: Config, saved: dict, source) -> Config:
     the checkpoint's values of the CHECKPOINT_KEYS, this run's values of the RUN_KEYS. A resumed
     training that would change a checkpoint key is refused (one line naming the keys)."""
     current = to_dict(cfg)
+    saved = dict(retired(key, value) for key, value in saved.items())   # a checkpoint of before a rename
     differing = sorted(k for k in saved if k in CHECKPOINT_KEYS and saved[k] != current.get(k))
     if cfg.resume and cfg.task.startswith("train_") and differing:
         raise ConfigError(f"--resume: {source} was trained with other values of "

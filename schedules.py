@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sys
 
-from config import SCALE_SCHEDULES, scale_max_for
+from config import SCALE_SCHEDULES, UNIMODAL_SCALES, scale_max_for
 
 HASHNET_RUN_ITERATIONS = 10_000   # the run length HashNet's step_size 200 and gamma 0.005 were set for
 CHECK_MARK = "\u2705"              # the design note's log line starts with it (U+2705, white heavy check mark)
@@ -95,14 +95,19 @@ class ScaleSchedule:
         on it; the continuous outputs do."""
         return self.at(self.total_epochs - 1, self.total_epochs * self.iters_per_epoch - 1)
 
-    def branch_at(self, epoch: int, epochs: int, ramp: bool) -> float:
-        """The unimodal branch's scale in its epoch `epoch` (from 0) of `epochs`: with `ramp`, its own
-        linear ramp from scale_min to the test-time scale, so its codes start continuous like the
-        paired run's did; without, the test-time scale throughout (saturated from the first step).
-        1.0 when progressive hashing is off."""
-        if not (self.enabled and ramp):
+    def branch_at(self, epoch: int, epochs: int, mode: str) -> float:
+        """The unimodal branch's scale in its epoch `epoch` (from 0) of `epochs` (config unimodal_scale):
+        "plain" 1.0 (tanh(x), as with progressive hashing off); "final" the test-time scale throughout
+        (saturated from the first step); "ramp" its own linear ramp from scale_min to the test-time
+        scale, so its codes start continuous like the paired run's did. 1.0 whenever progressive
+        hashing is off."""
+        if not self.enabled or mode == "plain":
+            return 1.0
+        if mode == "final":
             return self.eval_scale
-        return epoch_scale("linear", training_progress(epoch, epochs), self.scale_min, self.eval_scale)
+        if mode == "ramp":
+            return epoch_scale("linear", training_progress(epoch, epochs), self.scale_min, self.eval_scale)
+        raise ValueError(f"unimodal_scale {mode!r} is not one of {', '.join(UNIMODAL_SCALES)}")
 
     def describe(self) -> str:
         """The run's announcement; with progressive hashing on, the design note's line verbatim

@@ -7,7 +7,7 @@ import pytest
 
 import ICMR
 import train
-from config import ConfigError, build_config
+from config import ConfigError, build_config, merge_checkpoint_config, to_dict
 from conftest import small_dataset
 from selection import choose
 from selection.choose import candidate_epochs, split_for_selection
@@ -153,26 +153,40 @@ def test_a_resumed_run_reads_its_choice_from_the_checkpoint(tmp_path, monkeypatc
     assert sorted(first["selection"]["all_criteria"][0]) == sorted(SELECT_CRITERIA)
 
 
-def test_the_branch_gets_the_scale_of_its_ramp(tmp_path, monkeypatch):
-    seen = []
+@pytest.mark.parametrize("mode, scales", [("ramp", [1.0, 5.5, 10.0]), ("final", [10.0] * 3), ("plain", [1.0] * 3),
+                                          (None, [10.0] * 3)])
+def test_the_branch_and_its_teacher_get_the_scale_of_unimodal_scale(tmp_path, monkeypatch, mode, scales):
+    seen = {"branch": {}, "teacher": {}}            # epoch -> the scales passed in it
     real = ICMR.Solver.trainbranch
 
     def spy(self):
-        forward = self.branch.forward
+        forward, teacher = self.branch.forward, self.model.encode_pair
         self.branch.forward = lambda image, text, scale=None, unimodal=None: (
-            seen.append((self.epoch, scale)) or forward(image, text, scale, unimodal))
-        return real(self)
-
+            seen["branch"].setdefault(self.epoch, set()).add(scale) or forward(image, text, scale, unimodal))
+        self.model.encode_pair = lambda image, text, scale=None: (
+            seen["teacher"].setdefault(self.epoch, set()).add(scale) or teacher(image, text, scale))
+        try:
+            return real(self)
+        finally:
+            del self.model.encode_pair
     monkeypatch.setattr(ICMR.Solver, "trainbranch", spy)
-    base = ["--modality_dropout", "0", "--unimodal_epochs", "3", "--scale_max", "10"]
-    train.main(_args(tmp_path, "ramp", *base, "--unimodal_scale_ramp", "true"))
-    assert sorted({scale for _, scale in seen}) == [1.0, 5.5, 10.0]          # scale_min -> test-time scale
-    assert [scale for epoch, scale in seen if epoch == 2][0] == 1.0
-    records = [json.loads(line) for line in (tmp_path / "ramp" / "metrics.jsonl").read_text().splitlines()]
-    assert [r["scale"] for r in records[2:]] == [1.0, 5.5, 10.0]
-    seen.clear()
-    train.main(_args(tmp_path, "flat", *base, "--unimodal_scale_ramp", "false"))
-    assert {scale for _, scale in seen} == {10.0}
+    flags = ["--modality_dropout", "0", "--unimodal_epochs", "3", "--scale_max", "10"]
+    train.main(_args(tmp_path, "run", *flags, *(["--unimodal_scale", mode] if mode else [])))   # None: the default
+    for who in ("branch", "teacher"):
+        assert [seen[who][epoch] for epoch in (2, 3, 4)] == [{scale} for scale in scales], who
+    records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["scale"] for r in records[2:]] == scales
+
+
+def test_a_saved_config_with_the_retired_ramp_switch_loads_as_it_trained(tmp_path):
+    for ramp, mode in (("true", "ramp"), ("false", "final")):
+        (tmp_path / "config.yaml").write_text(f"dataset: demo\nunimodal_scale_ramp: {ramp}\n")
+        assert build_config(["--config", str(tmp_path / "config.yaml")]).unimodal_scale == mode
+    saved = {**to_dict(build_config([])), "unimodal_scale_ramp": False}   # a checkpoint's config of before
+    del saved["unimodal_scale"]
+    assert merge_checkpoint_config(build_config(["--task", "test_hash"]), saved, "x.pth").unimodal_scale == "final"
+    with pytest.raises(ConfigError, match="unimodal_scale: .*final, plain, ramp"):
+        build_config(["--unimodal_scale", "steep"])
 
 
 @pytest.mark.parametrize("anneal, shares", [(1.0, [1.0, 0.5, 0.0]), (0.5, [1.0, 0.0, 0.0]), (0.0, [1.0, 1.0, 1.0])])
