@@ -72,17 +72,16 @@ def shared_space(query_features, database_features) -> tuple:
     return project(*query_features), project(*database_features)
 
 
-def bit_balance(*codes) -> float:
-    """1 - mean over bits of |mean sign|, over all rows of `codes` ((N, b) each)."""
-    signs = np.sign(np.concatenate([np.asarray(c) for c in codes]))
-    signs[signs == 0] = 1
-    return float(1.0 - np.abs(signs.mean(0)).mean())
-
-
 def _signs(codes) -> np.ndarray:
+    """sign() of `codes` as float32, with 0 counted as +1 (as the binary codes do)."""
     signs = np.sign(np.asarray(codes, dtype=np.float32))
     signs[signs == 0] = 1
     return signs
+
+
+def bit_balance(*codes) -> float:
+    """1 - mean over bits of |mean sign|, over all rows of `codes` ((N, b) each)."""
+    return float(1.0 - np.abs(_signs(np.concatenate([np.asarray(c) for c in codes])).mean(0)).mean())
 
 
 def instance_retrieval(image_codes, text_codes) -> float:
@@ -92,11 +91,11 @@ def instance_retrieval(image_codes, text_codes) -> float:
     so the score does not depend on an order among equals."""
     image, text = _signs(image_codes), _signs(text_codes)
     distance = (image.shape[1] - image @ text.T) / 2                                  # (Q, Q) Hamming
-    partner = np.diag(distance)[:, None]
+    partner = np.diag(distance)[:, None]                                              # (Q, 1)
     scores = []
-    for d, own in ((distance, partner), (distance.T, partner)):                        # rows: queries
-        nearer = (d < own).sum(1)
-        tied = (d == own).sum(1) - 1                                                   # others at the same distance
+    for d in (distance, distance.T):                                                   # rows: queries
+        nearer = (d < partner).sum(1)
+        tied = (d == partner).sum(1) - 1                                               # others at the same distance
         scores.append(np.mean(1.0 / (1.0 + nearer + tied / 2)))
     return float(np.mean(scores))
 
