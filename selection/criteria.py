@@ -19,8 +19,8 @@ other pairs (a database), using only the input features:
 * `instance`: cross-modal instance retrieval among the held-out pairs themselves: the
   reciprocal rank of a pair's own other side when its image code ranks every held-out
   text code by Hamming distance (ties at their mean rank), and back, averaged.
-* `contrastive`: minus the training's contrastive loss (losses.contrastive_loss, temperature
-  0.5) of the held-out pairs' image and text outputs, all of them one batch.
+* `contrastive`: minus the training's contrastive loss (losses.contrastive_loss, at the default
+  temperature) of the held-out pairs' image and text outputs, all of them one batch.
 
 The rankings use the metric engine of evaluate.py: a relevance matrix R (Q, N)
 is passed as labels (query q carries label q, item j carries the labels of the
@@ -31,13 +31,15 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from config import Config
 from evaluate import retrieval_metrics
 from losses import contrastive_loss
+from metrics.inputs import to_sign_codes
 from study.baselines import fit_cca
 
 CCA_COMPONENTS = 16   # canonical directions of the shared space
 CCA_RIDGE = 0.1       # ridge relative to the mean variance: few pairs, wide features
-TEMPERATURE = 0.5     # the contrastive criterion's: the training loss's default (config.Config.temperature)
+TEMPERATURE = Config.temperature   # the contrastive criterion's: the training loss's default
 
 
 def _unit(x) -> np.ndarray:
@@ -72,16 +74,10 @@ def shared_space(query_features, database_features) -> tuple:
     return project(*query_features), project(*database_features)
 
 
-def _signs(codes) -> np.ndarray:
-    """sign() of `codes` as float32, with 0 counted as +1 (as the binary codes do)."""
-    signs = np.sign(np.asarray(codes, dtype=np.float32))
-    signs[signs == 0] = 1
-    return signs
-
-
 def bit_balance(*codes) -> float:
     """1 - mean over bits of |mean sign|, over all rows of `codes` ((N, b) each)."""
-    return float(1.0 - np.abs(_signs(np.concatenate([np.asarray(c) for c in codes])).mean(0)).mean())
+    signs = to_sign_codes(np.concatenate([np.asarray(c) for c in codes]), "codes").numpy()
+    return float(1.0 - np.abs(signs.mean(0)).mean())
 
 
 def instance_retrieval(image_codes, text_codes) -> float:
@@ -89,7 +85,7 @@ def instance_retrieval(image_codes, text_codes) -> float:
     codes of Q pairs ranked by Hamming distance among all Q of the other side. A partner tied with
     others counts at the mean rank of the tie (1 + the items strictly nearer + half the others tied),
     so the score does not depend on an order among equals."""
-    image, text = _signs(image_codes), _signs(text_codes)
+    image, text = to_sign_codes(image_codes, "image codes").numpy(), to_sign_codes(text_codes, "text codes").numpy()
     distance = (image.shape[1] - image @ text.T) / 2                                  # (Q, Q) Hamming
     partner = np.diag(distance)[:, None]                                              # (Q, 1)
     scores = []

@@ -7,11 +7,10 @@ import pytest
 
 import ICMR
 import train
-from config import ConfigError, build_config, merge_checkpoint_config, to_dict
+from config import SELECT_CRITERIA, ConfigError, build_config, merge_checkpoint_config, to_dict
 from conftest import small_dataset
 from selection import choose
 from selection.choose import candidate_epochs, split_for_selection
-from config import SELECT_CRITERIA
 from selection.criteria import (bit_balance, held_out_contrastive, instance_retrieval, label_free_criteria, nearest,
                                  relevance_map)
 
