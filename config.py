@@ -327,8 +327,8 @@ def load_yaml(path) -> dict:
         raise ConfigError(f"{path}: expected a mapping of option: value")
     out = {}
     for key, value in content.items():
-        key, value = retired(str(key), value)
         try:
+            key, value = retired(str(key), value)
             out[key] = coerce(key, value)
         except ConfigError as err:
             raise ConfigError(f"{path}: {err}") from None

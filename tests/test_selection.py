@@ -181,6 +181,9 @@ def test_a_saved_config_with_the_retired_ramp_switch_loads_as_it_trained(tmp_pat
     for ramp, mode in (("true", "ramp"), ("false", "final")):
         (tmp_path / "config.yaml").write_text(f"dataset: demo\nunimodal_scale_ramp: {ramp}\n")
         assert build_config(["--config", str(tmp_path / "config.yaml")]).unimodal_scale == mode
+    (tmp_path / "config.yaml").write_text("unimodal_scale_ramp: maybe\n")
+    with pytest.raises(ConfigError, match=r"config.yaml: --unimodal_scale_ramp: expected true or false"):
+        build_config(["--config", str(tmp_path / "config.yaml")])
     saved = {**to_dict(build_config([])), "unimodal_scale_ramp": False}   # a checkpoint's config of before
     del saved["unimodal_scale"]
     assert merge_checkpoint_config(build_config(["--task", "test_hash"]), saved, "x.pth").unimodal_scale == "final"
