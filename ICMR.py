@@ -29,6 +29,7 @@ from runio.checkpoint import (checkpoint_file, load_weights, read_checkpoint, re
 from runio.logs import progress
 from runio.run_folder import RunFolder, default_output_dir, results_record
 from schedules import ScaleSchedule, training_progress
+from selection.branch_scale import BranchFork
 from selection.choose import choose_modality_dropout
 
 HISTOGRAM_POINTS = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)   # training progress at which histograms are taken
@@ -113,6 +114,7 @@ class Solver:
                                    for p in group["params"]]
         self.epoch, self.iteration, self.train_seconds = 0, 0, 0.0
         self.last_scores: dict = {}
+        self.branch_choice, self.branch_fork = None, None   # unimodal_scale auto (selection/branch_scale.py)
         train = self.data.train
         self.streamed = streams(cfg, train, self.num_train)
         if self.streamed:   # read a window of blocks at a time by _batches
@@ -137,7 +139,8 @@ class Solver:
                          optimizer_hash=self.optimizer_hash.state_dict(),
                          lr_scheduler=self.lr_scheduler.state_dict())
         if self.branch is not None:
-            state.update(unimodal_branch=self.branch.state_dict(), optimizer_branch=self.optimizer_branch.state_dict())
+            state.update(unimodal_branch=self.branch.state_dict(), optimizer_branch=self.optimizer_branch.state_dict(),
+                         branch_choice=self.branch_choice, branch_fork=self.branch_fork and self.branch_fork.state())
         return state
 
     def _load_state(self, state: dict) -> None:
@@ -148,6 +151,8 @@ class Solver:
             self.lr_scheduler.load_state_dict(state["lr_scheduler"])
         if self.branch is not None:
             self.optimizer_branch.load_state_dict(state["optimizer_branch"])
+            self.branch_choice = state.get("branch_choice")
+            self.branch_fork = BranchFork(state["branch_fork"]) if state.get("branch_fork") else None
         self.epoch, self.iteration = state["epoch"], state["iteration"]
         self.train_seconds, self.last_scores = state["train_seconds"], dict(state["metrics"])
         reseed = self.cfg.seed + 7919 * self.ranks.rank + self.epoch if self.ranks.rank else None
@@ -248,13 +253,13 @@ class Solver:
         stats["loss_step_std"] = float(torch.stack(step_losses).std()) if len(step_losses) > 1 else 0.0
         return stats
 
-    def trainbranch(self) -> dict:
+    def trainbranch(self, mode: str) -> dict:
         """One epoch of the unimodal branch (config unimodal_epochs). The main network is frozen;
         every pair is encoded one side at a time by the branch, with the main network's loss plus
         unimodal_distill x the squared gap to the frozen network's paired codes, both at the branch's
-        scale (ScaleSchedule.branch_at). Returns the epoch's losses and scale."""
+        scale (ScaleSchedule.branch_at in `mode`). Returns the epoch's losses and scale."""
         weight, cfg = self.cfg.unimodal_distill, self.cfg
-        scale = self.schedule.branch_at(self.epoch - cfg.epoch, cfg.unimodal_epochs, cfg.unimodal_scale)
+        scale = self.schedule.branch_at(self.epoch - cfg.epoch, cfg.unimodal_epochs, mode)
         self.model.eval()
         self.branch.train()
         sums, rows = dict.fromkeys(("loss", "fused_loss", "hash_loss", "distill_loss"), 0.0), 0
@@ -277,6 +282,25 @@ class Solver:
                     sums[key] += value * len(idx)
             rows, self.iteration = rows + len(idx), self.iteration + 1
         return {**{key: float(value) / rows for key, value in sums.items()}, "scale": scale}
+
+    def _branch_epoch(self, epoch: int) -> dict:
+        """One branch epoch: of every candidate while unimodal_scale auto forks, then the choice
+        (selection/branch_scale.py); else of the branch in its mode."""
+        if self.branch_fork is None:
+            return self.trainbranch(self.branch_mode)
+        stats, done = self.branch_fork.train_epoch(self), epoch + 1 - self.cfg.epoch
+        if done >= min(self.cfg.unimodal_select_epochs, self.cfg.unimodal_epochs):
+            self.branch_choice = stats["branch_selection"] = self.branch_fork.choose(self, done, self.log)
+            self.branch_fork = None
+        return stats
+
+    @property
+    def branch_mode(self) -> str:
+        """The branch's scale mode: unimodal_scale, or auto's choice (final before it and with
+        progressive hashing off, where every mode trains at scale 1)."""
+        if self.cfg.unimodal_scale != AUTO:
+            return self.cfg.unimodal_scale
+        return (self.branch_choice or {}).get("chosen", "final")
 
     def trainreal(self) -> dict:
         """One epoch of the real-valued stage (fusion transformer alone)."""
@@ -349,8 +373,10 @@ class Solver:
                     self.branch.load_state_dict({k: v for k, v in self.model.state_dict().items()
                                                  if not k.startswith("unimodal_branch.")})
                     self.model.branch_trained = True     # one-side inputs go to the branch from now on
+                    if cfg.unimodal_scale == AUTO and self.schedule.enabled:   # off: every mode is scale 1
+                        self.branch_fork = BranchFork.start(self)
                 self.log(f"unimodal branch: epoch {epoch + 1 - cfg.epoch}/{cfg.unimodal_epochs}")
-                stats = self.trainbranch()
+                stats = self._branch_epoch(epoch)
             self.epoch = epoch + 1
             self.train_seconds += time.time() - start
             record = {"epoch": self.epoch, **stats, **rates, "seconds": time.time() - start,
@@ -361,8 +387,9 @@ class Solver:
                 record.update(self.last_scores)
             if epoch in histogram_epochs:
                 self.record_histogram(epoch)
+            unlogged = ("epoch", "seconds", "selection", "branch_selection", *rates)
             self.log(f"  epoch {self.epoch}: " + ", ".join(
-                f"{k} {v:.4f}" for k, v in record.items() if k not in ("epoch", "seconds", "selection", *rates)))
+                f"{k} {v:.4f}" for k, v in record.items() if k not in unlogged))
             # 5. log, then checkpoint every save_every epochs and at the end
             self.run.append_metrics(record)
             if self.epoch == last or (cfg.save_every and self.epoch % cfg.save_every == 0):
@@ -374,7 +401,9 @@ class Solver:
                                  train_seconds=self.train_seconds, eval_scale=self.schedule.eval_scale,
                                  protocols=PROTOCOLS, checkpoint=self.checkpoint_path, output_dir=self.run.path,
                                  data=self.data)
-        results.update(modality_dropout=self.modality_dropout, selection=self.selection)
+        results.update(modality_dropout=self.modality_dropout, selection=self.selection,
+                       unimodal_scale=self.branch_mode if self.branch is not None else None,
+                       branch_selection=self.branch_choice)
         self.run.write_results(results)
         self.run.close_events()
         return results

@@ -24,7 +24,7 @@ import yaml
 
 TASKS = ("train_real", "train_hash", "test_real", "test_hash")
 SCALE_SCHEDULES = ("linear", "exponential", "step", "hashnet", "constant")
-UNIMODAL_SCALES = ("final", "plain", "ramp")   # the unimodal branch's training scale (Config.unimodal_scale)
+UNIMODAL_SCALES = ("auto", "final", "plain", "ramp")   # the unimodal branch's training scale (Config.unimodal_scale)
 WIKI_TEXT_FEATURES = ("lda", "tfidf")
 LR_STEPS = ("epoch", "batch")          # what lr_milestones count
 STREAM_MODES = ("auto", "on", "off")
@@ -101,8 +101,11 @@ class Config:
                                    # 1 over 0 on validation queries)
     unimodal_scale: str = "final"  # the branch's training scale, its teacher's codes at the same: final
                                    # (the test-time scale, saturated from its first step), plain (1:
-                                   # tanh(x)) or ramp (scale_min to the test-time scale); plain gains about
-                                   # 1 point on three zoo sets and loses 4.2 on wiki (docs/zoo.md)
+                                   # tanh(x)), ramp (scale_min to the test-time scale) or auto (final and
+                                   # plain fork, select_criterion keeps one); plain gains about 1 point on
+                                   # three zoo sets and loses 4.2 on wiki (docs/zoo.md)
+    unimodal_select_epochs: int = 2  # epochs auto's two branches train before the choice (after 1 it
+                                     # kept plain on wiki, where it loses; docs/zoo.md)
     # --- model (UCMFH's sizes) ---
     fusion_dim: int = 1024         # image half + text half; inputs of other sizes are projected
     fusion_layers: int = 2
@@ -296,6 +299,8 @@ def validate(cfg: Config) -> Config:
     if not (0 < cfg.select_budget <= 10 and 0 < cfg.select_holdout < 1):
         raise ConfigError(f"--select_budget/--select_holdout: need 0 < budget <= 10 and 0 < holdout < 1, got "
                           f"{cfg.select_budget} and {cfg.select_holdout}")
+    if cfg.unimodal_select_epochs < 1:
+        raise ConfigError(f"--unimodal_select_epochs: must be >= 1, got {cfg.unimodal_select_epochs}")
     if cfg.unimodal_epochs < 0 or cfg.unimodal_distill < 0:
         raise ConfigError(f"--unimodal_epochs/--unimodal_distill: must be >= 0, got {cfg.unimodal_epochs}, "
                           f"{cfg.unimodal_distill}")

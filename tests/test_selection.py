@@ -109,6 +109,11 @@ def test_the_budget_and_the_held_out_draw():
     # at most +0.5x in tokens encoded: an epoch at 0.75 encodes 1.75 times the pairs' tokens
     assert epochs == 5 and (1 + 1.75) * epochs * (1 - cfg.select_holdout) <= cfg.select_budget * 25
     assert candidate_epochs(cfg, [0.0, 0.0]) == 6                # two candidates at 0: 6 epochs each
+    # unimodal_scale auto's fork (2 dropped branch epochs) is paid from the same budget: (12.5 - 2) / 2.475
+    forked = build_config(["--epoch", "20", "--unimodal_epochs", "5", "--unimodal_scale", "auto"])
+    assert candidate_epochs(forked, [0.0, 0.75]) == 4
+    forked.use_progressive_hash = False                            # every mode at scale 1: no fork to pay for
+    assert candidate_epochs(forked, [0.0, 0.75]) == 5
     held, fit = split_for_selection(1000, 0.1, seed=3)
     assert len(held) == 200 and len(fit) == 800 and not set(held) & set(fit)   # at least 200 held out
     assert np.array_equal(held, split_for_selection(1000, 0.1, seed=3)[0])
@@ -158,14 +163,14 @@ def test_the_branch_and_its_teacher_get_the_scale_of_unimodal_scale(tmp_path, mo
     seen = {"branch": {}, "teacher": {}}            # epoch -> the scales passed in it
     real = ICMR.Solver.trainbranch
 
-    def spy(self):
+    def spy(self, mode):
         forward, teacher = self.branch.forward, self.model.encode_pair
         self.branch.forward = lambda image, text, scale=None, unimodal=None: (
             seen["branch"].setdefault(self.epoch, set()).add(scale) or forward(image, text, scale, unimodal))
         self.model.encode_pair = lambda image, text, scale=None: (
             seen["teacher"].setdefault(self.epoch, set()).add(scale) or teacher(image, text, scale))
         try:
-            return real(self)
+            return real(self, mode)
         finally:
             del self.model.encode_pair
     monkeypatch.setattr(ICMR.Solver, "trainbranch", spy)

@@ -110,9 +110,9 @@ def test_the_branch_starts_from_the_trained_network(tmp_path):
     seen = {}
     original = Solver.trainbranch
 
-    def spy(solver):
+    def spy(solver, mode):
         seen.update({k: torch.equal(v, solver.model.state_dict()[k]) for k, v in solver.branch.state_dict().items()})
-        return original(solver)
+        return original(solver, mode)
 
     Solver.trainbranch = spy
     try:

@@ -1,0 +1,104 @@
+"""`--unimodal_scale auto`: choose the unimodal branch's training scale per dataset, without labels.
+
+The branch trained at the test-time scale (`final`) or at scale 1 (`plain`) wins
+on different sets (docs/zoo.md: plain gains about a point on three zoo sets and
+loses 4.2 on wiki). Which one a set wants shows after a few branch epochs, not
+after one, so the two candidates share their start and fork:
+
+1. both start as copies of the trained paired network, with the same fresh optimiser;
+2. for the first `unimodal_select_epochs` branch epochs each trains one epoch in
+   turn, from the same generator states (the same batches and dropout masks);
+3. then each is scored by `select_criterion` (selection/criteria.py) on its
+   unimodal codes of a fixed draw of training pairs against other training pairs
+   (the features give the relevances; no labels), and the better one (ties: the
+   first listed) goes on for the remaining branch epochs; the other is dropped.
+
+The kept branch is exactly the one `--unimodal_scale <its mode>` would have
+trained (tests/test_branch_scale.py); the fork costs the dropped candidate's
+epochs. With progressive hashing off every mode trains at scale 1: no fork.
+"""
+from __future__ import annotations
+
+import copy
+import time
+
+import numpy as np
+
+from data.splits import take_rows
+from parallel import broadcast, current
+from runio.checkpoint import restore_rng, rng_states
+from selection.choose import MAX_DATABASE, split_for_selection
+from selection.criteria import feature_relevance, label_free_criteria
+
+BRANCH_CANDIDATES = ("final", "plain")   # the modes auto chooses between (config.UNIMODAL_SCALES)
+
+
+class BranchFork:
+    """The candidates' states (branch weights, optimiser, generators, iteration) during the fork;
+    `state()` goes into the checkpoint so a run stopped mid-fork resumes it."""
+
+    def __init__(self, states: dict):
+        self.states = states                 # mode -> {"branch", "optimizer", "rng", "shuffle", "iteration"}
+
+    @classmethod
+    def start(cls, solver) -> "BranchFork":
+        """Every candidate at the solver's present branch (the copy of the paired network)."""
+        return cls({mode: _snapshot(solver) for mode in BRANCH_CANDIDATES})
+
+    def state(self) -> dict:
+        return self.states
+
+    def train_epoch(self, solver) -> dict:
+        """One branch epoch of every candidate, each from its own generator states (the same for all:
+        every epoch draws alike). Returns {f"{mode}_{key}": value} of the candidates' epoch statistics."""
+        found = {}
+        for mode in BRANCH_CANDIDATES:
+            _restore(solver, self.states[mode])
+            found.update({f"{mode}_{key}": value for key, value in solver.trainbranch(mode).items()})
+            self.states[mode] = _snapshot(solver)
+        return found
+
+    def choose(self, solver, epochs: int, log=print) -> dict:
+        """Score every candidate, keep the best in the solver, return the selection record."""
+        start, cfg = time.time(), solver.cfg
+        held, fit = split_for_selection(solver.num_train, cfg.select_holdout, cfg.seed)
+        queries = take_rows(solver.data.train, held, "unimodal_scale auto: scored training pairs")
+        database = take_rows(solver.data.train, fit[:MAX_DATABASE], "unimodal_scale auto: ranked training pairs")
+        relevance = feature_relevance(*[(np.asarray(split.image), np.asarray(split.text))
+                                        for split in (queries, database)])
+        every = []
+        for mode in BRANCH_CANDIDATES:
+            _restore(solver, self.states[mode])
+            codes = [solver.model.encode_split(split, "unimodal", cfg.eval_batch_size) for split in (queries, database)]
+            every.append(label_free_criteria(*[tuple(side.numpy() for side in pair) for pair in codes],
+                                             relevance=relevance))
+        values = [found[cfg.select_criterion] for found in every]
+        best = int(np.argmax(values))
+        chosen = BRANCH_CANDIDATES[best]
+        _restore(solver, self.states[chosen])
+        reason = (f"highest {cfg.select_criterion} of the branch's unimodal codes of {len(held)} training pairs "
+                  f"after {epochs} epochs: {values[best]:.4f} ("
+                  + ", ".join(f"{mode}: {value:.4f}" for mode, value in zip(BRANCH_CANDIDATES, values)) + ")")
+        record = broadcast({"setting": "unimodal_scale", "candidates": list(BRANCH_CANDIDATES),
+                            "criterion": cfg.select_criterion, "values": values, "all_criteria": every,
+                            "chosen": chosen, "reason": reason, "epochs": epochs, "scored_pairs": len(held),
+                            "seconds": time.time() - start}, current())
+        log(f"unimodal_scale auto: chose {chosen}, {reason}")
+        return record
+
+
+def _snapshot(solver) -> dict:
+    """Copies of what a candidate's epoch changes."""
+    return {"branch": copy.deepcopy(solver.branch.state_dict()),
+            "optimizer": copy.deepcopy(solver.optimizer_branch.state_dict()),
+            "rng": rng_states(solver.device), "shuffle": solver.shuffle_generator.get_state(),
+            "iteration": solver.iteration}
+
+
+def _restore(solver, state: dict) -> None:
+    """Load a candidate into the solver: weights, optimiser, generators and iteration."""
+    solver.branch.load_state_dict(state["branch"])
+    solver.optimizer_branch.load_state_dict(state["optimizer"])
+    restore_rng(state["rng"], solver.device)
+    solver.shuffle_generator.set_state(state["shuffle"].cpu())
+    solver.iteration = state["iteration"]
