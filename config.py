@@ -99,13 +99,10 @@ class Config:
                                    # the frozen paired codes; the paired path cannot move (docs/training.md)
     unimodal_distill: float = 1.0  # weight of the branch's distillation term (squared gap to paired codes;
                                    # 1 over 0 on validation queries)
-    unimodal_scale: str = "final"  # the branch's training scale, its teacher's codes at the same: final
-                                   # (the test-time scale, saturated from its first step), plain (1:
-                                   # tanh(x)), ramp (scale_min to the test-time scale) or auto (final and
-                                   # plain fork, select_criterion keeps one); plain gains about 1 point on
-                                   # three zoo sets and loses 4.2 on wiki (docs/zoo.md)
-    unimodal_select_epochs: int = 2  # epochs auto's two branches train before the choice (after 1 it
-                                     # kept plain on wiki, where it loses; docs/zoo.md)
+    unimodal_scale: str = "final"  # the branch's training scale (and its teacher's): final (test-time),
+                                   # plain (1), ramp (scale_min up to test-time) or auto (final and plain
+                                   # fork, select_criterion keeps one); docs/zoo.md: plain +1 on 3 sets, -4.2 wiki
+    unimodal_select_epochs: int = 2  # auto's fork length (after 1 it kept plain on wiki; docs/zoo.md)
     # --- model (UCMFH's sizes) ---
     fusion_dim: int = 1024         # image half + text half; inputs of other sizes are projected
     fusion_layers: int = 2

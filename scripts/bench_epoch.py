@@ -75,7 +75,8 @@ def main(argv=None):
         medians[rate] = statistics.median(times)
     median = max(medians.values())
     if solver.branch is not None:   # the unimodal branch's epochs (config unimodal_epochs), after the paired ones
-        branch_times = timed_epochs(solver, lambda _: solver.trainbranch(), args.epochs, "unimodal branch epoch")
+        branch_times = timed_epochs(solver, lambda _: solver.trainbranch(solver.branch_mode), args.epochs,
+                                    "unimodal branch epoch")
     info(f"\n{args.pairs} pairs x {data.image_dim}-d, batch {args.batch_size}, {args.bits} bits, "
          f"modality_dropout {cfg.modality_dropout}, "
          f"{torch.get_num_threads()} threads, {args.device}")

@@ -27,7 +27,6 @@ import time
 
 import numpy as np
 
-from config import AUTO
 from data.splits import DatasetSplits, take_rows
 from parallel import broadcast, current
 from selection.criteria import feature_relevance, label_free_criteria
@@ -56,18 +55,10 @@ def candidate_epochs(cfg, candidates) -> int:
     shared among the candidates, each of which trains on (1 - select_holdout) of the pairs. An epoch
     at modality dropout r encodes (1 + r) times the tokens of one at 0 (a dropped pair is encoded
     once per side), so a candidate's epochs count (1 + r) times: without that, the candidates 0 and
-    0.75 overshot the budget by 38% (docs/zoo.md, the selection's cost). With unimodal_scale auto the
-    budget also pays for its fork's dropped branch epochs, each counting one epoch as in `total`."""
+    0.75 overshot the budget by 38% (docs/zoo.md, the selection's cost)."""
     total = cfg.epoch + cfg.unimodal_epochs
     work = sum(1 + float(rate) for rate in candidates) * (1 - cfg.select_holdout)
-    return max(1, math.floor((cfg.select_budget * total - fork_epochs(cfg)) / work))
-
-
-def fork_epochs(cfg) -> int:
-    """The branch epochs unimodal_scale auto's dropped candidate trains (selection/branch_scale.py):
-    none without the fork (another mode, no branch, or progressive hashing off: every mode at scale 1)."""
-    forks = cfg.unimodal_scale == AUTO and cfg.use_progressive_hash and cfg.task == "train_hash"
-    return min(cfg.unimodal_select_epochs, cfg.unimodal_epochs) if forks else 0
+    return max(1, math.floor(cfg.select_budget * total / work))
 
 
 def choose_modality_dropout(cfg, bits: int, data, trainer, log=print) -> dict:

@@ -109,11 +109,6 @@ def test_the_budget_and_the_held_out_draw():
     # at most +0.5x in tokens encoded: an epoch at 0.75 encodes 1.75 times the pairs' tokens
     assert epochs == 5 and (1 + 1.75) * epochs * (1 - cfg.select_holdout) <= cfg.select_budget * 25
     assert candidate_epochs(cfg, [0.0, 0.0]) == 6                # two candidates at 0: 6 epochs each
-    # unimodal_scale auto's fork (2 dropped branch epochs) is paid from the same budget: (12.5 - 2) / 2.475
-    forked = build_config(["--epoch", "20", "--unimodal_epochs", "5", "--unimodal_scale", "auto"])
-    assert candidate_epochs(forked, [0.0, 0.75]) == 4
-    forked.use_progressive_hash = False                            # every mode at scale 1: no fork to pay for
-    assert candidate_epochs(forked, [0.0, 0.75]) == 5
     held, fit = split_for_selection(1000, 0.1, seed=3)
     assert len(held) == 200 and len(fit) == 800 and not set(held) & set(fit)   # at least 200 held out
     assert np.array_equal(held, split_for_selection(1000, 0.1, seed=3)[0])
