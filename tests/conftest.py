@@ -186,3 +186,25 @@ def pytest_collection_finish(session):
 
 def pytest_collection_modifyitems(items):
     items.sort(key=lambda item: item.path.name not in SLOW_FILES)   # stable: each file keeps its order
+
+
+class Crash(Exception):
+    """Raised by train_until_crash: a training killed after an epoch."""
+
+
+def train_until_crash(argv, epoch):
+    """train.main(argv) stopped by Crash right after epoch `epoch` (its checkpoint of that epoch
+    written when save_every allows), as a killed run would leave it."""
+    import train
+    from ICMR import Solver
+
+    def crash(solver):
+        if solver.epoch == epoch:
+            raise Crash
+
+    Solver.after_epoch, original = crash, Solver.after_epoch
+    try:
+        with pytest.raises(Crash):
+            train.main(argv)
+    finally:
+        Solver.after_epoch = original

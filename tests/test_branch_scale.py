@@ -9,8 +9,7 @@ import torch
 
 import train
 from config import SELECT_CRITERIA, ConfigError, build_config
-from conftest import small_dataset
-from ICMR import Solver
+from conftest import small_dataset, train_until_crash
 from selection import branch_scale
 
 UNIMODAL = ("unimodal_i2t_map", "unimodal_t2i_map", "val_unimodal_i2t_map", "val_unimodal_t2i_map")
@@ -84,20 +83,7 @@ def test_auto_chooses_the_candidate_with_the_higher_criterion(auto):
 def test_a_run_stopped_inside_or_after_the_fork_resumes_to_the_unbroken_one(tmp_path, auto, crash_after):
     _, unbroken = auto
     args = _args(tmp_path, "crash", "--unimodal_scale", "auto", "--save_every", "1")
-
-    class Crash(Exception):
-        pass
-
-    def crash(solver):
-        if solver.epoch == crash_after:
-            raise Crash
-
-    Solver.after_epoch, original = crash, Solver.after_epoch
-    try:
-        with pytest.raises(Crash):
-            train.main(args)
-    finally:
-        Solver.after_epoch = original
+    train_until_crash(args, crash_after)
     [resumed] = train.main([*args, "--resume", "true"])
     assert resumed["branch_selection"]["chosen"] == unbroken["branch_selection"]["chosen"]
     for key in UNIMODAL:

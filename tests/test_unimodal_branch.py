@@ -9,7 +9,7 @@ import torch
 import evaluate
 import train
 from config import build_config
-from conftest import small_dataset
+from conftest import small_dataset, train_until_crash
 from data import load_dataset
 from ICMR import Solver
 from losses import distillation_loss
@@ -126,20 +126,7 @@ def test_the_branch_starts_from_the_trained_network(tmp_path):
 def test_resume_across_and_inside_the_branch_epochs(tmp_path, runs, crash_after):
     _, _, unbroken = runs
     args = _args(tmp_path, "crash", "--unimodal_epochs", "2", "--save_every", "1")
-
-    class Crash(Exception):
-        pass
-
-    def crash(solver):
-        if solver.epoch == crash_after:
-            raise Crash
-
-    Solver.after_epoch, original = crash, Solver.after_epoch
-    try:
-        with pytest.raises(Crash):
-            train.main(args)
-    finally:
-        Solver.after_epoch = original
+    train_until_crash(args, crash_after)
     [resumed] = train.main([*args, "--resume", "true"])
     for key in PAIRED + UNIMODAL:
         assert resumed[key] == pytest.approx(unbroken[key], abs=1e-6), key
