@@ -27,8 +27,7 @@ import numpy as np
 from data.splits import take_rows
 from parallel import broadcast, current
 from runio.checkpoint import restore_rng, rng_states
-from selection.choose import MAX_DATABASE, split_for_selection
-from selection.criteria import feature_relevance, label_free_criteria
+from selection.choose import MAX_DATABASE, network_criteria, split_for_selection, split_relevance
 
 BRANCH_CANDIDATES = ("final", "plain")   # the modes auto chooses between (config.UNIMODAL_SCALES)
 
@@ -64,14 +63,12 @@ class BranchFork:
         held, fit = split_for_selection(solver.num_train, cfg.select_holdout, cfg.seed)
         queries = take_rows(solver.data.train, held, "unimodal_scale auto: scored training pairs")
         database = take_rows(solver.data.train, fit[:MAX_DATABASE], "unimodal_scale auto: ranked training pairs")
-        relevance = feature_relevance(*[(np.asarray(split.image), np.asarray(split.text))
-                                        for split in (queries, database)])
+        relevance = split_relevance(queries, database)
         every = []
         for mode in BRANCH_CANDIDATES:
             _restore(solver, self.states[mode])
-            codes = [solver.model.encode_split(split, "unimodal", cfg.eval_batch_size) for split in (queries, database)]
-            every.append(label_free_criteria(*[tuple(side.numpy() for side in pair) for pair in codes],
-                                             relevance=relevance))
+            every.append(network_criteria(solver.model, "unimodal", queries, database, relevance,
+                                          cfg.eval_batch_size))
         values = [found[cfg.select_criterion] for found in every]
         best = int(np.argmax(values))
         chosen = BRANCH_CANDIDATES[best]

@@ -50,6 +50,17 @@ def split_for_selection(num_train: int, holdout: float, seed: int) -> tuple:
     return held, (fit if len(fit) <= MAX_FIT else np.sort(rng.choice(fit, MAX_FIT, replace=False)))
 
 
+def split_relevance(queries, database) -> np.ndarray:
+    """Which `database` rows count as relevant to each `queries` row, from their features alone."""
+    return feature_relevance(*[(np.asarray(split.image), np.asarray(split.text)) for split in (queries, database)])
+
+
+def network_criteria(model, protocol: str, queries, database, relevance, batch_size: int) -> dict:
+    """Every label-free criterion of `model`'s `protocol` codes of `queries` against `database`."""
+    codes = [model.encode_split(split, protocol, batch_size) for split in (queries, database)]
+    return label_free_criteria(*[tuple(side.numpy() for side in pair) for pair in codes], relevance=relevance)
+
+
 def candidate_epochs(cfg, candidates) -> int:
     """Epochs per candidate: select_budget x the default training's epochs (paired + branch),
     shared among the candidates, each of which trains on (1 - select_holdout) of the pairs. An epoch
@@ -78,8 +89,7 @@ def choose_modality_dropout(cfg, bits: int, data, trainer, log=print) -> dict:
         f"for {epochs} epochs each on {len(fit)} training pairs; criterion {cfg.select_criterion} on "
         f"{len(held)} held-out pairs")
     # which ranked pairs count as relevant to each held-out pair: from the features, the same for every candidate
-    relevance = feature_relevance(*[(np.asarray(split.image), np.asarray(split.text)) for split in (held_split,
-                                                                                                  database)])
+    relevance = split_relevance(held_split, database)
     values, every = [], []
     with tempfile.TemporaryDirectory(prefix="ucmfh-selection-") as scratch:
         for index, rate in enumerate(candidates):
@@ -91,9 +101,7 @@ def choose_modality_dropout(cfg, bits: int, data, trainer, log=print) -> dict:
             solver = trainer(short, bits=bits, data=candidate_data, log=lambda *_: None)
             solver.save_checkpoint = lambda: None          # a candidate keeps nothing but its codes
             solver.train()
-            codes = [solver.model.encode_split(split, "paired", cfg.eval_batch_size) for split in (held_split,
-                                                                                                 database)]
-            found = label_free_criteria(*[tuple(c.numpy() for c in pair) for pair in codes], relevance=relevance)
+            found = network_criteria(solver.model, "paired", held_split, database, relevance, cfg.eval_batch_size)
             every.append(found)
             values.append(found[cfg.select_criterion])
             log(f"  candidate modality_dropout {rate:g}: " + ", ".join(f"{k} {v:.4f}" for k, v in found.items()))
