@@ -57,10 +57,13 @@ def test_features_are_unit_length_float32_and_deterministic(tmp_path, encoder):
     assert first.ok.all() and not first.failures
 
 
-def test_the_default_architecture_gives_unit_512d_features(tmp_path):
+def test_the_default_architecture_gives_unit_512d_features(tmp_path, encoder):
     """The other tests use a two-layer stand-in (conftest.TINY_CLIP); this one runs the default."""
     torch.manual_seed(0)
     default = ClipEncoder("ViT-B-32", "random", device="cpu")
+    # the tokenizer is built once per text-tower config: another encoder of the stand-in reuses the
+    # fixture's, the default architecture (another text tower) has its own
+    assert ClipEncoder(TINY_CLIP, "random").tokenizer is encoder.tokenizer is not default.tokenizer
     raw = tiny_dataset(tmp_path / "img", n=2)
     features = extract_features(raw, default, tmp_path / "w", batch_size=2, workers=0, chunk_size=2)
     for side in (features.image, features.text):
