@@ -32,7 +32,7 @@ EVAL_SEQUENCES = ("item", "batch")     # what the transformer sees as one sequen
 TIE_ORDERS = ("index", "unstable")     # order of items at equal Hamming distance
 AUTO = "auto"                          # a setting chosen per dataset at training time (selection/)
 # selection/criteria.py's label-free criteria
-SELECT_CRITERIA = ("consensus", "shared", "image_knn", "text_knn", "balance", "instance", "contrastive")
+SELECT_CRITERIA = ("consensus", "shared", "cluster", "image_knn", "text_knn", "balance", "instance", "contrastive")
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 PRESET_DIR = CONFIG_DIR / "presets"
 DEFAULT_SCALE_MAX = 10.0               # Config.scale_max, and a scale_max map's value for unnamed lengths

@@ -14,6 +14,10 @@ other pairs (a database), using only the input features:
   directions (CCA fitted on the database pairs, strongly regularised), averaged. Noise
   of one side's own does not correlate with the other side, so it drops out there,
   even where one side is much noisier (where `consensus` can fail: tests/test_selection.py).
+* `cluster`: the same when an item is relevant to a query if the two fall in the same
+  cluster of that shared space: k-means with the number of clusters the data's own
+  silhouette picks (selection/clusters.py). The data sets the grain of relevance
+  instead of a fixed 5%, which matters where labels are few (docs/zoo.md).
 * `image_knn`, `text_knn`: the same with one side's neighbours alone.
 * `balance`: 1 - mean |mean sign| per bit (1 = every bit splits the items in two).
 * `instance`: cross-modal instance retrieval among the held-out pairs themselves: the
@@ -35,6 +39,7 @@ from config import Config
 from evaluate import retrieval_metrics
 from losses import contrastive_loss
 from metrics.inputs import to_sign_codes
+from selection.clusters import same_cluster
 from study.baselines import fit_cca
 
 CCA_COMPONENTS = 16   # canonical directions of the shared space
@@ -113,8 +118,10 @@ def feature_relevance(query_features, database_features, share: float = 0.05) ->
     count = min(len(database_features[0]), max(5, round(share * len(database_features[0]))))
     by_image = nearest(query_features[0], database_features[0], count)
     by_text = nearest(query_features[1], database_features[1], count)
-    by_shared = nearest(*shared_space(query_features, database_features), count)
-    return {"consensus": by_image & by_text, "shared": by_shared, "image_knn": by_image, "text_knn": by_text}
+    shared_query, shared_database = shared_space(query_features, database_features)
+    by_cluster, _ = same_cluster(_unit(shared_query), _unit(shared_database))
+    return {"consensus": by_image & by_text, "shared": nearest(shared_query, shared_database, count),
+            "cluster": by_cluster, "image_knn": by_image, "text_knn": by_text}
 
 
 def label_free_criteria(query_codes, database_codes, query_features=None, database_features=None,

@@ -121,7 +121,7 @@ def test_auto_is_the_default_and_bad_values_name_the_option():
     for bad, words in ((["--modality_dropout", "often"], "expected auto or a number"),
                        (["--modality_dropout", "1.5"], "--modality_dropout"),
                        (["--select_candidates", "0", "2"], "--select_candidates"),
-                       (["--select_criterion", "vibes"], "consensus, shared, image_knn")):
+                       (["--select_criterion", "vibes"], "consensus, shared, cluster, image_knn")):
         with pytest.raises(ConfigError, match=words):
             build_config(bad)
 
