@@ -127,8 +127,8 @@ class ClipEncoder:
             weights_file = _cached_tag_file(open_clip, model_name, pretrained, cache_dir)
         self.model = model.eval()
         self.preprocess = preprocess
-        self.tokenizer = _tokenizer(model_name, json.dumps(open_clip.get_model_config(model_name).get("text_cfg"),
-                                                       sort_keys=True, default=str))
+        text_config = (open_clip.get_model_config(model_name) or {}).get("text_cfg")
+        self.tokenizer = _tokenizer(model_name, json.dumps(text_config, sort_keys=True, default=str))
         self.context_length = getattr(self.model, "context_length", 77)
         self.metadata = {
             "clip_model": model_name,
