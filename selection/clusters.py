@@ -51,9 +51,11 @@ def silhouette(points: np.ndarray, assignment: np.ndarray) -> float:
     one_hot = np.eye(len(labels))[member]                                               # (N, L)
     sizes = one_hot.sum(0)                                                              # (L,)
     own = sizes[member]                                                                 # (N,)
-    mean_to = distance @ one_hot / sizes                                                # (N, L)
-    a = (distance @ one_hot)[np.arange(len(points)), member] / np.maximum(own - 1, 1)
-    mean_to[np.arange(len(points)), member] = np.inf
+    summed = distance @ one_hot                      # (N, L): each point's distances summed per cluster
+    rows = np.arange(len(points))
+    a = summed[rows, member] / np.maximum(own - 1, 1)
+    mean_to = summed / sizes                                                            # (N, L)
+    mean_to[rows, member] = np.inf
     b = mean_to.min(1) if len(labels) > 1 else np.zeros(len(points))
     score = np.where(own > 1, (b - a) / np.maximum(np.maximum(a, b), 1e-12), 0.0)
     return float(score.mean())
