@@ -1,11 +1,10 @@
 """The Solver: UCMFH's training stages, with progressive hash learning.
 
-Stages (`task`): train_real trains the fusion transformer alone; train_hash
-trains it with the two hash heads, whose outputs are tanh(scale * x) with a
-scale that grows over training (schedules.py). Every `eval_every` epochs and at
-the end the model is scored by evaluate.score_model (both protocols: `paired`,
-UCMFH's, and `unimodal`); the scores are reported, never used to pick a model.
-The test stages (test_real, test_hash) score a checkpoint: evaluate.score_checkpoint.
+Stages (`task`): train_real trains the fusion transformer alone; train_hash trains it with the
+two hash heads, whose outputs are tanh(scale * x) with a scale that grows over training
+(schedules.py). Every `eval_every` epochs and at the end the model is scored by evaluate.score_model
+(both protocols: `paired`, UCMFH's, and `unimodal`); the scores are reported, never used to pick a
+model. The test stages (test_real, test_hash) score a checkpoint: evaluate.score_checkpoint.
 """
 from __future__ import annotations
 
@@ -36,8 +35,7 @@ HISTOGRAM_POINTS = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)   # training progress at which
 HISTOGRAM_EDGES = np.linspace(-1.0, 1.0, 51)
 
 
-def _quiet(*_args, **_kwargs) -> None:
-    """The log of ranks other than 0."""
+def _quiet(*_args, **_kwargs) -> None: """The log of ranks other than 0."""
 
 
 class Solver:
@@ -91,6 +89,8 @@ class Solver:
             torch.manual_seed(cfg.seed + 7919 * self.ranks.rank)
         # the fused Adam kernel: the same update, about 3x faster than the per-tensor loop on CPUs
         fused = {"fused": True} if self.device.type in ("cpu", "cuda") else {}
+        # train_precision bf16: the training passes' matrix products in bfloat16 (outputs go back to float32)
+        self.autocast = lambda: torch.autocast(self.device.type, torch.bfloat16, enabled=cfg.train_precision == "bf16")
         self.optimizer_fusion = torch.optim.Adam(self.model.fusion.trainable_parameters(), lr=cfg.lr_fusion,
                                                  betas=tuple(cfg.adam_betas), **fused)
         if self.hash_stage:
@@ -189,11 +189,11 @@ class Solver:
             self.train_image = self.train_text = None            # the last window goes before the next comes
 
     def _forward(self, idx, scale=None):
-        """The model's outputs for the global batch of training rows `idx` (B,), with modality
+        """The model's float32 outputs for the global batch of training rows `idx` (B,), with modality
         dropout: each pair is encoded one side at a time (image alone, text alone) with probability
         self.modality_dropout (cfg.modality_dropout, or auto's choice; with modality_dropout_anneal a > 0
-        falling linearly to 0 at training progress a), which is how the placeholders of the unimodal
-        protocol are learned. Each rank encodes its part of the batch; the outputs come back whole."""
+        falling linearly to 0 at progress a): how the unimodal placeholders are learned. Each rank
+        encodes its part of the batch; the outputs come back whole."""
         anneal = self.cfg.modality_dropout_anneal
         rate = self.modality_dropout * (max(0.0, 1 - training_progress(self.epoch, self.cfg.epoch) / anneal)
                                         if anneal else 1.0)
@@ -202,8 +202,9 @@ class Solver:
         mine = local_part(idx, self.ranks)
         if unimodal is not None:
             unimodal = local_part(unimodal, self.ranks)
-        outputs = self.model(self.train_image[mine], self.train_text[mine], scale, unimodal)
-        return tuple(gather_with_grad(output, self.ranks) for output in outputs)
+        with self.autocast():
+            outputs = self.model(self.train_image[mine], self.train_text[mine], scale, unimodal)
+        return tuple(gather_with_grad(output.float(), self.ranks) for output in outputs)
 
     def _step(self, loss) -> None:
         """Backward, the gradients summed over ranks, one optimiser step."""
@@ -266,11 +267,13 @@ class Solver:
         for idx in progress(self._batches(), desc=f"unimodal {self.epoch + 1 - self.cfg.epoch}", leave=False):
             mine = local_part(idx, self.ranks)
             image, text = self.train_image[mine], self.train_text[mine]
-            with torch.no_grad():       # the targets: the frozen paired codes, (B, bits) each
-                teacher = [gather_rows(side, self.ranks) for side in self.model.encode_pair(image, text, scale)]
             alone = torch.ones(len(mine), dtype=torch.bool, device=self.device)
-            fused_image, fused_text, hash_image, hash_text = (
-                gather_with_grad(output, self.ranks) for output in self.branch(image, text, scale, alone))
+            with self.autocast():
+                with torch.no_grad():   # the targets: the frozen paired codes, (B, bits) each
+                    teacher = [gather_rows(side.float(), self.ranks)
+                               for side in self.model.encode_pair(image, text, scale)]
+                outputs = self.branch(image, text, scale, alone)
+            fused_image, fused_text, hash_image, hash_text = (gather_with_grad(o.float(), self.ranks) for o in outputs)
             loss, fused_term, hash_term = ucmfh_loss(fused_image, fused_text, hash_image, hash_text,
                                                      self.cfg.temperature, self.cfg.hash_loss_weight)
             distill = (distillation_loss(hash_image, teacher[0]) + distillation_loss(hash_text, teacher[1])) / 2
@@ -296,8 +299,7 @@ class Solver:
 
     @property
     def branch_mode(self) -> str:
-        """The branch's scale mode: unimodal_scale, or auto's choice (final before it and with
-        progressive hashing off, where every mode trains at scale 1)."""
+        """unimodal_scale, or auto's choice (final until made, and with progressive hashing off: all at scale 1)."""
         if self.cfg.unimodal_scale != AUTO:
             return self.cfg.unimodal_scale
         return (self.branch_choice or {}).get("chosen", "final")

@@ -28,6 +28,7 @@ UNIMODAL_SCALES = ("auto", "final", "plain", "ramp")   # the unimodal branch's t
 WIKI_TEXT_FEATURES = ("lda", "tfidf")
 LR_STEPS = ("epoch", "batch")          # what lr_milestones count
 STREAM_MODES = ("auto", "on", "off")
+TRAIN_PRECISIONS = ("fp32", "bf16")   # the training passes' matmuls (Config.train_precision)
 EVAL_SEQUENCES = ("item", "batch")     # what the transformer sees as one sequence when scoring
 TIE_ORDERS = ("index", "unstable")     # order of items at equal Hamming distance
 AUTO = "auto"                          # a setting chosen per dataset at training time (selection/)
@@ -69,9 +70,8 @@ class Config:
     lr_gamma: float = 1.2          # UCMFH raises the head LR at the milestones (0.6 for mscoco)
     lr_step: str = "epoch"         # epoch | batch (UCMFH steps per batch: its milestones fire in epoch 1)
     train_drop_last: bool = False  # drop the last short batch of an epoch (UCMFH does; its loss needed it)
-    stream_train: str = "auto"     # on: read training pairs from their files a window of blocks at a time
-                                   # (shuffled blocks, rows shuffled in the window) instead of holding them
-                                   # all in memory; auto: on for lazily stored (HDF5) sets over stream_min_gb
+    stream_train: str = "auto"     # on: read training pairs from their files a window of blocks at a time (shuffled
+                                   # blocks and rows), not all in memory; auto: on for HDF5 sets over stream_min_gb
     stream_min_gb: float = 2.0     # auto streams above this many GB of training features (as float32)
     stream_block_rows: int = 32768 # rows read at once; a window of stream_window_blocks blocks is in memory
     stream_window_blocks: int = 4  # (32768 x 4 rows x 512-d x 2 sides x 4 B = 0.5 GB)
@@ -80,14 +80,16 @@ class Config:
     balanced_loss: bool = False    # add HashNet's S/S1, S/S0-weighted pairwise loss (unsupervised neighbours)
     balanced_knn: int = 5          # neighbours: the k most similar fused embeddings of a batch, both ways
     balanced_weight: float = 1.0   # weight of that term in the hash-stage loss
+    train_precision: str = "fp32"  # bf16: the training passes' matrix products in bfloat16 (torch.autocast; weights,
+                                   # optimiser, losses and scoring stay float32): 1.7x faster epochs on CPUs with
+                                   # avx512_bf16 (scripts/bench_epoch.py); docs/zoo.md measures what it costs
     modality_dropout: float | str = "auto"  # share of training pairs encoded one side at a time (image alone,
                                    # text alone) by the paired network; 0: its training is UCMFH's. auto:
                                    # chosen per dataset without labels among select_candidates
                                    # (selection/choose.py; leave-one-set-out over the zoo, docs/zoo.md)
-    modality_dropout_anneal: float = 1.0  # > 0: the rate falls linearly from modality_dropout at the first
-                                   # paired epoch to 0 at this share of training (1: at the last epoch);
-                                   # 0: constant. Where auto chooses wrongly, annealing limits the loss
-                                   # (docs/zoo.md)
+    modality_dropout_anneal: float = 1.0  # > 0: the rate falls linearly from modality_dropout at the first paired
+                                   # epoch to 0 at this share of training (1: at the last epoch); 0: constant.
+                                   # Where auto chooses wrongly, annealing limits the loss (docs/zoo.md)
     select_candidates: list = field(default_factory=lambda: [0.0, 0.75])  # auto's candidate values
     select_criterion: str = "shared"      # auto's label-free criterion (selection/criteria.py; consensus
                                    # fails where one side is much noisier: tests/test_selection.py)
@@ -97,8 +99,7 @@ class Config:
     unimodal_epochs: int = 5       # > 0: after the `epoch` epochs, train a separate unimodal branch (a copy
                                    # of the network for one-side inputs) this many epochs, distilled from
                                    # the frozen paired codes; the paired path cannot move (docs/training.md)
-    unimodal_distill: float = 1.0  # weight of the branch's distillation term (squared gap to paired codes;
-                                   # 1 over 0 on validation queries)
+    unimodal_distill: float = 1.0  # weight of the branch's distillation term (squared gap to paired codes; 1 beat 0)
     unimodal_scale: str = "final"  # the branch's training scale (and its teacher's): final (test-time),
                                    # plain (1), ramp (scale_min up to test-time) or auto (final and plain
                                    # fork, select_criterion keeps one); docs/zoo.md: plain +1 on 3 sets, -4.2 wiki
@@ -123,8 +124,7 @@ class Config:
     hashnet_normalize: bool = True # ... with step and gamma fitted to the run's length so the scale
                                    # reaches scale_max at the end (HashNet's values fit 10,000 steps)
     # --- evaluation ---
-    eval_every: int = field(default=10, metadata=RUN)      # epochs between scorings (and at the end);
-                                                           # 0 = only at the end
+    eval_every: int = field(default=10, metadata=RUN)      # epochs between scorings, and at the end (0: only then)
     map_k: int = field(default=50, metadata=RUN)           # mAP@K as UCMFH reports it; 0 = whole ranking
     eval_batch_size: int = field(default=1024, metadata=RUN)   # rows per forward pass when encoding
     eval_sequence: str = field(default="item", metadata=RUN)   # item: each its own sequence; batch:
@@ -249,6 +249,7 @@ def validate(cfg: Config) -> Config:
     _choice("wiki_text", cfg.wiki_text, WIKI_TEXT_FEATURES)
     _choice("lr_step", cfg.lr_step, LR_STEPS)
     _choice("stream_train", cfg.stream_train, STREAM_MODES)
+    _choice("train_precision", cfg.train_precision, TRAIN_PRECISIONS)
     _choice("eval_sequence", cfg.eval_sequence, EVAL_SEQUENCES)
     _choice("tie_order", cfg.tie_order, TIE_ORDERS)
     if cfg.preset:

@@ -1,0 +1,66 @@
+"""--train_precision bf16: the training passes' matrix products in bfloat16 (torch.autocast); the weights,
+the optimiser, the losses and the scoring stay float32. Every linear layer's call is recorded."""
+import json
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import ICMR
+import train
+from config import ConfigError, build_config
+from test_train import SMALL
+
+# one paired epoch with modality dropout (its one-side rows included) and one epoch of the unimodal branch
+SETTINGS = [*SMALL, "--epoch", "1", "--hash_lens", "16", "--modality_dropout", "0.5", "--unimodal_epochs", "1",
+            "--train_limit", "300", "--eval_every", "0"]
+
+
+def run(tmp_path, precision, monkeypatch):
+    """Train on the demo set; returns the results and (grad enabled, output dtype) of every linear call
+    (and ("loss", input dtype) of every call of the loss)."""
+    calls, linear, loss = [], F.linear, ICMR.ucmfh_loss
+
+    def recording(*args, **kwargs):
+        out = linear(*args, **kwargs)
+        calls.append((torch.is_grad_enabled(), out.dtype))
+        return out
+    monkeypatch.setattr(F, "linear", recording)
+    monkeypatch.setattr(ICMR, "ucmfh_loss", lambda *args: calls.append(("loss", {a.dtype for a in args[:4]})) or
+                        loss(*args))
+    [result] = train.main(["--dataset", "demo", "--data_root", str(tmp_path / "data"), "--train_precision", precision,
+                           "--output_dir", str(tmp_path / precision), "--checkpoint_dir", str(tmp_path / "ck"),
+                           *SETTINGS])
+    monkeypatch.setattr(F, "linear", linear)
+    return result, calls
+
+
+def test_bf16_trains_in_bfloat16_and_keeps_weights_losses_and_scores_float32(tmp_path, monkeypatch):
+    result, calls = run(tmp_path, "bf16", monkeypatch)
+    losses = [dtypes for kind, dtypes in calls if kind == "loss"]
+    assert len(losses) == 4 and all(dtypes == {torch.float32} for dtypes in losses)   # 2 paired + 2 branch steps
+    calls = [call for call in calls if call[0] != "loss"]
+    trained = [dtype for grad, dtype in calls if grad]            # the paired and the branch's training passes
+    assert len(trained) > 20 and set(trained) == {torch.bfloat16}
+    assert torch.float32 in {dtype for grad, dtype in calls if not grad}   # scoring encodes in float32
+    checkpoint = torch.load(tmp_path / "ck" / "hash" / "demo_hash_16.pth", weights_only=True)
+    for part in ("fusion", "image_head", "unimodal_branch"):
+        assert {value.dtype for value in checkpoint[part].values() if value.is_floating_point()} == {torch.float32}
+    records = [json.loads(line) for line in (tmp_path / "bf16" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in records] == [1, 2] and "distill_loss" in records[1]
+    for record in records:
+        assert all(torch.isfinite(torch.tensor(record[k])) for k in ("loss", "fused_loss", "hash_loss"))
+    for key in ("i2t_map", "t2i_map", "unimodal_i2t_map", "unimodal_t2i_map"):
+        assert 0.0 < result[key] < 1.0
+    assert "train_precision: bf16" in (tmp_path / "bf16" / "config.yaml").read_text()
+
+
+def test_fp32_the_default_trains_in_float32(tmp_path, monkeypatch):
+    assert build_config(["--dataset", "demo"]).train_precision == "fp32"
+    _, calls = run(tmp_path, "fp32", monkeypatch)
+    assert calls and {dtype for kind, dtype in calls if kind != "loss"} == {torch.float32}
+
+
+def test_an_unknown_precision_names_the_choices():
+    with pytest.raises(ConfigError, match="--train_precision: 'fp16' is not one of fp32, bf16"):
+        build_config(["--dataset", "demo", "--train_precision", "fp16"])
