@@ -2,6 +2,7 @@
 
     python scripts/bench_epoch.py                        # 4,992 x 512-d pairs, batch 128, 64 bits, 3 epochs
     python scripts/bench_epoch.py --reference /tmp/ucmfh # and the reference code on the same pairs
+    python scripts/bench_epoch.py --train_precision bf16 # the training passes' matrix products in bfloat16
 
 Synthetic features (the timing does not depend on their values), the default
 settings; with the default `--modality_dropout auto`, the epochs of each of its
@@ -54,6 +55,7 @@ def main(argv=None):
     parser.add_argument("--modality_dropout", default=None,
                         help="share of pairs encoded one side at a time (default: the config default; auto: "
                              "each of its candidates, and the selection's extra time)")
+    parser.add_argument("--train_precision", default=None, help="fp32 or bf16 (default: the config default)")
     parser.add_argument("--reference", help="a checkout of the reference UCMFH code: time it on the same pairs")
     add_log_flags(parser)
     args = parser.parse_args(argv)
@@ -63,7 +65,8 @@ def main(argv=None):
                          synthetic_split(8, rng))
     cfg = build_config(["--dataset", "synthetic", "--batch_size", str(args.batch_size), "--epoch", "100",
                         "--device", args.device, "--output_dir", "/tmp/bench_epoch",
-                        *(["--modality_dropout", args.modality_dropout] if args.modality_dropout else [])])
+                        *(["--modality_dropout", args.modality_dropout] if args.modality_dropout else []),
+                        *(["--train_precision", args.train_precision] if args.train_precision else [])])
     # auto trains with one of its candidates: time each (the slowest is the default epoch's bound)
     rates = cfg.select_candidates if cfg.modality_dropout == AUTO else [cfg.modality_dropout]
     medians = {}
@@ -78,7 +81,7 @@ def main(argv=None):
         branch_times = timed_epochs(solver, lambda _: solver.trainbranch(solver.branch_mode), args.epochs,
                                     "unimodal branch epoch")
     info(f"\n{args.pairs} pairs x {data.image_dim}-d, batch {args.batch_size}, {args.bits} bits, "
-         f"modality_dropout {cfg.modality_dropout}, "
+         f"modality_dropout {cfg.modality_dropout}, train_precision {cfg.train_precision}, "
          f"{torch.get_num_threads()} threads, {args.device}")
     for rate, seconds in medians.items():
         info(f"seconds per epoch at modality_dropout {rate:g} (median of {args.epochs}): {seconds:.2f}")

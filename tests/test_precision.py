@@ -64,3 +64,10 @@ def test_fp32_the_default_trains_in_float32(tmp_path, monkeypatch):
 def test_an_unknown_precision_names_the_choices():
     with pytest.raises(ConfigError, match="--train_precision: 'fp16' is not one of fp32, bf16"):
         build_config(["--dataset", "demo", "--train_precision", "fp16"])
+
+
+def test_bench_epoch_times_the_precision_it_is_given(capsys):
+    import bench_epoch_cli
+    bench_epoch_cli.main(["--pairs", "16", "--batch_size", "16", "--epochs", "1", "--bits", "16",
+                          "--modality_dropout", "0", "--train_precision", "bf16"])
+    assert "modality_dropout 0.0, train_precision bf16, " in capsys.readouterr().out
