@@ -55,10 +55,19 @@ def test_bf16_trains_in_bfloat16_and_keeps_weights_losses_and_scores_float32(tmp
     assert "train_precision: bf16" in (tmp_path / "bf16" / "config.yaml").read_text()
 
 
-def test_fp32_the_default_trains_in_float32(tmp_path, monkeypatch):
-    assert build_config(["--dataset", "demo"]).train_precision == "fp32"
-    _, calls = run(tmp_path, "fp32", monkeypatch)
-    assert calls and {dtype for kind, dtype in calls if kind != "loss"} == {torch.float32}
+def test_fp32_the_default_trains_in_float32():
+    import numpy as np
+    from bench_epoch_cli import synthetic_split
+    from data import DatasetSplits
+    from ICMR import Solver
+
+    cfg = build_config(["--dataset", "synthetic", "--device", "cpu", *SMALL])
+    assert cfg.train_precision == "fp32"
+    split = synthetic_split(32, np.random.default_rng(0), dim=16)
+    solver = Solver(cfg, bits=16, data=DatasetSplits("synthetic", split, split, split), log=lambda *_: None)
+    with solver.autocast():
+        assert not torch.is_autocast_enabled("cpu")
+        assert F.linear(torch.ones(2, 3), torch.ones(4, 3)).dtype == torch.float32
 
 
 def test_an_unknown_precision_names_the_choices():
