@@ -99,7 +99,7 @@ class Config:
     unimodal_epochs: int = 5       # > 0: after the `epoch` epochs, train a separate unimodal branch (a copy
                                    # of the network for one-side inputs) this many epochs, distilled from
                                    # the frozen paired codes; the paired path cannot move (docs/training.md)
-    unimodal_distill: float = 1.0  # weight of the branch's distillation term (squared gap to paired codes; 1 beat 0)
+    unimodal_distill: float = 1.0  # the branch's distillation weight (squared gap to paired codes; 1 beat 0 on val)
     unimodal_scale: str = "final"  # the branch's training scale (and its teacher's): final (test-time),
                                    # plain (1), ramp (scale_min up to test-time) or auto (final and plain
                                    # fork, select_criterion keeps one); docs/zoo.md: plain +1 on 3 sets, -4.2 wiki
