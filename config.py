@@ -81,7 +81,7 @@ class Config:
     balanced_knn: int = 5          # neighbours: the k most similar fused embeddings of a batch, both ways
     balanced_weight: float = 1.0   # weight of that term in the hash-stage loss
     train_precision: str = "fp32"  # bf16: the training passes' matrix products in bfloat16 (torch.autocast; weights,
-                                   # optimiser, losses and scoring stay float32): 1.7x faster epochs on CPUs with
+                                   # optimiser, losses and scoring stay float32): 1.3-1.7x faster epochs on CPUs with
                                    # avx512_bf16 (scripts/bench_epoch.py); docs/zoo.md measures what it costs
     modality_dropout: float | str = "auto"  # share of training pairs encoded one side at a time (image alone,
                                    # text alone) by the paired network; 0: its training is UCMFH's. auto:
