@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from config import AUTO, build_config  # noqa: E402
+from config import AUTO, ConfigError, build_config  # noqa: E402
 from data import DatasetSplits, FeatureSplit  # noqa: E402
 from ICMR import Solver  # noqa: E402
 from selection.choose import candidate_epochs  # noqa: E402
@@ -63,10 +63,13 @@ def main(argv=None):
     rng = np.random.default_rng(0)
     data = DatasetSplits("synthetic", synthetic_split(args.pairs, rng), synthetic_split(8, rng),
                          synthetic_split(8, rng))
-    cfg = build_config(["--dataset", "synthetic", "--batch_size", str(args.batch_size), "--epoch", "100",
-                        "--device", args.device, "--output_dir", "/tmp/bench_epoch",
-                        *(["--modality_dropout", args.modality_dropout] if args.modality_dropout else []),
-                        *(["--train_precision", args.train_precision] if args.train_precision else [])])
+    try:   # a bad --modality_dropout or --train_precision: the config's one-line error, no traceback
+        cfg = build_config(["--dataset", "synthetic", "--batch_size", str(args.batch_size), "--epoch", "100",
+                            "--device", args.device, "--output_dir", "/tmp/bench_epoch",
+                            *(["--modality_dropout", args.modality_dropout] if args.modality_dropout else []),
+                            *(["--train_precision", args.train_precision] if args.train_precision else [])])
+    except ConfigError as err:
+        parser.error(str(err))
     # auto trains with one of its candidates: time each (the slowest is the default epoch's bound)
     rates = cfg.select_candidates if cfg.modality_dropout == AUTO else [cfg.modality_dropout]
     medians = {}

@@ -79,3 +79,12 @@ def test_bench_epoch_times_the_precision_it_is_given(capsys):
     bench_epoch_cli.main(["--pairs", "16", "--batch_size", "16", "--epochs", "1", "--bits", "16",
                           "--modality_dropout", "0", "--train_precision", "bf16"])
     assert "modality_dropout 0.0, train_precision bf16, " in capsys.readouterr().out
+
+
+def test_bench_epoch_refuses_an_unknown_precision_in_one_line(capsys):
+    import bench_epoch_cli
+    with pytest.raises(SystemExit) as exit_info:
+        bench_epoch_cli.main(["--train_precision", "fp16"])
+    assert exit_info.value.code == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]   # argparse's "<prog>: error: ..." line
+    assert last.endswith(": error: --train_precision: 'fp16' is not one of fp32, bf16")
