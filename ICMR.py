@@ -20,7 +20,7 @@ from data.splits import check_val_queries
 from data.streaming import stream_epoch, streams
 from evaluate import PROTOCOLS, score_model
 from losses import balanced_pairwise_loss, contrastive_loss, distillation_loss, neighbour_similarity, ucmfh_loss
-from model import build_model
+from model import WeightAverage, build_model
 from parallel import broadcast, current, gather_rows, gather_with_grad, local_part, rank_device, sum_gradients
 from runio.atomic import atomic_torch_save
 from runio.checkpoint import (checkpoint_file, load_weights, read_checkpoint, restore_rng, rng_states, saved_config,
@@ -28,7 +28,7 @@ from runio.checkpoint import (checkpoint_file, load_weights, read_checkpoint, re
 from runio.logs import progress
 from runio.run_folder import RunFolder, default_output_dir, results_record
 from schedules import ScaleSchedule, training_progress
-from selection.branch_scale import BranchFork
+from selection.branch_scale import BranchFork, branch_epoch
 from selection.choose import choose_modality_dropout
 
 HISTOGRAM_POINTS = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)   # training progress at which histograms are taken
@@ -107,6 +107,10 @@ class Solver:
                 [{"params": self.branch.fusion.trainable_parameters(), "lr": cfg.lr_fusion},
                  {"params": [*self.branch.image_head.parameters(), *self.branch.text_head.parameters()],
                   "lr": cfg.lr_hash}], betas=tuple(cfg.adam_betas), **fused)
+        # the branch is scored with the moving average of its weights over unimodal_average x its steps
+        self.branch_average = WeightAverage([p for g in self.optimizer_branch.param_groups for p in g["params"]],
+                                            cfg.unimodal_average * steps * cfg.unimodal_epochs) \
+            if self.branch is not None and cfg.unimodal_average else None
         self.shuffle_generator = torch.Generator().manual_seed(cfg.seed)
         # the modality-dropout draws of a global batch: the same on every rank, whatever the world size
         self.modality_generator = torch.Generator().manual_seed(cfg.seed + 1)
@@ -140,7 +144,8 @@ class Solver:
                          lr_scheduler=self.lr_scheduler.state_dict())
         if self.branch is not None:
             state.update(unimodal_branch=self.branch.state_dict(), optimizer_branch=self.optimizer_branch.state_dict(),
-                         branch_choice=self.branch_choice, branch_fork=self.branch_fork and self.branch_fork.state())
+                         branch_choice=self.branch_choice, branch_fork=self.branch_fork and self.branch_fork.state(),
+                         branch_average=self.branch_average and self.branch_average.state_dict())
         return state
 
     def _load_state(self, state: dict) -> None:
@@ -153,6 +158,8 @@ class Solver:
             self.optimizer_branch.load_state_dict(state["optimizer_branch"])
             self.branch_choice = state.get("branch_choice")
             self.branch_fork = BranchFork(state["branch_fork"]) if state.get("branch_fork") else None
+            if self.branch_average is not None and state.get("branch_average"):   # none: saved before averaging
+                self.branch_average.load_state_dict(state["branch_average"])
         self.epoch, self.iteration = state["epoch"], state["iteration"]
         self.train_seconds, self.last_scores = state["train_seconds"], dict(state["metrics"])
         reseed = self.cfg.seed + 7919 * self.ranks.rank + self.epoch if self.ranks.rank else None
@@ -279,23 +286,14 @@ class Solver:
             distill = (distillation_loss(hash_image, teacher[0]) + distillation_loss(hash_text, teacher[1])) / 2
             loss = loss + weight * distill
             self._step(loss)
+            if self.branch_average is not None:
+                self.branch_average.update()
             with torch.no_grad():
                 for key, value in (("loss", loss), ("fused_loss", fused_term), ("hash_loss", hash_term),
                                    ("distill_loss", distill)):
                     sums[key] += value * len(idx)
             rows, self.iteration = rows + len(idx), self.iteration + 1
         return {**{key: float(value) / rows for key, value in sums.items()}, "scale": scale}
-
-    def _branch_epoch(self, epoch: int) -> dict:
-        """One branch epoch: of every candidate while unimodal_scale auto forks, then the choice
-        (selection/branch_scale.py); else of the branch in its mode."""
-        if self.branch_fork is None:
-            return self.trainbranch(self.branch_mode)
-        stats, done = self.branch_fork.train_epoch(self), epoch + 1 - self.cfg.epoch
-        if done >= min(self.cfg.unimodal_select_epochs, self.cfg.unimodal_epochs):
-            self.branch_choice = stats["branch_selection"] = self.branch_fork.choose(self, done, self.log)
-            self.branch_fork = None
-        return stats
 
     @property
     def branch_mode(self) -> str:
@@ -378,7 +376,9 @@ class Solver:
                     if cfg.unimodal_scale == AUTO and self.schedule.enabled:   # off: every mode is scale 1
                         self.branch_fork = BranchFork.start(self)
                 self.log(f"unimodal branch: epoch {epoch + 1 - cfg.epoch}/{cfg.unimodal_epochs}")
-                stats = self._branch_epoch(epoch)
+                stats = branch_epoch(self, epoch)
+                if epoch + 1 == last and self.branch_average is not None:   # scored and saved: the average
+                    self.branch_average.copy_to_weights()
             self.epoch = epoch + 1
             self.train_seconds += time.time() - start
             record = {"epoch": self.epoch, **stats, **rates, "seconds": time.time() - start,

@@ -84,9 +84,8 @@ class Config:
                                    # optimiser, losses and scoring stay float32): 1.3-1.7x faster epochs on CPUs with
                                    # avx512_bf16 (scripts/bench_epoch.py); docs/zoo.md measures what it costs
     modality_dropout: float | str = "auto"  # share of training pairs encoded one side at a time (image alone,
-                                   # text alone) by the paired network; 0: its training is UCMFH's. auto:
-                                   # chosen per dataset without labels among select_candidates
-                                   # (selection/choose.py; leave-one-set-out over the zoo, docs/zoo.md)
+                                   # text alone) by the paired network; 0: UCMFH's training. auto: chosen per dataset
+                                   # without labels among select_candidates (selection/choose.py; docs/zoo.md)
     modality_dropout_anneal: float = 1.0  # > 0: the rate falls linearly from modality_dropout at the first paired
                                    # epoch to 0 at this share of training (1: at the last epoch); 0: constant.
                                    # Where auto chooses wrongly, annealing limits the loss (docs/zoo.md)
@@ -96,13 +95,13 @@ class Config:
     select_budget: float = 0.5     # auto's candidates share this part of the default training's epochs, an
                                    # epoch at rate r counting 1 + r (the whole run: about 1.5x a training)
     select_holdout: float = 0.1    # share of training pairs held out to score the candidates
-    unimodal_epochs: int = 5       # > 0: after the `epoch` epochs, train a separate unimodal branch (a copy
-                                   # of the network for one-side inputs) this many epochs, distilled from
-                                   # the frozen paired codes; the paired path cannot move (docs/training.md)
+    unimodal_epochs: int = 5       # > 0: then a unimodal branch (a copy of the network for one-side inputs)
+                                   # trains this many epochs, distilled from the frozen paired codes (docs/training.md)
     unimodal_distill: float = 1.0  # the branch's distillation weight (squared gap to paired codes; 1 beat 0 on val)
-    unimodal_scale: str = "final"  # the branch's training scale (and its teacher's): final (test-time),
-                                   # plain (1), ramp (scale_min up to test-time) or auto (final and plain
-                                   # fork, select_criterion keeps one); docs/zoo.md: plain +1 on 3 sets, -4.2 wiki
+    unimodal_average: float = 0.25  # the branch is scored with a moving average of its weights over about this
+                                    # share of its steps; 0: its last weights (0.25 beat 0 and 0.6 on val; docs/zoo.md)
+    unimodal_scale: str = "final"  # the branch's (and its teacher's) scale: final (test-time), plain (1), ramp (up
+                                   # to test-time), auto (final, plain fork; docs/zoo.md: plain +1 on 3 sets, -4.2 wiki)
     unimodal_select_epochs: int = 2  # auto's fork length (after 1 it kept plain on wiki; docs/zoo.md)
     # --- model (UCMFH's sizes) ---
     fusion_dim: int = 1024         # image half + text half; inputs of other sizes are projected
@@ -292,8 +291,9 @@ def validate(cfg: Config) -> Config:
     if not cfg.select_candidates:
         raise ConfigError("--select_candidates: expected at least one modality dropout value such as 0 0.75")
     _choice("select_criterion", cfg.select_criterion, SELECT_CRITERIA)
-    if not 0 <= cfg.modality_dropout_anneal <= 1:
-        raise ConfigError(f"--modality_dropout_anneal: must be in [0, 1], got {cfg.modality_dropout_anneal}")
+    for key in ("modality_dropout_anneal", "unimodal_average"):
+        if not 0 <= getattr(cfg, key) <= 1:
+            raise ConfigError(f"--{key}: must be in [0, 1], got {getattr(cfg, key)}")
     if not (0 < cfg.select_budget <= 10 and 0 < cfg.select_holdout < 1):
         raise ConfigError(f"--select_budget/--select_holdout: need 0 < budget <= 10 and 0 < holdout < 1, got "
                           f"{cfg.select_budget} and {cfg.select_holdout}")

@@ -1,7 +1,8 @@
 """Networks: UCMFH's fusion transformer and its hash head.
 
 Shapes: B = batch, Di/Dt = input image/text feature sizes, F = fusion width
-(1024 as in UCMFH: a 512-d image half and a 512-d text half), b = code bits.
+(1024 as in UCMFH: a 512-d image half and a 512-d text half), b = code bits. WeightAverage: the
+moving average of a network's weights that the unimodal branch is scored with.
 """
 from __future__ import annotations
 
@@ -306,3 +307,48 @@ def build_model(cfg, image_dim: int, text_dim: int, bits: int | None, default_sc
         with torch.random.fork_rng(devices=[]):    # the main network and what follows draw as without it
             model.unimodal_branch = network()       # (its weights are the main one's when stage 2 starts)
     return model
+
+
+class WeightAverage:
+    """A moving average of a network's weights over its last training steps (the unimodal branch's,
+    config unimodal_average). After each optimiser step, `update()` moves it towards the weights:
+
+        average <- decay * average + (1 - decay) * weights,   decay = min(1 - 1/horizon, (n - 1) / n)
+
+    with n counting the updates from 1: the plain mean of the weights after each step while
+    n <= horizon, then an exponential average whose weight on a step halves every 0.7 * horizon steps. The network
+    is scored with the average (`copy_to_weights`), not its last weights: the last steps wander
+    around a minimum and their mean sits nearer it (docs/zoo.md, "Averaging the branch's weights")."""
+
+    def __init__(self, parameters, horizon_steps: float):
+        self.parameters = list(parameters)
+        self.horizon = max(1.0, float(horizon_steps))   # 1: the average is the last weights
+        self.updates = 0
+        self.average: list[torch.Tensor] | None = None  # copies of the parameters, made at the first update
+
+    def update(self) -> None:
+        """Fold the present weights in (call after each optimiser step)."""
+        with torch.no_grad():
+            weights = [p.detach() for p in self.parameters]
+            if self.average is None:
+                self.average = [w.clone() for w in weights]
+            self.updates += 1
+            decay = min(1.0 - 1.0 / self.horizon, (self.updates - 1) / self.updates)   # 0 at the first update
+            for average, weight in zip(self.average, weights):
+                average.lerp_(weight, 1.0 - decay)
+
+    def copy_to_weights(self) -> None:
+        """Replace the parameters by their average (nothing to do before the first update)."""
+        if self.average is not None:
+            with torch.no_grad():
+                for parameter, average in zip(self.parameters, self.average):
+                    parameter.copy_(average)
+
+    def state_dict(self) -> dict:
+        return {"updates": self.updates, "average": None if self.average is None
+                else [a.clone() for a in self.average]}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.updates = int(state["updates"])
+        self.average = None if state["average"] is None else \
+            [a.to(p.device, p.dtype).clone() for a, p in zip(state["average"], self.parameters)]

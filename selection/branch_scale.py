@@ -84,10 +84,23 @@ class BranchFork:
         return record
 
 
+def branch_epoch(solver, epoch: int) -> dict:
+    """The solver's branch epoch `epoch` (counted over the whole run, from 0): of every candidate
+    while unimodal_scale auto forks, then the choice; else of the branch in its mode."""
+    if solver.branch_fork is None:
+        return solver.trainbranch(solver.branch_mode)
+    stats, done = solver.branch_fork.train_epoch(solver), epoch + 1 - solver.cfg.epoch
+    if done >= min(solver.cfg.unimodal_select_epochs, solver.cfg.unimodal_epochs):
+        solver.branch_choice = stats["branch_selection"] = solver.branch_fork.choose(solver, done, solver.log)
+        solver.branch_fork = None
+    return stats
+
+
 def _snapshot(solver) -> dict:
     """Copies of what a candidate's epoch changes."""
     return {"branch": copy.deepcopy(solver.branch.state_dict()),
             "optimizer": copy.deepcopy(solver.optimizer_branch.state_dict()),
+            "average": solver.branch_average and solver.branch_average.state_dict(),   # a copy
             "rng": rng_states(solver.device), "shuffle": solver.shuffle_generator.get_state(),
             "iteration": solver.iteration}
 
@@ -96,6 +109,8 @@ def _restore(solver, state: dict) -> None:
     """Load a candidate into the solver: weights, optimiser, generators and iteration."""
     solver.branch.load_state_dict(state["branch"])
     solver.optimizer_branch.load_state_dict(state["optimizer"])
+    if solver.branch_average is not None and state.get("average"):   # none: saved before averaging
+        solver.branch_average.load_state_dict(state["average"])
     restore_rng(state["rng"], solver.device)
     solver.shuffle_generator.set_state(state["shuffle"].cpu())
     solver.iteration = state["iteration"]
