@@ -25,14 +25,13 @@ from parallel import broadcast, current, gather_rows, gather_with_grad, local_pa
 from runio.atomic import atomic_torch_save
 from runio.checkpoint import (checkpoint_file, load_weights, read_checkpoint, restore_rng, rng_states, saved_config,
                               value_rows_only)
+from runio.histograms import HistogramRecorder
 from runio.logs import progress
 from runio.run_folder import RunFolder, default_output_dir, results_record
 from schedules import ScaleSchedule, training_progress
 from selection.branch_scale import BranchFork, branch_epoch
 from selection.choose import choose_modality_dropout
-
-HISTOGRAM_POINTS = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)   # training progress at which histograms are taken
-HISTOGRAM_EDGES = np.linspace(-1.0, 1.0, 51)
+from selection.late_temperature import TemperatureFork, paired_epoch, temperature_at
 
 
 def _quiet(*_args, **_kwargs) -> None: """The log of ranks other than 0."""
@@ -119,6 +118,8 @@ class Solver:
         self.epoch, self.iteration, self.train_seconds = 0, 0, 0.0
         self.last_scores: dict = {}
         self.branch_choice, self.branch_fork = None, None   # unimodal_scale auto (selection/branch_scale.py)
+        self.temperature_choice, self.temperature_fork = None, None   # late_temperature auto (selection/)
+        self.temperature = cfg.temperature                  # the InfoNCE temperature now (late_temperature)
         train = self.data.train
         self.streamed = streams(cfg, train, self.num_train)
         if self.streamed:   # read a window of blocks at a time by _batches
@@ -141,7 +142,8 @@ class Solver:
         if self.hash_stage:
             state.update(image_head=self.model.image_head.state_dict(), text_head=self.model.text_head.state_dict(),
                          optimizer_hash=self.optimizer_hash.state_dict(),
-                         lr_scheduler=self.lr_scheduler.state_dict())
+                         lr_scheduler=self.lr_scheduler.state_dict(), temperature_choice=self.temperature_choice,
+                         temperature_fork=self.temperature_fork and self.temperature_fork.state())
         if self.branch is not None:
             state.update(unimodal_branch=self.branch.state_dict(), optimizer_branch=self.optimizer_branch.state_dict(),
                          branch_choice=self.branch_choice, branch_fork=self.branch_fork and self.branch_fork.state(),
@@ -154,6 +156,9 @@ class Solver:
         if self.hash_stage:
             self.optimizer_hash.load_state_dict(state["optimizer_hash"])
             self.lr_scheduler.load_state_dict(state["lr_scheduler"])
+            self.temperature_choice = state.get("temperature_choice")
+            fork = state.get("temperature_fork")
+            self.temperature_fork = fork and TemperatureFork(fork)
         if self.branch is not None:
             self.optimizer_branch.load_state_dict(state["optimizer_branch"])
             self.branch_choice = state.get("branch_choice")
@@ -235,7 +240,7 @@ class Solver:
             step_scale = scale_at(self.iteration)
             fused_image, fused_text, hash_image, hash_text = self._forward(idx, step_scale)  # (B, F/2), (B, bits)
             loss, fused_term, hash_term = ucmfh_loss(fused_image, fused_text, hash_image, hash_text,
-                                                     self.cfg.temperature, self.cfg.hash_loss_weight)
+                                                     self.temperature, self.cfg.hash_loss_weight)
             terms = [("loss", loss), ("fused_loss", fused_term), ("hash_loss", hash_term)]
             if self.cfg.balanced_loss:  # neighbours come from the features, never from labels
                 similar = neighbour_similarity(fused_image, fused_text, self.cfg.balanced_knn)
@@ -261,6 +266,16 @@ class Solver:
         stats["loss_step_std"] = float(torch.stack(step_losses).std()) if len(step_losses) > 1 else 0.0
         return stats
 
+    def train_paired(self, scale) -> dict:
+        """One paired epoch (hash or real-valued stage), then the learning-rate schedule's epoch step
+        (with lr_step batch it steps in trainhash)."""
+        if not self.hash_stage:
+            return self.trainreal()
+        stats = self.trainhash(scale)
+        if self.cfg.lr_step == "epoch":
+            self.lr_scheduler.step()
+        return stats
+
     def trainbranch(self, mode: str) -> dict:
         """One epoch of the unimodal branch (config unimodal_epochs). The main network is frozen;
         every pair is encoded one side at a time by the branch, with the main network's loss plus
@@ -282,7 +297,7 @@ class Solver:
                 outputs = self.branch(image, text, scale, alone)
             fused_image, fused_text, hash_image, hash_text = (gather_with_grad(o.float(), self.ranks) for o in outputs)
             loss, fused_term, hash_term = ucmfh_loss(fused_image, fused_text, hash_image, hash_text,
-                                                     self.cfg.temperature, self.cfg.hash_loss_weight)
+                                                     self.temperature, self.cfg.hash_loss_weight)
             distill = (distillation_loss(hash_image, teacher[0]) + distillation_loss(hash_text, teacher[1])) / 2
             loss = loss + weight * distill
             self._step(loss)
@@ -307,7 +322,7 @@ class Solver:
         self.model.train()
         total, rows = 0.0, 0
         for idx in progress(self._batches(), desc=f"epoch {self.epoch + 1}", leave=False):
-            loss = contrastive_loss(*self._forward(idx), self.cfg.temperature)
+            loss = contrastive_loss(*self._forward(idx), self.temperature)
             self._step(loss)
             total, rows, self.iteration = total + loss.item() * len(idx), rows + len(idx), self.iteration + 1
         return {"loss": total / rows}
@@ -320,16 +335,6 @@ class Solver:
             return {}
         return score_model(self.model, self.data, self.cfg, final=final,
                            codes_dir=self.run.path if final and self.cfg.save_codes else None)
-
-    def record_histogram(self, epoch: int) -> None:
-        """Histogram of the hash outputs on the query set after training epoch `epoch` (counted from
-        0), at the scale of that epoch's last step; progress as the schedule defines it."""
-        scale = self.schedule.at(epoch, self.iteration - 1)
-        image, text = self.model.encode_split(self.data.query, "paired", self.cfg.eval_batch_size, scale)
-        count = lambda h: np.histogram(h.numpy(), HISTOGRAM_EDGES)[0].tolist()  # noqa: E731
-        self.histograms.append({"epoch": epoch + 1, "progress": training_progress(epoch, self.cfg.epoch),
-                                "scale": scale, "image": count(image), "text": count(text)})
-        self.run.write_histograms(HISTOGRAM_EDGES.tolist(), self.histograms)
 
     # ----- the stage -----
     def train(self) -> dict:
@@ -347,11 +352,7 @@ class Solver:
         if self.epoch:
             self.log(f"Resuming {self.checkpoint_path} after epoch {self.epoch} of {last}")
             self.run.truncate_metrics(self.epoch)
-        # histograms after the epochs whose progress is 0, 20, ..., 100% (epoch index e: e / (E - 1))
-        histogram_epochs = {round(p * (cfg.epoch - 1)) for p in HISTOGRAM_POINTS} \
-            if cfg.record_histograms and self.hash_stage else set()
-        self.histograms = [h for h in self.run.read_json("histograms.json", {}).get("snapshots", [])
-                           if h["epoch"] <= self.epoch]
+        histograms = HistogramRecorder(self)
         for epoch in range(self.epoch, last):
             start, rates = time.time(), self.learning_rates(epoch)   # the rates the epoch starts with
             if epoch < cfg.epoch:
@@ -362,11 +363,9 @@ class Solver:
                     self.log(f"epoch: {epoch + 1}/{cfg.epoch}\n  Progressive scale: "
                              f"{self.schedule.at(epoch, self.iteration):.2f} "
                              f"(progress: {training_progress(epoch, cfg.epoch) * 100:.1f}%)")
-                # 2. one pass over every training pair
-                stats = self.trainhash(scale) if self.hash_stage else self.trainreal()
-                # 3. learning-rate schedule, once per epoch (per batch with lr_step batch: in trainhash)
-                if self.hash_stage and cfg.lr_step == "epoch":
-                    self.lr_scheduler.step()
+                # 2-3. one pass over every training pair, at the epoch's temperature (late_temperature auto:
+                # every candidate's), then the learning-rate schedule
+                stats = paired_epoch(self, epoch, lambda: self.train_paired(scale))
             else:
                 # 1-3. the unimodal branch (unimodal_epochs), a copy of the trained network at first
                 if epoch == cfg.epoch:
@@ -376,20 +375,21 @@ class Solver:
                     if cfg.unimodal_scale == AUTO and self.schedule.enabled:   # off: every mode is scale 1
                         self.branch_fork = BranchFork.start(self)
                 self.log(f"unimodal branch: epoch {epoch + 1 - cfg.epoch}/{cfg.unimodal_epochs}")
+                self.temperature = temperature_at(self, epoch)
                 stats = branch_epoch(self, epoch)
                 if epoch + 1 == last and self.branch_average is not None:   # scored and saved: the average
                     self.branch_average.copy_to_weights()
             self.epoch = epoch + 1
             self.train_seconds += time.time() - start
-            record = {"epoch": self.epoch, **stats, **rates, "seconds": time.time() - start,
+            record = {"epoch": self.epoch, **stats, **rates, "temperature": self.temperature,
+                      "seconds": time.time() - start,
                       **({"selection": self.selection} if self.epoch == 1 and self.selection else {})}
             # 4. score every eval_every epochs and at the end (reported, never used to pick a model)
             if self.epoch == last or (cfg.eval_every and self.epoch % cfg.eval_every == 0):
                 self.last_scores = self.evaluate(final=self.epoch == last)
                 record.update(self.last_scores)
-            if epoch in histogram_epochs:
-                self.record_histogram(epoch)
-            unlogged = ("epoch", "seconds", "selection", "branch_selection", *rates)
+            histograms.after_epoch(self, epoch)
+            unlogged = ("epoch", "seconds", "selection", "branch_selection", "temperature_selection", *rates)
             self.log(f"  epoch {self.epoch}: " + ", ".join(
                 f"{k} {v:.4f}" for k, v in record.items() if k not in unlogged))
             # 5. log, then checkpoint every save_every epochs and at the end
@@ -405,7 +405,7 @@ class Solver:
                                  data=self.data)
         results.update(modality_dropout=self.modality_dropout, selection=self.selection,
                        unimodal_scale=self.branch_mode if self.branch is not None else None,
-                       branch_selection=self.branch_choice)
+                       branch_selection=self.branch_choice, temperature_selection=self.temperature_choice)
         self.run.write_results(results)
         self.run.close_events()
         return results

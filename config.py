@@ -1,15 +1,13 @@
 """Every setting of a run in one place, with its default and the reason for it.
 
-Precedence, lowest first: the defaults below, `configs/<dataset>.yaml` (when it
-exists and no `--config` is given), a preset (`--preset ucmfh`:
-`configs/presets/ucmfh.yaml`), the file named by `--config`, then `--key value`
-flags. Unknown keys and bad values raise `ConfigError`, a
+Precedence, lowest first: the defaults below, `configs/<dataset>.yaml` (when it exists and no
+`--config` is given), a preset (`--preset ucmfh`: `configs/presets/ucmfh.yaml`), the file named
+by `--config`, then `--key value` flags. Unknown keys and bad values raise `ConfigError`, a
 one-line message that names the key (and the file) and lists valid choices.
 
-Two kinds of setting: those marked `RUN` belong to the run itself (what to do,
-where to read and write, what and how often to score); all others decide the
-trained model and come from the checkpoint when a run tests or resumes one
-(see merge_checkpoint_config).
+Two kinds of setting: those marked `RUN` belong to the run itself (what to do, where to read and
+write, what and how often to score); all others decide the trained model and come from the
+checkpoint when a run tests or resumes one (see merge_checkpoint_config).
 """
 from __future__ import annotations
 
@@ -57,8 +55,7 @@ class Config:
                                                        # (scored as val_*; choose settings on these)
     preset: str = field(default="", metadata=RUN)      # a named set of values: ucmfh = the reference code
     # --- what to run ---
-    task: str = field(default="train_hash", metadata=RUN)  # train_real | train_hash | test_real | test_hash
-                                                           # (UCMFH's 0-3 accepted)
+    task: str = field(default="train_hash", metadata=RUN)  # train_real | train_hash | test_real | test_hash (or 0-3)
     hash_lens: list = field(default_factory=lambda: [64], metadata=RUN)   # code lengths; one model each
     # --- optimisation (UCMFH's values) ---
     epoch: int = 100               # UCMFH: 100 mirflickr, 150 nus-wide, 500 mscoco
@@ -76,27 +73,26 @@ class Config:
     stream_block_rows: int = 32768 # rows read at once; a window of stream_window_blocks blocks is in memory
     stream_window_blocks: int = 4  # (32768 x 4 rows x 512-d x 2 sides x 4 B = 0.5 GB)
     temperature: float = 0.5       # InfoNCE temperature
+    late_temperature: float | str = 0.0  # > 0: the temperature from late_temperature_at of the paired epochs on (the
+                                   # branch's too); auto: 0.6/1/2 x temperature, forked, one kept without labels; 0: off
+    late_temperature_at: float = 0.6  # share of the paired epochs before the switch (0.6: docs/zoo.md's measurement)
     hash_loss_weight: float = 0.5  # loss = fused-embedding loss + weight * hash-output loss
     balanced_loss: bool = False    # add HashNet's S/S1, S/S0-weighted pairwise loss (unsupervised neighbours)
     balanced_knn: int = 5          # neighbours: the k most similar fused embeddings of a batch, both ways
-    balanced_weight: float = 1.0   # weight of that term in the hash-stage loss
-    train_precision: str = "fp32"  # bf16: the training passes' matrix products in bfloat16 (torch.autocast; weights,
-                                   # optimiser, losses and scoring stay float32): 1.3-1.7x faster epochs on CPUs with
-                                   # avx512_bf16 (scripts/bench_epoch.py); docs/zoo.md measures what it costs
-    modality_dropout: float | str = "auto"  # share of training pairs encoded one side at a time (image alone,
-                                   # text alone) by the paired network; 0: UCMFH's training. auto: chosen per dataset
-                                   # without labels among select_candidates (selection/choose.py; docs/zoo.md)
-    modality_dropout_anneal: float = 1.0  # > 0: the rate falls linearly from modality_dropout at the first paired
-                                   # epoch to 0 at this share of training (1: at the last epoch); 0: constant.
-                                   # Where auto chooses wrongly, annealing limits the loss (docs/zoo.md)
+    balanced_weight: float = 1.0   # its weight in the hash-stage loss
+    train_precision: str = "fp32"  # bf16: training's matmuls in bfloat16 (autocast; weights, optimiser, losses, scores
+                                   # float32): 1.3-1.7x faster epochs with avx512_bf16 (scripts/bench_epoch.py)
+    modality_dropout: float | str = "auto"  # share of pairs the paired network encodes one side at a time; 0: UCMFH's
+                                   # training; auto: chosen without labels among select_candidates (selection/choose.py)
+    modality_dropout_anneal: float = 1.0  # > 0: the rate falls linearly to 0 at this share of training (1: the
+                                   # last epoch); 0: constant. It limits what a wrong auto choice costs (docs/zoo.md)
     select_candidates: list = field(default_factory=lambda: [0.0, 0.75])  # auto's candidate values
-    select_criterion: str = "shared"      # auto's label-free criterion (selection/criteria.py; consensus
-                                   # fails where one side is much noisier: tests/test_selection.py)
-    select_budget: float = 0.5     # auto's candidates share this part of the default training's epochs, an
-                                   # epoch at rate r counting 1 + r (the whole run: about 1.5x a training)
+    select_criterion: str = "shared"      # auto's label-free criterion (selection/criteria.py; docs/zoo.md)
+    select_budget: float = 0.5     # auto's candidates share this part of the default training's epochs (an epoch
+                                   # at rate r counts 1 + r; the whole run: about 1.5x a training)
     select_holdout: float = 0.1    # share of training pairs held out to score the candidates
-    unimodal_epochs: int = 5       # > 0: then a unimodal branch (a copy of the network for one-side inputs)
-                                   # trains this many epochs, distilled from the frozen paired codes (docs/training.md)
+    unimodal_epochs: int = 5       # > 0: then a unimodal branch (a copy of the network for one-side inputs) trains
+                                   # this many epochs, distilled from the frozen paired codes (docs/training.md)
     unimodal_distill: float = 1.0  # the branch's distillation weight (squared gap to paired codes; 1 beat 0 on val)
     unimodal_average: float = 0.25  # the branch is scored with a moving average of its weights over about this
                                     # share of its steps; 0: its last weights (0.25 beat 0 and 0.6 on val; docs/zoo.md)
@@ -109,7 +105,7 @@ class Config:
     fusion_heads: int = 4
     fusion_ff_dim: int = 2048      # PyTorch's TransformerEncoderLayer default, as UCMFH uses
     fusion_dropout: float = 0.1    # likewise the PyTorch default
-    hash_hidden: int = 4096
+    hash_hidden: int = 4096        # the heads' hidden width, and their dropout:
     hash_dropout: float = 0.3
     # --- progressive hash learning (HashNet's continuation) ---
     use_progressive_hash: bool = True
@@ -120,8 +116,7 @@ class Config:
     hashnet_gamma: float = 0.005   # hashnet schedule: scale_min * (1 + gamma*iter)^power ...
     hashnet_power: float = 0.5
     hashnet_step_size: int = 200   # ... updated every step_size iterations (HashNet's values) ...
-    hashnet_normalize: bool = True # ... with step and gamma fitted to the run's length so the scale
-                                   # reaches scale_max at the end (HashNet's values fit 10,000 steps)
+    hashnet_normalize: bool = True # ... with step and gamma fitted to the run's length (scale_max at its end)
     # --- evaluation ---
     eval_every: int = field(default=10, metadata=RUN)      # epochs between scorings, and at the end (0: only then)
     map_k: int = field(default=50, metadata=RUN)           # mAP@K as UCMFH reports it; 0 = whole ranking
@@ -226,13 +221,14 @@ def coerce(key, value):
             return _parse_bool(key, value)
         except ConfigError:
             raise ConfigError(f"--tensorboard: expected auto, true or false, got {value!r}") from None
-    if key == "modality_dropout":
+    if key in ("modality_dropout", "late_temperature"):
         if str(value).strip().lower() == AUTO:
             return AUTO
         try:
             return _parse_scalar(key, float, value)
         except ConfigError:
-            raise ConfigError(f"--modality_dropout: expected auto or a number in [0, 1], got {value!r}") from None
+            raise ConfigError(f"--{key}: expected auto or a number"
+                              f"{' in [0, 1]' if key == 'modality_dropout' else ' (0: off)'}, got {value!r}") from None
     return _parse_scalar(key, FIELDS[key].type, value)
 
 
@@ -277,7 +273,8 @@ def validate(cfg: Config) -> Config:
         if not getattr(cfg, key) > 0:
             raise ConfigError(f"--{key}: must be positive, got {getattr(cfg, key)}")
     if cfg.fusion_dim % 2 or (cfg.fusion_dim % cfg.fusion_heads):
-        raise ConfigError(f"--fusion_dim: {cfg.fusion_dim} must be even and divisible by --fusion_heads {cfg.fusion_heads}")
+        raise ConfigError(f"--fusion_dim: {cfg.fusion_dim} must be even and divisible by --fusion_heads "
+                          f"{cfg.fusion_heads}")
     for bits in (cfg.hash_lens if isinstance(cfg.scale_max, dict) else [None]):
         if not 0 < cfg.scale_min <= scale_max_for(cfg.scale_max, bits):
             raise ConfigError(f"--scale_min/--scale_max: need 0 < scale_min <= scale_max, got {cfg.scale_min} "
@@ -297,6 +294,10 @@ def validate(cfg: Config) -> Config:
     if not (0 < cfg.select_budget <= 10 and 0 < cfg.select_holdout < 1):
         raise ConfigError(f"--select_budget/--select_holdout: need 0 < budget <= 10 and 0 < holdout < 1, got "
                           f"{cfg.select_budget} and {cfg.select_holdout}")
+    late, at = cfg.late_temperature, cfg.late_temperature_at
+    if late != AUTO and not late >= 0 or not 0 < at < 1:
+        raise ConfigError(f"--late_temperature/--late_temperature_at: need auto or >= 0 and 0 < at < 1, got "
+                          f"{late} and {at}")
     if cfg.unimodal_select_epochs < 1:
         raise ConfigError(f"--unimodal_select_epochs: must be >= 1, got {cfg.unimodal_select_epochs}")
     if cfg.unimodal_epochs < 0 or cfg.unimodal_distill < 0:
@@ -411,8 +412,7 @@ def merge_checkpoint_config(cfg: Config, saved: dict, source) -> Config:
 
 def resolve_device(name: str):
     """The torch.device of the `device` setting: auto = cuda when available, else cpu."""
-    import torch
-
+    import torch   # here: the config is read before torch is needed
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():

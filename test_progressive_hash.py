@@ -33,7 +33,7 @@ import torch
 from matplotlib.figure import Figure
 
 from config import SCALE_SCHEDULES, ConfigError, build_config
-from ICMR import HISTOGRAM_EDGES, HISTOGRAM_POINTS
+from runio.histograms import HISTOGRAM_EDGES, HISTOGRAM_POINTS
 from losses import contrastive_loss
 from model import HashHead
 from schedules import ScaleSchedule, training_progress

@@ -95,8 +95,8 @@ def choose_modality_dropout(cfg, bits: int, data, trainer, log=print) -> dict:
         for index, rate in enumerate(candidates):
             short = dataclasses.replace(
                 cfg, modality_dropout=rate, modality_dropout_anneal=0.0, epoch=epochs, unimodal_epochs=0,
-                train_limit=0, val_queries=0, resume=False, output_dir=f"{scratch}/candidate{index}",
-                checkpoint_dir=f"{scratch}/checkpoints{index}", eval_every=0, save_every=0,
+                late_temperature=0.0, train_limit=0, val_queries=0, resume=False, eval_every=0, save_every=0,
+                output_dir=f"{scratch}/candidate{index}", checkpoint_dir=f"{scratch}/checkpoints{index}",
                 record_histograms=False, save_codes=False, lr_milestones=[], tensorboard=False)
             solver = trainer(short, bits=bits, data=candidate_data, log=lambda *_: None)
             solver.save_checkpoint = lambda: None          # a candidate keeps nothing but its codes
