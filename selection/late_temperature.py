@@ -38,7 +38,8 @@ LATE_CRITERION = "cluster"
 
 
 def switch_epoch(cfg) -> int:
-    """The first paired epoch (from 0) at the late temperature: at least 1, at most the last."""
+    """The first paired epoch (from 0) at the late temperature: round(late_temperature_at x epoch),
+    kept within 1 .. epoch - 1 (a 1-epoch stage: 0, the only one)."""
     return min(cfg.epoch - 1, max(1, round(cfg.late_temperature_at * cfg.epoch)))
 
 

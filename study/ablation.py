@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import multiprocessing
 import os
 import shutil
 from concurrent.futures import ProcessPoolExecutor
@@ -125,14 +126,15 @@ def run_one(folder, argv, dataset, bits, record, data_root, threads):
     return folder
 
 
-def _run_all(work, jobs):
+def _run_all(work, jobs, run=None) -> list:
+    """`run` (run_one) of every item of `work`, in `jobs` processes. Each run gets a fresh process
+    (spawned, one task per child): a worker that trained run after run grew to 7-12 GB of memory and
+    was killed on a 23 GB machine (docs/zoo.md); a fresh process costs about 2 s of imports."""
+    run = run or run_one
     if jobs > 1 and len(work) > 1:
-        with ProcessPoolExecutor(jobs) as pool:
-            for _ in progress(pool.map(run_one, *zip(*work)), total=len(work), desc="runs"):
-                pass
-    else:
-        for item in progress(work, desc="runs"):
-            run_one(*item)
+        with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"), max_tasks_per_child=1) as pool:
+            return list(progress(pool.map(run, *zip(*work)), total=len(work), desc="runs"))
+    return [run(*item) for item in progress(work, desc="runs")]
 
 
 def run_grid(args) -> list:

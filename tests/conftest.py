@@ -208,3 +208,8 @@ def train_until_crash(argv, epoch):
             train.main(argv)
     finally:
         Solver.after_epoch = original
+
+
+def process_id(_item) -> int:
+    """The id of the process that runs it (a spawned worker imports it from here: test modules may not import)."""
+    return os.getpid()

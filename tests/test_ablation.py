@@ -5,7 +5,7 @@ import math
 import pytest
 
 import ablation_cli
-from conftest import small_dataset
+from conftest import process_id, small_dataset
 from study import ablation
 from study.summary import collect_results, mean_std, method_label, paired_test, summarize, to_markdown
 
@@ -206,3 +206,10 @@ def test_every_ladder_names_parents_it_contains():
         assert rung_settings(name)[0] == ("ucmfh", {"preset": "ucmfh"}, None)
     full = dict((label, settings) for label, settings, _ in rung_settings("ucmfh"))
     assert all(full[label] == settings for label, settings, _ in rung_settings("ucmfh-short"))  # same folders
+
+
+def test_parallel_runs_each_get_a_fresh_process():
+    """A worker that trained run after run grew to 12 GB and was killed: --jobs gives every run its own process."""
+    import os
+    process_ids = ablation._run_all([(index,) for index in range(3)], jobs=2, run=process_id)
+    assert len(set(process_ids)) == 3 and os.getpid() not in process_ids
