@@ -83,6 +83,9 @@ def parse_args(argv):
     add_log_flags(p)
     args = p.parse_args(argv)
     setup_logging(args.quiet, args.verbose)
+    fixed = {flag[2:].partition("=")[0].replace("-", "_") for flag in train_flags if flag.startswith("--")}
+    for key in sorted(fixed & {key for key, _ in args.vary}):   # a run's flags after -- come last and win
+        p.error(f"--vary {key}: --{key} is also set after --, which would override every varied value")
     args.train_flags = train_flags
     if args.zoo:
         if args.ladder:

@@ -135,6 +135,11 @@ def test_vary_axis_crosses_settings_and_compares_at_equal_values(tmp_path):
     for bad in ("modality_dropout", "nope=1,2", "modality_dropout=x", "epoch="):
         with pytest.raises(SystemExit):
             ablation_cli.parse_args(["--vary", bad])
+    # a key varied and also set after --: the fixed value would win in every run
+    for fixed in (["--late_temperature", "auto"], ["--late-temperature=auto"]):
+        with pytest.raises(SystemExit):
+            ablation_cli.parse_args(["--vary", "late_temperature=0,0.3", "--", *fixed])
+    assert ablation_cli.parse_args(["--vary", "late_temperature=0", "--", "--temperature", "0.4"]).vary
 
 
 def test_runs_that_differ_only_in_scoring_re_score_a_checkpoint(tmp_path):
