@@ -24,10 +24,9 @@ import time
 
 import numpy as np
 
-from data.splits import take_rows
 from parallel import broadcast, current
 from runio.checkpoint import restore_rng, rng_states
-from selection.choose import MAX_DATABASE, network_criteria, split_for_selection, split_relevance
+from selection.choose import training_draw_criteria
 
 BRANCH_CANDIDATES = ("final", "plain")   # the modes auto chooses between (config.UNIMODAL_SCALES)
 
@@ -60,25 +59,18 @@ class BranchFork:
     def choose(self, solver, epochs: int, log=print) -> dict:
         """Score every candidate, keep the best in the solver, return the selection record."""
         start, cfg = time.time(), solver.cfg
-        held, fit = split_for_selection(solver.num_train, cfg.select_holdout, cfg.seed)
-        queries = take_rows(solver.data.train, held, "unimodal_scale auto: scored training pairs")
-        database = take_rows(solver.data.train, fit[:MAX_DATABASE], "unimodal_scale auto: ranked training pairs")
-        relevance = split_relevance(queries, database)
-        every = []
-        for mode in BRANCH_CANDIDATES:
-            _restore(solver, self.states[mode])
-            every.append(network_criteria(solver.model, "unimodal", queries, database, relevance,
-                                          cfg.eval_batch_size))
+        every, scored = training_draw_criteria(solver, "unimodal", BRANCH_CANDIDATES,
+                                               lambda mode: _restore(solver, self.states[mode]), "unimodal_scale")
         values = [found[cfg.select_criterion] for found in every]
         best = int(np.argmax(values))
         chosen = BRANCH_CANDIDATES[best]
         _restore(solver, self.states[chosen])
-        reason = (f"highest {cfg.select_criterion} of the branch's unimodal codes of {len(held)} training pairs "
+        reason = (f"highest {cfg.select_criterion} of the branch's unimodal codes of {scored} training pairs "
                   f"after {epochs} epochs: {values[best]:.4f} ("
                   + ", ".join(f"{mode}: {value:.4f}" for mode, value in zip(BRANCH_CANDIDATES, values)) + ")")
         record = broadcast({"setting": "unimodal_scale", "candidates": list(BRANCH_CANDIDATES),
                             "criterion": cfg.select_criterion, "values": values, "all_criteria": every,
-                            "chosen": chosen, "reason": reason, "epochs": epochs, "scored_pairs": len(held),
+                            "chosen": chosen, "reason": reason, "epochs": epochs, "scored_pairs": scored,
                             "seconds": time.time() - start}, current())
         log(f"unimodal_scale auto: chose {chosen}, {reason}")
         return record

@@ -61,6 +61,23 @@ def network_criteria(model, protocol: str, queries, database, relevance, batch_s
     return label_free_criteria(*[tuple(side.numpy() for side in pair) for pair in codes], relevance=relevance)
 
 
+def training_draw_criteria(solver, protocol: str, candidates, load, setting: str) -> tuple:
+    """(every label-free criterion of each candidate, pairs scored) for the forks of a run
+    (branch_scale.py, late_temperature.py): `load(candidate)` puts a candidate into `solver`, whose
+    `protocol` codes of a fixed draw of training pairs (split_for_selection) are ranked against other
+    training pairs; the features give the relevances, no labels."""
+    cfg = solver.cfg
+    held, fit = split_for_selection(solver.num_train, cfg.select_holdout, cfg.seed)
+    queries = take_rows(solver.data.train, held, f"{setting} auto: scored training pairs")
+    database = take_rows(solver.data.train, fit[:MAX_DATABASE], f"{setting} auto: ranked training pairs")
+    relevance = split_relevance(queries, database)
+    every = []
+    for candidate in candidates:
+        load(candidate)
+        every.append(network_criteria(solver.model, protocol, queries, database, relevance, cfg.eval_batch_size))
+    return every, len(held)
+
+
 def candidate_epochs(cfg, candidates) -> int:
     """Epochs per candidate: select_budget x the default training's epochs (paired + branch),
     shared among the candidates, each of which trains on (1 - select_holdout) of the pairs. An epoch

@@ -26,10 +26,9 @@ import time
 import numpy as np
 
 from config import AUTO
-from data.splits import take_rows
 from parallel import broadcast, current
 from runio.checkpoint import restore_rng, rng_states
-from selection.choose import MAX_DATABASE, network_criteria, split_for_selection, split_relevance
+from selection.choose import training_draw_criteria
 
 LATE_FACTORS = (1.0, 0.6, 2.0)   # auto's candidates x temperature: 0.5, 0.3, 1.0 at the default (docs/zoo.md)
 # the only criterion that ranked the late values right on both sets that flip (docs/zoo.md: shared,
@@ -81,8 +80,9 @@ class TemperatureFork:
             _restore(solver, self.states[value])
             solver.temperature = value
             stats = train()
-            found.update({**(stats if value == first else {}),
-                          **{f"t{value:g}_{key}": number for key, number in stats.items()}})
+            if value == first:
+                found.update(stats)
+            found.update({f"t{value:g}_{key}": number for key, number in stats.items()})
             self.states[value] = _snapshot(solver)
         _restore(solver, self.states[first])
         solver.temperature = first
@@ -90,26 +90,19 @@ class TemperatureFork:
 
     def choose(self, solver, log=print) -> dict:
         """Score every candidate, keep the best in the solver, return the selection record."""
-        start, cfg = time.time(), solver.cfg
-        held, fit = split_for_selection(solver.num_train, cfg.select_holdout, cfg.seed)
-        queries = take_rows(solver.data.train, held, "late_temperature auto: scored training pairs")
-        database = take_rows(solver.data.train, fit[:MAX_DATABASE], "late_temperature auto: ranked training pairs")
-        relevance = split_relevance(queries, database)
-        values, every = list(self.states), []
-        for value in values:
-            _restore(solver, self.states[value])
-            every.append(network_criteria(solver.model, "paired", queries, database, relevance,
-                                          cfg.eval_batch_size))
+        start, cfg, values = time.time(), solver.cfg, list(self.states)
+        every, scored = training_draw_criteria(solver, "paired", values,
+                                               lambda value: _restore(solver, self.states[value]), "late_temperature")
         scores = [found[LATE_CRITERION] for found in every]
         chosen = values[int(np.argmax(scores))]
         _restore(solver, self.states[chosen])
         solver.temperature = chosen
-        reason = (f"highest {LATE_CRITERION} of the paired codes of {len(held)} training pairs after "
+        reason = (f"highest {LATE_CRITERION} of the paired codes of {scored} training pairs after "
                   f"{cfg.epoch - switch_epoch(cfg)} epochs each: {max(scores):.4f} ("
                   + ", ".join(f"{value:g}: {score:.4f}" for value, score in zip(values, scores)) + ")")
         record = broadcast({"setting": "late_temperature", "candidates": values, "criterion": LATE_CRITERION,
                             "values": scores, "all_criteria": every, "chosen": chosen, "reason": reason,
-                            "switch_epoch": switch_epoch(cfg) + 1, "scored_pairs": len(held),
+                            "switch_epoch": switch_epoch(cfg) + 1, "scored_pairs": scored,
                             "seconds": time.time() - start}, current())
         log(f"late_temperature auto: chose {chosen:g}, {reason}")
         return record

@@ -10,7 +10,7 @@ import torch
 import train
 from config import SELECT_CRITERIA, ConfigError, build_config
 from conftest import small_dataset, train_until_crash
-from selection import branch_scale
+from selection import branch_scale, choose
 
 UNIMODAL = ("unimodal_i2t_map", "unimodal_t2i_map", "val_unimodal_i2t_map", "val_unimodal_t2i_map")
 
@@ -43,7 +43,7 @@ def auto(tmp_path_factory):
 def _favour(monkeypatch, winner):
     """The criteria of the candidates in BRANCH_CANDIDATES' order: `winner` scores 1, the others 0."""
     order = iter(branch_scale.BRANCH_CANDIDATES)
-    monkeypatch.setattr(branch_scale, "network_criteria", lambda *a, **k: dict.fromkeys(
+    monkeypatch.setattr(choose, "network_criteria", lambda *a, **k: dict.fromkeys(
         SELECT_CRITERIA, 1.0 if next(order) == winner else 0.0))
 
 
@@ -71,6 +71,7 @@ def test_auto_chooses_the_candidate_with_the_higher_criterion(auto):
     assert record["candidates"] == list(branch_scale.BRANCH_CANDIDATES) and record["criterion"] == "shared"
     assert record["values"] == [found["shared"] for found in record["all_criteria"]]
     assert record["chosen"] == record["candidates"][int(np.argmax(record["values"]))]
+    assert record["all_criteria"][0] != record["all_criteria"][1]     # each candidate scored on its own codes
     assert sorted(record["all_criteria"][0]) == sorted(SELECT_CRITERIA) and record["epochs"] == 2
     assert _records(tmp_path, "auto")[3]["branch_selection"] == record
     # each candidate trains at its own scale

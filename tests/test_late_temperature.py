@@ -10,7 +10,7 @@ import torch
 import train
 from config import SELECT_CRITERIA, ConfigError, build_config
 from conftest import small_dataset, train_until_crash
-from selection import late_temperature
+from selection import choose, late_temperature
 
 SCORES = ("i2t_map", "t2i_map", "unimodal_i2t_map", "unimodal_t2i_map", "val_i2t_map", "val_unimodal_t2i_map")
 CANDIDATES = (0.5, 0.3, 1.0)     # LATE_FACTORS x the default temperature 0.5
@@ -64,7 +64,7 @@ def test_a_late_temperature_changes_training_from_the_switch_on_only(tmp_path):
 def _favour(monkeypatch, winner):
     """The criteria of the candidates in their order: `winner` scores 1, the others 0."""
     order = iter(CANDIDATES)
-    monkeypatch.setattr(late_temperature, "network_criteria", lambda *a, **k: dict.fromkeys(
+    monkeypatch.setattr(choose, "network_criteria", lambda *a, **k: dict.fromkeys(
         SELECT_CRITERIA, 1.0 if next(order) == winner else 0.0))
 
 
@@ -93,6 +93,7 @@ def test_auto_chooses_the_candidate_with_the_higher_criterion(auto):
     assert record["candidates"] == list(CANDIDATES) and record["criterion"] == "cluster"
     assert record["values"] == [found["cluster"] for found in record["all_criteria"]]
     assert record["chosen"] == CANDIDATES[int(np.argmax(record["values"]))]
+    assert len({json.dumps(found, sort_keys=True) for found in record["all_criteria"]}) == 3   # each its own codes
     assert sorted(record["all_criteria"][0]) == sorted(SELECT_CRITERIA) and record["switch_epoch"] == 4
     assert _records(tmp_path, "auto")[4]["temperature_selection"] == record
     assert record["reason"].startswith("highest cluster of the paired codes of ")
