@@ -29,9 +29,10 @@ from runio.histograms import HistogramRecorder
 from runio.logs import progress
 from runio.run_folder import RunFolder, default_output_dir, results_record
 from schedules import ScaleSchedule, training_progress
-from selection.branch_scale import BranchFork, branch_epoch
+from selection.branch_scale import BranchFork, branch_epoch, branch_mode
 from selection.choose import choose_modality_dropout
-from selection.late_temperature import TemperatureFork, paired_epoch, temperature_at
+from selection.late_temperature import temperature_at
+from selection.paired_fork import PairedFork, forks_dropout, paired_epoch
 
 
 def _quiet(*_args, **_kwargs) -> None: """The log of ranks other than 0."""
@@ -62,9 +63,12 @@ class Solver:
             checkpoint = read_checkpoint(self.checkpoint_path, self.device)
             cfg = merge_checkpoint_config(cfg, saved_config(checkpoint, self.checkpoint_path), self.checkpoint_path)
         self.cfg = cfg
-        # modality_dropout auto: the choice made before (a resumed run's checkpoint) or made now
+        # modality_dropout auto: the choice made before (a resumed run's checkpoint), made now by separate
+        # candidates, or (select_fork) by a fork of the first epochs (selection/paired_fork.py)
         self.selection = selection or (checkpoint or {}).get("selection")
-        if cfg.modality_dropout == AUTO and self.hash_stage and not self.selection:
+        self.num_train = min(len(self.data.train), cfg.train_limit or len(self.data.train))  # UCMFH: the first 4,992
+        self.streamed = streams(cfg, self.data.train, self.num_train)
+        if cfg.modality_dropout == AUTO and self.hash_stage and not self.selection and not forks_dropout(self):
             self.selection = choose_modality_dropout(cfg, self.bits, self.data, type(self), self.log)
         self.modality_dropout = (self.selection or {}).get("chosen", 0.0) if cfg.modality_dropout == AUTO \
             else cfg.modality_dropout                 # the real-valued stage takes auto as 0
@@ -77,7 +81,6 @@ class Solver:
         if cfg.val_queries:   # refused now, not after training
             d.require_labels("--val_queries")
             check_val_queries(cfg.val_queries, d.retrieval)
-        self.num_train = min(len(d.train), cfg.train_limit or len(d.train))   # UCMFH trains on the first 4,992
         steps = self.num_train // cfg.batch_size if cfg.train_drop_last else math.ceil(self.num_train / cfg.batch_size)
         if steps == 0:
             raise ConfigError(f"--train_drop_last: {self.num_train} training pairs make no whole batch of "
@@ -118,10 +121,9 @@ class Solver:
         self.epoch, self.iteration, self.train_seconds = 0, 0, 0.0
         self.last_scores: dict = {}
         self.branch_choice, self.branch_fork = None, None   # unimodal_scale auto (selection/branch_scale.py)
-        self.temperature_choice, self.temperature_fork = None, None   # late_temperature auto (selection/)
+        self.temperature_choice, self.paired_fork = None, None   # late_temperature auto; a fork (selection/)
         self.temperature = cfg.temperature                  # the InfoNCE temperature now (late_temperature)
         train = self.data.train
-        self.streamed = streams(cfg, train, self.num_train)
         if self.streamed:   # read a window of blocks at a time by _batches
             self.train_image = self.train_text = None
         else:               # the training pairs stay on the device; lazily stored (HDF5) ones are read once
@@ -143,7 +145,7 @@ class Solver:
             state.update(image_head=self.model.image_head.state_dict(), text_head=self.model.text_head.state_dict(),
                          optimizer_hash=self.optimizer_hash.state_dict(),
                          lr_scheduler=self.lr_scheduler.state_dict(), temperature_choice=self.temperature_choice,
-                         temperature_fork=self.temperature_fork and self.temperature_fork.state())
+                         paired_fork=self.paired_fork and self.paired_fork.state())
         if self.branch is not None:
             state.update(unimodal_branch=self.branch.state_dict(), optimizer_branch=self.optimizer_branch.state_dict(),
                          branch_choice=self.branch_choice, branch_fork=self.branch_fork and self.branch_fork.state(),
@@ -157,8 +159,8 @@ class Solver:
             self.optimizer_hash.load_state_dict(state["optimizer_hash"])
             self.lr_scheduler.load_state_dict(state["lr_scheduler"])
             self.temperature_choice = state.get("temperature_choice")
-            fork = state.get("temperature_fork")
-            self.temperature_fork = fork and TemperatureFork(fork)
+            fork = state.get("paired_fork") or state.get("temperature_fork")   # the latter: saved before 2026-12-04
+            self.paired_fork = fork and PairedFork.from_state(fork)
         if self.branch is not None:
             self.optimizer_branch.load_state_dict(state["optimizer_branch"])
             self.branch_choice = state.get("branch_choice")
@@ -190,7 +192,10 @@ class Solver:
         and batched a window at a time (data.streaming.stream_epoch): batches are full across
         window edges, so an epoch runs as many steps as in memory."""
         if not self.streamed:
-            order = torch.randperm(len(self.train_image), generator=self.shuffle_generator).to(self.device)
+            order = torch.randperm(len(self.train_image), generator=self.shuffle_generator)
+            if self.paired_fork is not None and self.paired_fork.rows(self) is not None:
+                order = order[self.paired_fork.rows(self)[order]]     # the dropout fork's held-out pairs wait
+            order = order.to(self.device)
             batches = order.split(self.cfg.batch_size)
             yield from (batches[:-1] if self.cfg.train_drop_last and len(batches[-1]) < self.cfg.batch_size
                         else batches)
@@ -310,13 +315,6 @@ class Solver:
             rows, self.iteration = rows + len(idx), self.iteration + 1
         return {**{key: float(value) / rows for key, value in sums.items()}, "scale": scale}
 
-    @property
-    def branch_mode(self) -> str:
-        """unimodal_scale, or auto's choice (final until made, and with progressive hashing off: all at scale 1)."""
-        if self.cfg.unimodal_scale != AUTO:
-            return self.cfg.unimodal_scale
-        return (self.branch_choice or {}).get("chosen", "final")
-
     def trainreal(self) -> dict:
         """One epoch of the real-valued stage (fusion transformer alone)."""
         self.model.train()
@@ -404,7 +402,7 @@ class Solver:
                                  protocols=PROTOCOLS, checkpoint=self.checkpoint_path, output_dir=self.run.path,
                                  data=self.data)
         results.update(modality_dropout=self.modality_dropout, selection=self.selection,
-                       unimodal_scale=self.branch_mode if self.branch is not None else None,
+                       unimodal_scale=branch_mode(self) if self.branch is not None else None,
                        branch_selection=self.branch_choice, temperature_selection=self.temperature_choice)
         self.run.write_results(results)
         self.run.close_events()

@@ -88,8 +88,8 @@ class Config:
                                    # last epoch); 0: constant. It limits what a wrong auto choice costs (docs/zoo.md)
     select_candidates: list = field(default_factory=lambda: [0.0, 0.75])  # auto's candidate values
     select_criterion: str = "shared"      # auto's label-free criterion (selection/criteria.py; docs/zoo.md)
-    select_budget: float = 0.5     # auto's candidates share this part of the default training's epochs (an epoch
-                                   # at rate r counts 1 + r; the whole run: about 1.5x a training)
+    select_budget: float = 0.5     # auto's candidates share this part of a training's epochs (rate r: 1 + r each)
+    select_fork: bool = False      # auto's candidates are a fork of the run's first epochs (selection/paired_fork.py)
     select_holdout: float = 0.1    # share of training pairs held out to score the candidates
     unimodal_epochs: int = 5       # > 0: then a unimodal branch (a copy of the network for one-side inputs) trains
                                    # this many epochs, distilled from the frozen paired codes (docs/training.md)

@@ -30,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from config import AUTO, ConfigError, build_config  # noqa: E402
 from data import DatasetSplits, FeatureSplit  # noqa: E402
 from ICMR import Solver  # noqa: E402
+from selection.branch_scale import branch_mode  # noqa: E402
 from selection.choose import candidate_epochs  # noqa: E402
 from runio.logs import add_log_flags, info, setup_logging  # noqa: E402
 
@@ -81,7 +82,7 @@ def main(argv=None):
         medians[rate] = statistics.median(times)
     median = max(medians.values())
     if solver.branch is not None:   # the unimodal branch's epochs (config unimodal_epochs), after the paired ones
-        branch_times = timed_epochs(solver, lambda _: solver.trainbranch(solver.branch_mode), args.epochs,
+        branch_times = timed_epochs(solver, lambda _: solver.trainbranch(branch_mode(solver)), args.epochs,
                                     "unimodal branch epoch")
     info(f"\n{args.pairs} pairs x {data.image_dim}-d, batch {args.batch_size}, {args.bits} bits, "
          f"modality_dropout {cfg.modality_dropout}, train_precision {cfg.train_precision}, "

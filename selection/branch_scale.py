@@ -24,6 +24,7 @@ import time
 
 import numpy as np
 
+from config import AUTO
 from parallel import broadcast, current
 from runio.checkpoint import restore_rng, rng_states
 from selection.choose import training_draw_criteria
@@ -76,11 +77,18 @@ class BranchFork:
         return record
 
 
+def branch_mode(solver) -> str:
+    """unimodal_scale, or auto's choice (final until made, and with progressive hashing off: all at scale 1)."""
+    if solver.cfg.unimodal_scale != AUTO:
+        return solver.cfg.unimodal_scale
+    return (solver.branch_choice or {}).get("chosen", "final")
+
+
 def branch_epoch(solver, epoch: int) -> dict:
     """The solver's branch epoch `epoch` (counted over the whole run, from 0): of every candidate
     while unimodal_scale auto forks, then the choice; else of the branch in its mode."""
     if solver.branch_fork is None:
-        return solver.trainbranch(solver.branch_mode)
+        return solver.trainbranch(branch_mode(solver))
     stats, done = solver.branch_fork.train_epoch(solver), epoch + 1 - solver.cfg.epoch
     if done >= min(solver.cfg.unimodal_select_epochs, solver.cfg.unimodal_epochs):
         solver.branch_choice = stats["branch_selection"] = solver.branch_fork.choose(solver, done, solver.log)

@@ -57,8 +57,10 @@ def test_a_late_temperature_changes_training_from_the_switch_on_only(tmp_path):
     off, late = _records(tmp_path, "off"), _records(tmp_path, "late")
     assert [r["temperature"] for r in late] == [0.5, 0.5, 0.5, 0.3, 0.3, 0.3]     # the branch's too
     assert [r["temperature"] for r in off] == [0.5] * 6
-    assert [r["loss"] for r in late[:3]] == [r["loss"] for r in off[:3]]
-    assert late[3]["loss"] != off[3]["loss"] and late[5]["loss"] != off[5]["loss"]
+    # equal before the switch (to float rounding: with one thread, two runs in one process can differ
+    # in the last bits), far apart after it
+    assert [r["loss"] for r in late[:3]] == pytest.approx([r["loss"] for r in off[:3]], rel=1e-6)
+    assert abs(late[3]["loss"] - off[3]["loss"]) > 0.01 and abs(late[5]["loss"] - off[5]["loss"]) > 0.01
 
 
 def _favour(monkeypatch, winner):
