@@ -2,8 +2,8 @@
 
 Two settings fork (each chooses without labels, docs/zoo.md):
 
-- `modality_dropout auto` with `select_fork true`: from the first paired epoch, every candidate
-  of `select_candidates` trains the first `fork_epochs` epochs on every training pair but the
+- `modality_dropout auto` with `select_fork N` > 0: from the first paired epoch, every candidate
+  of `select_candidates` trains the first N epochs (fork_epochs) on every training pair but the
   held-out draw (choose.split_for_selection), then the held-out pairs' codes are scored by
   `select_criterion` against other training pairs; the best goes on, with every pair, to the end.
   Unlike the separate short trainings (choose.choose_modality_dropout), the kept candidate's
@@ -40,10 +40,10 @@ def forks_dropout(solver) -> bool:
 
 
 def fork_epochs(cfg) -> int:
-    """The dropout fork's length: the separate candidates' epochs (choose.candidate_epochs), at most
-    the paired stage, and over before a late_temperature auto fork starts."""
+    """The dropout fork's length: select_fork epochs, at most the paired stage, and over before a
+    late_temperature auto fork starts."""
     last = late_temperature.switch_epoch(cfg) if cfg.late_temperature == AUTO else cfg.epoch
-    return max(1, min(choose.candidate_epochs(cfg, cfg.select_candidates), cfg.epoch, last))
+    return max(1, min(cfg.select_fork, cfg.epoch, last))
 
 
 class PairedFork:

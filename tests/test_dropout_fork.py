@@ -9,7 +9,7 @@ import torch
 
 import ICMR
 import train
-from config import SELECT_CRITERIA, build_config
+from config import SELECT_CRITERIA, ConfigError, build_config
 from conftest import small_dataset, train_until_crash
 from selection import choose
 from selection.choose import split_for_selection
@@ -19,11 +19,11 @@ SCORES = ("i2t_map", "t2i_map", "unimodal_i2t_map", "unimodal_t2i_map")
 
 
 def _args(tmp_path, name, *extra):
-    """4 paired epochs, the fork the first 2 (select_budget 1: floor(1 x 5 / (2.75 x 0.9))), 1 branch epoch."""
+    """4 paired epochs, the fork the first 2, 1 branch epoch."""
     return ["--dataset", "small", "--data_root", str(small_dataset(tmp_path.parent)), "--hash_lens", "16",
             "--epoch", "4", "--fusion_dim", "64", "--fusion_ff_dim", "64", "--hash_hidden", "32", "--batch_size",
-            "64", "--device", "cpu", "--unimodal_epochs", "1", "--eval_every", "0", "--select_fork", "true",
-            "--select_budget", "1", "--output_dir", str(tmp_path / name), "--checkpoint_dir",
+            "64", "--device", "cpu", "--unimodal_epochs", "1", "--eval_every", "0", "--select_fork", "2",
+            "--output_dir", str(tmp_path / name), "--checkpoint_dir",
             str(tmp_path / name / "ck"), *extra]
 
 
@@ -48,12 +48,14 @@ def forked(tmp_path_factory):
     return tmp_path, result
 
 
-def test_the_fork_length_is_the_candidates_budget_within_the_paired_stage():
-    assert fork_epochs(build_config(["--epoch", "10"])) == 3          # floor(0.5 x 15 / 2.475), as separate ones
-    assert fork_epochs(build_config(["--epoch", "2", "--select_budget", "5"])) == 2       # at most the stage
-    late = ["--epoch", "10", "--late_temperature", "auto", "--select_budget", "5"]
-    assert fork_epochs(build_config(late)) == 6                        # over before the temperature fork
-    assert fork_epochs(build_config(["--epoch", "10", "--select_budget", "0.01"])) == 1
+def test_the_fork_is_select_fork_epochs_within_the_paired_stage():
+    assert build_config([]).select_fork == 0                                    # off: separate candidates
+    assert fork_epochs(build_config(["--epoch", "10", "--select_fork", "3"])) == 3
+    assert fork_epochs(build_config(["--epoch", "2", "--select_fork", "5"])) == 2       # at most the stage
+    late = ["--epoch", "10", "--late_temperature", "auto", "--select_fork", "9"]
+    assert fork_epochs(build_config(late)) == 6                                 # over before the temperature fork
+    with pytest.raises(ConfigError, match="--select_fork"):
+        build_config(["--select_fork", "-1"])
 
 
 def test_the_fork_chooses_by_the_criterion_on_held_out_pairs_and_records_it(forked):
@@ -94,13 +96,13 @@ def _favour(monkeypatch, winner, candidates):
         SELECT_CRITERIA, 1.0 if next(order) == winner else 0.0))
 
 
-@pytest.mark.parametrize("winner, budget", [(0.0, "0.4"), (0.75, "0.7")])   # budgets: a 2-epoch fork alone
-def test_the_kept_candidate_is_the_network_a_fork_of_it_alone_trains(tmp_path, monkeypatch, winner, budget):
+@pytest.mark.parametrize("winner", [0.0, 0.75])
+def test_the_kept_candidate_is_the_network_a_fork_of_it_alone_trains(tmp_path, monkeypatch, winner):
     # the other candidate's epochs, run in between, leave nothing behind: weights and scores equal
     _favour(monkeypatch, winner, [0.0, 0.75])
     [both] = train.main(_args(tmp_path, "both"))
     _favour(monkeypatch, winner, [winner])
-    [alone] = train.main(_args(tmp_path, "alone", "--select_candidates", str(winner), "--select_budget", budget))
+    [alone] = train.main(_args(tmp_path, "alone", "--select_candidates", str(winner)))
     assert both["selection"]["chosen"] == alone["selection"]["chosen"] == winner == both["modality_dropout"]
     assert both["selection"]["epochs"] == alone["selection"]["epochs"] == 2
     for key in SCORES:
