@@ -163,3 +163,27 @@ def test_two_processes_extract_what_one_does_and_each_resumes_alone(tmp_path, mo
         {name: stamp for name, stamp in stamps.items() if name != chunks[1].name}
     assert chunks[1].is_file()
     same(arrays(tmp_path / "two"), one)
+
+
+def test_two_processes_fork_and_choose_like_one(tmp_path):
+    """modality_dropout auto as a 1-epoch fork, then late_temperature auto's fork (epoch 3): both
+    processes train every candidate on their halves of the same batches and keep what one process keeps."""
+    import train
+
+    forks = ["--epoch", "3", "--modality_dropout", "auto", "--select_fork", "1", "--late_temperature", "auto",
+             "--eval_every", "0", "--save_every", "0"]
+    [one] = train.main([*_args(tmp_path, "one"), *forks])
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                           str(ROOT / "train.py"), *_args(tmp_path, "two"), *forks], cwd=ROOT, capture_output=True,
+                          text=True, env={"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"}, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    two = json.loads((tmp_path / "two" / "results.json").read_text())
+    for setting in ("selection", "temperature_selection"):
+        assert two[setting]["chosen"] == one[setting]["chosen"], setting
+        assert two[setting]["fork"] and two[setting]["values"] == pytest.approx(one[setting]["values"], abs=0.01)
+    ours, theirs = _metrics(tmp_path, "two"), _metrics(tmp_path, "one")
+    for key in ("loss", "md0_loss", "md0.75_loss"):
+        assert ours[0][key] == pytest.approx(theirs[0][key], rel=1e-4), key
+    assert ours[2]["loss"] == pytest.approx(theirs[2]["loss"], rel=1e-4) and "t1_loss" in ours[2]
+    for key in SCORES:
+        assert abs(two[key] - one[key]) <= 0.002, key
