@@ -69,8 +69,9 @@ class PairedFork:
 
     def rows(self, solver) -> torch.Tensor | None:
         """(N,) bool: the training rows a candidate trains on (the dropout fork keeps the held-out
-        draw out, so the criterion scores pairs no candidate saw); None: every row."""
-        if self.setting == "modality_dropout" and self.trained is None:
+        draw out, so the criterion scores pairs no candidate saw); None: every row (with select_holdout
+        0 the dropout fork trains on every pair and scores a draw of them, as the temperature fork)."""
+        if self.setting == "modality_dropout" and solver.cfg.select_holdout and self.trained is None:
             held, _ = choose.split_for_selection(solver.num_train, solver.cfg.select_holdout, solver.cfg.seed)
             self.trained = torch.ones(solver.num_train, dtype=torch.bool)
             self.trained[torch.from_numpy(held)] = False
@@ -101,8 +102,8 @@ class PairedFork:
                                                       lambda value: _restore(solver, self.states[value]), self.setting)
         scores = [found[criterion] for found in every]
         best = values[int(np.argmax(scores))]
-        where = ("held-out training pairs (no candidate trained on them)" if self.setting == "modality_dropout"
-                 else "training pairs")
+        where = "held-out training pairs (no candidate trained on them)" if self.rows(solver) is not None \
+            else "training pairs"
         reason = (f"highest {criterion} of the paired codes of {scored} {where} after {epochs} epochs each: "
                   f"{max(scores):.4f} (" + ", ".join(f"{v:g}: {s:.4f}" for v, s in zip(values, scores)) + ")")
         record = {"setting": self.setting, "candidates": values, "criterion": criterion, "values": scores,
@@ -111,7 +112,7 @@ class PairedFork:
                   # what the fork cost over training the kept candidate alone: the dropped ones' epochs
                   "dropped_seconds": sum(s for v, s in self.seconds.items() if v != best)}
         if self.setting == "modality_dropout":
-            record["train_pairs"] = int(self.rows(solver).sum())
+            record["train_pairs"] = solver.num_train if self.rows(solver) is None else int(self.rows(solver).sum())
         else:
             record["switch_epoch"] = late_temperature.switch_epoch(cfg) + 1
         record = broadcast(record, current())     # under torchrun: rank 0's choice everywhere

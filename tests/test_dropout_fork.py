@@ -74,7 +74,9 @@ def test_the_fork_chooses_by_the_criterion_on_held_out_pairs_and_records_it(fork
     assert records[1]["selection"] == record and "md0_loss" not in records[2]
 
 
-def test_no_candidate_trains_on_the_held_out_pairs_and_the_run_then_does(tmp_path, monkeypatch):
+@pytest.mark.parametrize("holdout", ["0.1", "0"])
+def test_no_candidate_trains_on_the_held_out_pairs_and_the_run_then_does(tmp_path, monkeypatch, holdout):
+    # select_holdout 0: the fork trains on every pair and scores a draw of them
     seen = {}                                     # epoch -> the training rows its batches held
     real = ICMR.Solver._forward
 
@@ -83,10 +85,12 @@ def test_no_candidate_trains_on_the_held_out_pairs_and_the_run_then_does(tmp_pat
         return real(solver, idx, scale)
 
     monkeypatch.setattr(ICMR.Solver, "_forward", spy)
-    train.main(_args(tmp_path, "spy"))
-    held = set(split_for_selection(250, 0.1, 0)[0].tolist())
+    [result] = train.main(_args(tmp_path, "spy", "--select_holdout", holdout))
+    held = set(split_for_selection(250, 0.1, 0)[0].tolist()) if holdout != "0" else set()
     assert seen[0] == seen[1] == set(range(250)) - held
     assert seen[2] == seen[3] == set(range(250))
+    assert result["selection"]["train_pairs"] == 250 - len(held) and result["selection"]["held_out_pairs"] == 62
+    assert ("held-out training pairs" in result["selection"]["reason"]) == bool(held)
 
 
 def _favour(monkeypatch, winner, candidates):
