@@ -89,7 +89,7 @@ class Config:
     select_candidates: list = field(default_factory=lambda: [0.0, 0.75])  # auto's candidate values
     select_criterion: str = "shared"      # auto's label-free criterion (selection/criteria.py; docs/zoo.md)
     select_budget: float = 0.5     # auto's candidates share this part of a training's epochs (rate r: 1 + r each)
-    select_fork: int = 0           # > 0: auto's candidates: a fork of the first N epochs (selection/paired_fork.py)
+    select_fork: float = 0.0       # > 0: auto's candidates: a fork of this share of the paired epochs (paired_fork.py)
     select_holdout: float = 0.1    # share of training pairs held out to score the candidates (0: the fork's train)
     unimodal_epochs: int = 5       # > 0: then a unimodal branch (a copy of the network for one-side inputs) trains
                                    # this many epochs, distilled from the frozen paired codes (docs/training.md)
@@ -291,9 +291,9 @@ def validate(cfg: Config) -> Config:
     for key in ("modality_dropout_anneal", "unimodal_average"):
         if not 0 <= getattr(cfg, key) <= 1:
             raise ConfigError(f"--{key}: must be in [0, 1], got {getattr(cfg, key)}")
-    if not (0 < cfg.select_budget <= 10 and 0 <= cfg.select_holdout < 1 and cfg.select_fork >= 0):
+    if not (0 < cfg.select_budget <= 10 and 0 <= cfg.select_holdout < 1 and 0 <= cfg.select_fork <= 1):
         raise ConfigError(f"--select_budget/--select_holdout/--select_fork: need 0 < budget <= 10, 0 <= holdout < 1 "
-                          f"and fork >= 0, got {cfg.select_budget}, {cfg.select_holdout} and {cfg.select_fork}")
+                          f"and 0 <= fork <= 1, got {cfg.select_budget}, {cfg.select_holdout} and {cfg.select_fork}")
     late, at = cfg.late_temperature, cfg.late_temperature_at
     if late != AUTO and not late >= 0 or not 0 < at < 1:
         raise ConfigError(f"--late_temperature/--late_temperature_at: need auto or >= 0 and 0 < at < 1, got "

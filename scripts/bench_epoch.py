@@ -58,7 +58,7 @@ def main(argv=None):
                         help="share of pairs encoded one side at a time (default: the config default; auto: "
                              "each of its candidates, and the selection's extra time)")
     parser.add_argument("--train_precision", default=None, help="fp32 or bf16 (default: the config default)")
-    parser.add_argument("--select_fork", default=None, help="auto as a fork of N epochs: its extra time too")
+    parser.add_argument("--select_fork", default=None, help="auto as a fork of this share of the epochs: its extra time too")
     parser.add_argument("--reference", help="a checkout of the reference UCMFH code: time it on the same pairs")
     add_log_flags(parser)
     args = parser.parse_args(argv)

@@ -170,7 +170,7 @@ def test_two_processes_fork_and_choose_like_one(tmp_path):
     processes train every candidate on their halves of the same batches and keep what one process keeps."""
     import train
 
-    forks = ["--epoch", "3", "--modality_dropout", "auto", "--select_fork", "1", "--late_temperature", "auto",
+    forks = ["--epoch", "3", "--modality_dropout", "auto", "--select_fork", "0.3", "--late_temperature", "auto",
              "--eval_every", "0", "--save_every", "0"]
     [one] = train.main([*_args(tmp_path, "one"), *forks])
     done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",

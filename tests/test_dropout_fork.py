@@ -22,7 +22,7 @@ def _args(tmp_path, name, *extra):
     """4 paired epochs, the fork the first 2, 1 branch epoch."""
     return ["--dataset", "small", "--data_root", str(small_dataset(tmp_path.parent)), "--hash_lens", "16",
             "--epoch", "4", "--fusion_dim", "64", "--fusion_ff_dim", "64", "--hash_hidden", "32", "--batch_size",
-            "64", "--device", "cpu", "--unimodal_epochs", "1", "--eval_every", "0", "--select_fork", "2",
+            "64", "--device", "cpu", "--unimodal_epochs", "1", "--eval_every", "0", "--select_fork", "0.5",
             "--output_dir", str(tmp_path / name), "--checkpoint_dir",
             str(tmp_path / name / "ck"), *extra]
 
@@ -48,14 +48,16 @@ def forked(tmp_path_factory):
     return tmp_path, result
 
 
-def test_the_fork_is_select_fork_epochs_within_the_paired_stage():
+def test_the_fork_is_a_share_of_the_paired_epochs():
     assert build_config([]).select_fork == 0                                    # off: separate candidates
-    assert fork_epochs(build_config(["--epoch", "10", "--select_fork", "3"])) == 3
-    assert fork_epochs(build_config(["--epoch", "2", "--select_fork", "5"])) == 2       # at most the stage
-    late = ["--epoch", "10", "--late_temperature", "auto", "--select_fork", "9"]
+    assert fork_epochs(build_config(["--epoch", "10", "--select_fork", "0.6"])) == 6
+    assert fork_epochs(build_config(["--epoch", "2", "--select_fork", "1"])) == 2       # the whole stage
+    assert fork_epochs(build_config(["--epoch", "10", "--select_fork", "0.01"])) == 1   # at least one
+    late = ["--epoch", "10", "--late_temperature", "auto", "--select_fork", "0.9"]
     assert fork_epochs(build_config(late)) == 6                                 # over before the temperature fork
-    with pytest.raises(ConfigError, match="--select_fork"):
-        build_config(["--select_fork", "-1"])
+    for bad in ("-0.1", "1.5"):
+        with pytest.raises(ConfigError, match="--select_fork"):
+            build_config(["--select_fork", bad])
 
 
 def test_the_fork_chooses_by_the_criterion_on_held_out_pairs_and_records_it(forked):
