@@ -213,3 +213,18 @@ def train_until_crash(argv, epoch):
 def process_id(_item) -> int:
     """The id of the process that runs it (a spawned worker imports it from here: test modules may not import)."""
     return os.getpid()
+
+
+def run_records(folder):
+    """The metrics.jsonl records of the run written to `folder`."""
+    import json
+    return [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()]
+
+
+def checkpoint_weights(folder):
+    """{part.key: tensor} of the networks in the one checkpoint under <folder>/ck."""
+    import torch
+    [path] = (folder / "ck").rglob("*.pth")
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    return {f"{part}.{key}": value for part in ("fusion", "image_head", "text_head", "unimodal_branch")
+            for key, value in state[part].items()}

@@ -10,7 +10,7 @@ import torch
 import ICMR
 import train
 from config import SELECT_CRITERIA, ConfigError, build_config
-from conftest import small_dataset, train_until_crash
+from conftest import checkpoint_weights, run_records, small_dataset, train_until_crash
 from selection import choose
 from selection.choose import split_for_selection
 from selection.paired_fork import fork_epochs
@@ -25,17 +25,6 @@ def _args(tmp_path, name, *extra):
             "64", "--device", "cpu", "--unimodal_epochs", "1", "--eval_every", "0", "--select_fork", "0.5",
             "--output_dir", str(tmp_path / name), "--checkpoint_dir",
             str(tmp_path / name / "ck"), *extra]
-
-
-def _records(tmp_path, name):
-    return [json.loads(line) for line in (tmp_path / name / "metrics.jsonl").read_text().splitlines()]
-
-
-def _weights(tmp_path, name):
-    [path] = (tmp_path / name / "ck").rglob("*.pth")
-    state = torch.load(path, map_location="cpu", weights_only=False)
-    return {f"{part}.{key}": value for part in ("fusion", "image_head", "text_head", "unimodal_branch")
-            for key, value in state[part].items()}
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +59,7 @@ def test_the_fork_chooses_by_the_criterion_on_held_out_pairs_and_records_it(fork
     assert sorted(record["all_criteria"][0]) == sorted(SELECT_CRITERIA)
     assert record["held_out_pairs"] == 62 and record["train_pairs"] == 250 - 62
     assert record["reason"].startswith("highest shared of the paired codes of 62 held-out training pairs")
-    records = _records(tmp_path, "fork")
+    records = run_records(tmp_path / "fork")
     assert all({"md0_loss", "md0.75_loss", "loss"} <= set(r) for r in records[:2])        # both candidates
     assert records[0]["loss"] == records[0]["md0_loss"] and "selection" not in records[0]
     assert records[1]["selection"] == record and "md0_loss" not in records[2]
@@ -113,8 +102,8 @@ def test_the_kept_candidate_is_the_network_a_fork_of_it_alone_trains(tmp_path, m
     assert both["selection"]["epochs"] == alone["selection"]["epochs"] == 2
     for key in SCORES:
         assert both[key] == pytest.approx(alone[key], abs=1e-4), key
-    alone_weights = _weights(tmp_path, "alone")
-    for key, value in _weights(tmp_path, "both").items():
+    alone_weights = checkpoint_weights(tmp_path / "alone")
+    for key, value in checkpoint_weights(tmp_path / "both").items():
         torch.testing.assert_close(value, alone_weights[key], rtol=1e-5, atol=1e-5, msg=key)
 
 
@@ -128,8 +117,8 @@ def test_with_no_held_out_pairs_the_kept_network_is_the_fixed_value_run(tmp_path
     for key in SCORES:
         assert forked[key] == pytest.approx(fixed[key], abs=1e-4), key
     # equal to float rounding (restored tensors can round differently on one thread: 2e-7 seen)
-    fixed_weights = _weights(tmp_path, "fixed")
-    for key, value in _weights(tmp_path, "forked").items():
+    fixed_weights = checkpoint_weights(tmp_path / "fixed")
+    for key, value in checkpoint_weights(tmp_path / "forked").items():
         torch.testing.assert_close(value, fixed_weights[key], rtol=1e-5, atol=1e-5, msg=key)
 
 

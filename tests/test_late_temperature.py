@@ -9,7 +9,7 @@ import torch
 
 import train
 from config import SELECT_CRITERIA, ConfigError, build_config
-from conftest import small_dataset, train_until_crash
+from conftest import checkpoint_weights, run_records, small_dataset, train_until_crash
 from selection import choose, late_temperature
 
 SCORES = ("i2t_map", "t2i_map", "unimodal_i2t_map", "unimodal_t2i_map", "val_i2t_map", "val_unimodal_t2i_map")
@@ -23,17 +23,6 @@ def _args(tmp_path, name, *extra):
             "64", "--modality_dropout", "0.5", "--val_queries", "100", "--device", "cpu", "--unimodal_epochs", "1",
             "--eval_every", "0", "--output_dir", str(tmp_path / name), "--checkpoint_dir", str(tmp_path / name / "ck"),
             *extra]
-
-
-def _records(tmp_path, name):
-    return [json.loads(line) for line in (tmp_path / name / "metrics.jsonl").read_text().splitlines()]
-
-
-def _weights(tmp_path, name):
-    [path] = (tmp_path / name / "ck").rglob("*.pth")
-    state = torch.load(path, map_location="cpu", weights_only=False)
-    return {f"{part}.{key}": value for part in ("fusion", "image_head", "text_head", "unimodal_branch")
-            for key, value in state[part].items()}
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +43,7 @@ def test_the_candidates_are_the_factors_of_the_temperature():
 def test_a_late_temperature_changes_training_from_the_switch_on_only(tmp_path):
     train.main(_args(tmp_path, "off"))
     train.main(_args(tmp_path, "late", "--late_temperature", "0.3"))
-    off, late = _records(tmp_path, "off"), _records(tmp_path, "late")
+    off, late = run_records(tmp_path / "off"), run_records(tmp_path / "late")
     assert [r["temperature"] for r in late] == [0.5, 0.5, 0.5, 0.3, 0.3, 0.3]     # the branch's too
     assert [r["temperature"] for r in off] == [0.5] * 6
     # equal before the switch (to float rounding: with one thread, two runs in one process can differ
@@ -78,10 +67,10 @@ def test_auto_keeps_the_network_its_value_alone_would_train(tmp_path, monkeypatc
     assert chosen["temperature_selection"]["chosen"] == winner and fixed["temperature_selection"] is None
     for key in SCORES:
         assert chosen[key] == fixed[key], key
-    fixed_weights = _weights(tmp_path, "fixed")
-    for key, value in _weights(tmp_path, "auto").items():
+    fixed_weights = checkpoint_weights(tmp_path / "fixed")
+    for key, value in checkpoint_weights(tmp_path / "auto").items():
         assert torch.equal(value, fixed_weights[key]), key
-    records = _records(tmp_path, "auto")
+    records = run_records(tmp_path / "auto")
     fork = records[3:5]     # paired epochs 4 and 5: every candidate, the first one's statistics unprefixed
     assert all({"t0.3_loss", "t0.5_loss", "t1_loss", "loss"} <= set(r) for r in fork)
     assert fork[0]["loss"] == fork[0]["t0.5_loss"] and "temperature_selection" not in fork[0]
@@ -97,7 +86,7 @@ def test_auto_chooses_the_candidate_with_the_higher_criterion(auto):
     assert record["chosen"] == CANDIDATES[int(np.argmax(record["values"]))]
     assert len({json.dumps(found, sort_keys=True) for found in record["all_criteria"]}) == 3   # each its own codes
     assert sorted(record["all_criteria"][0]) == sorted(SELECT_CRITERIA) and record["switch_epoch"] == 4
-    assert _records(tmp_path, "auto")[4]["temperature_selection"] == record
+    assert run_records(tmp_path / "auto")[4]["temperature_selection"] == record
     assert record["reason"].startswith("highest cluster of the paired codes of ")
 
 
