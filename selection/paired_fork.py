@@ -108,11 +108,12 @@ class PairedFork:
                   f"{max(scores):.4f} (" + ", ".join(f"{v:g}: {s:.4f}" for v, s in zip(values, scores)) + ")")
         record = {"setting": self.setting, "candidates": values, "criterion": criterion, "values": scores,
                   "all_criteria": every, "chosen": best, "reason": reason, "epochs": epochs, "fork": True,
-                  "held_out_pairs": scored, "seconds": time.time() - start,
+                  "scored_pairs": scored, "seconds": time.time() - start,
                   # what the fork cost over training the kept candidate alone: the dropped ones' epochs
                   "dropped_seconds": sum(s for v, s in self.seconds.items() if v != best)}
         if self.setting == "modality_dropout":
-            record["train_pairs"] = solver.num_train if self.rows(solver) is None else int(self.rows(solver).sum())
+            trained = solver.num_train if self.rows(solver) is None else int(self.rows(solver).sum())
+            record.update(train_pairs=trained, held_out_pairs=solver.num_train - trained)
         else:
             record["switch_epoch"] = late_temperature.switch_epoch(cfg) + 1
         record = broadcast(record, current())     # under torchrun: rank 0's choice everywhere
@@ -131,7 +132,8 @@ def paired_epoch(solver, epoch: int, train) -> dict:
             solver.paired_fork = PairedFork.start(solver, "modality_dropout", cfg.select_candidates)
             solver.log(f"modality_dropout auto: forking {len(cfg.select_candidates)} candidates ("
                        + ", ".join(f"{c:g}" for c in cfg.select_candidates) + f") for the first {fork_epochs(cfg)} "
-                       f"epochs; criterion {cfg.select_criterion} on held-out training pairs")
+                       f"epochs; criterion {cfg.select_criterion} on " + ("held-out training pairs" if
+                                                                         cfg.select_holdout else "training pairs"))
         elif solver.hash_stage and cfg.late_temperature == AUTO and solver.temperature_choice is None \
                 and epoch == late_temperature.switch_epoch(cfg):
             solver.paired_fork = PairedFork.start(solver, "late_temperature", late_temperature.candidates(cfg))

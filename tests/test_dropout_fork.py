@@ -57,7 +57,7 @@ def test_the_fork_chooses_by_the_criterion_on_held_out_pairs_and_records_it(fork
     assert record["chosen"] == record["candidates"][int(np.argmax(record["values"]))] == result["modality_dropout"]
     assert len({json.dumps(found, sort_keys=True) for found in record["all_criteria"]}) == 2   # each its own codes
     assert sorted(record["all_criteria"][0]) == sorted(SELECT_CRITERIA)
-    assert record["held_out_pairs"] == 62 and record["train_pairs"] == 250 - 62
+    assert record["held_out_pairs"] == record["scored_pairs"] == 62 and record["train_pairs"] == 250 - 62
     assert record["reason"].startswith("highest shared of the paired codes of 62 held-out training pairs")
     records = run_records(tmp_path / "fork")
     assert all({"md0_loss", "md0.75_loss", "loss"} <= set(r) for r in records[:2])        # both candidates
@@ -80,7 +80,8 @@ def test_no_candidate_trains_on_the_held_out_pairs_and_the_run_then_does(tmp_pat
     held = set(split_for_selection(250, 0.1, 0)[0].tolist()) if holdout != "0" else set()
     assert seen[0] == seen[1] == set(range(250)) - held
     assert seen[2] == seen[3] == set(range(250))
-    assert result["selection"]["train_pairs"] == 250 - len(held) and result["selection"]["held_out_pairs"] == 62
+    record = result["selection"]
+    assert record["train_pairs"] == 250 - len(held) == 250 - record["held_out_pairs"] and record["scored_pairs"] == 62
     assert ("held-out training pairs" in result["selection"]["reason"]) == bool(held)
 
 
