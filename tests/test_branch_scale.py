@@ -1,15 +1,13 @@
 """--unimodal_scale auto (selection/branch_scale.py): the fork keeps exactly the branch its mode alone
 would train, chooses by the criterion, records the choice, resumes mid-fork, and skips the fork
 where every mode trains at scale 1."""
-import json
-
 import numpy as np
 import pytest
 import torch
 
 import train
 from config import SELECT_CRITERIA, ConfigError, build_config
-from conftest import small_dataset, train_until_crash
+from conftest import run_records, small_dataset, train_until_crash
 from selection import branch_scale, choose
 
 UNIMODAL = ("unimodal_i2t_map", "unimodal_t2i_map", "val_unimodal_i2t_map", "val_unimodal_t2i_map")
@@ -21,10 +19,6 @@ def _args(tmp_path, name, *extra):
             "64", "--modality_dropout", "0", "--val_queries", "100", "--device", "cpu", "--unimodal_epochs", "3",
             "--unimodal_select_epochs", "2", "--eval_every", "0", "--output_dir", str(tmp_path / name),
             "--checkpoint_dir", str(tmp_path / name / "ck"), *extra]
-
-
-def _records(tmp_path, name):
-    return [json.loads(line) for line in (tmp_path / name / "metrics.jsonl").read_text().splitlines()]
 
 
 def _branch_weights(tmp_path, name):
@@ -59,10 +53,10 @@ def test_auto_keeps_the_branch_its_mode_alone_would_train(tmp_path, monkeypatch,
     for key, value in _branch_weights(tmp_path, "fixed").items():
         assert torch.equal(_branch_weights(tmp_path, "auto")[key], value), key
     # the epoch after the fork trains the winner alone, at its scale
-    fork, after = _records(tmp_path, "auto")[2:4], _records(tmp_path, "auto")[4]
+    fork, after = run_records(tmp_path / "auto")[2:4], run_records(tmp_path / "auto")[4]
     assert [set(r) >= {"final_loss", "plain_loss"} for r in fork] == [True, True]
     assert "branch_selection" not in fork[0] and fork[1]["branch_selection"]["chosen"] == winner
-    assert after["scale"] == _records(tmp_path, "fixed")[4]["scale"] and "final_loss" not in after
+    assert after["scale"] == run_records(tmp_path / "fixed")[4]["scale"] and "final_loss" not in after
 
 
 def test_auto_chooses_the_candidate_with_the_higher_criterion(auto):
@@ -73,9 +67,9 @@ def test_auto_chooses_the_candidate_with_the_higher_criterion(auto):
     assert record["chosen"] == record["candidates"][int(np.argmax(record["values"]))]
     assert record["all_criteria"][0] != record["all_criteria"][1]     # each candidate scored on its own codes
     assert sorted(record["all_criteria"][0]) == sorted(SELECT_CRITERIA) and record["epochs"] == 2
-    assert _records(tmp_path, "auto")[3]["branch_selection"] == record
+    assert run_records(tmp_path / "auto")[3]["branch_selection"] == record
     # each candidate trains at its own scale
-    first = _records(tmp_path, "auto")[2]
+    first = run_records(tmp_path / "auto")[2]
     assert first["final_scale"] > 1.0 and first["plain_scale"] == 1.0
 
 
@@ -92,7 +86,7 @@ def test_a_run_stopped_inside_the_fork_resumes_to_the_unbroken_one(tmp_path, aut
 def test_no_fork_where_every_mode_trains_at_scale_one(tmp_path):
     [result] = train.main(_args(tmp_path, "off", "--unimodal_scale", "auto", "--use_progressive_hash", "false"))
     assert result["branch_selection"] is None and result["unimodal_scale"] == "final"
-    assert not any("plain_loss" in record for record in _records(tmp_path, "off"))
+    assert not any("plain_loss" in record for record in run_records(tmp_path / "off"))
 
 
 def test_unimodal_select_epochs_must_be_positive():

@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.distributed as dist
 
-from conftest import ROOT, small_dataset
+from conftest import ROOT, run_records, small_dataset
 
 pytestmark = pytest.mark.skipif(not dist.is_available() or not dist.is_gloo_available(),
                                 reason="torch.distributed with gloo is not available")
@@ -48,10 +48,6 @@ def _args(tmp_path, name):
             "--checkpoint_dir", str(tmp_path / name / "ck")]
 
 
-def _metrics(tmp_path, name):
-    return [json.loads(line) for line in (tmp_path / name / "metrics.jsonl").read_text().splitlines()]
-
-
 @pytest.fixture(scope="module")
 def one_process(tmp_path_factory):
     """The reference: 3 epochs and 1 of the unimodal branch in one process (in this one)."""
@@ -69,7 +65,7 @@ def one_process(tmp_path_factory):
         [results] = train.main(_args(tmp_path, "one"))
     finally:
         ICMR.sum_gradients = summed
-    return _metrics(tmp_path, "one"), results, gradients
+    return run_records(tmp_path / "one"), results, gradients
 
 
 def test_two_processes_train_like_one_and_resume_in_one(tmp_path, one_process):
@@ -87,7 +83,7 @@ def test_two_processes_train_like_one_and_resume_in_one(tmp_path, one_process):
     for ours, theirs in zip(gradients, reference_gradients):
         if theirs is not None:
             torch.testing.assert_close(ours, theirs, rtol=1e-4, atol=1e-4 * float(theirs.abs().max()))
-    two = _metrics(tmp_path, "two")
+    two = run_records(tmp_path / "two")
     assert [r["epoch"] for r in two] == [1, 2]
     for ours, theirs in zip(two, reference):
         for key in LOSSES:
@@ -96,7 +92,7 @@ def test_two_processes_train_like_one_and_resume_in_one(tmp_path, one_process):
             assert abs(ours[key] - theirs[key]) <= 0.002, (key, ours["epoch"])
     # the checkpoint of 2 processes goes on in 1
     [results] = train.main([*_args(tmp_path, "two"), "--resume", "true"])
-    last = _metrics(tmp_path, "two")[-1]
+    last = run_records(tmp_path / "two")[-1]
     assert last["epoch"] == 4 and last["loss"] == pytest.approx(reference[-1]["loss"], rel=1e-4)   # the branch's
     for key in SCORES:
         assert abs(results[key] - reference_results[key]) <= 0.002, key
@@ -181,7 +177,7 @@ def test_two_processes_fork_and_choose_like_one(tmp_path):
     for setting in ("selection", "temperature_selection"):
         assert two[setting]["chosen"] == one[setting]["chosen"], setting
         assert two[setting]["fork"] and two[setting]["values"] == pytest.approx(one[setting]["values"], abs=0.01)
-    ours, theirs = _metrics(tmp_path, "two"), _metrics(tmp_path, "one")
+    ours, theirs = run_records(tmp_path / "two"), run_records(tmp_path / "one")
     for key in ("loss", "md0_loss", "md0.75_loss"):
         assert ours[0][key] == pytest.approx(theirs[0][key], rel=1e-4), key
     assert ours[1]["loss"] == pytest.approx(theirs[1]["loss"], rel=1e-4) and "t1_loss" in ours[1]
