@@ -193,8 +193,9 @@ class Solver:
         window edges, so an epoch runs as many steps as in memory."""
         if not self.streamed:
             order = torch.randperm(len(self.train_image), generator=self.shuffle_generator)
-            if self.paired_fork is not None and self.paired_fork.rows(self) is not None:
-                order = order[self.paired_fork.rows(self)[order]]     # the dropout fork's held-out pairs wait
+            trained = self.paired_fork and self.paired_fork.rows(self)   # (N,) bool: the dropout fork's rows
+            if trained is not None:
+                order = order[trained[order]]                               # its held-out pairs wait
             order = order.to(self.device)
             batches = order.split(self.cfg.batch_size)
             yield from (batches[:-1] if self.cfg.train_drop_last and len(batches[-1]) < self.cfg.batch_size

@@ -31,8 +31,8 @@ from config import AUTO, ConfigError, build_config  # noqa: E402
 from data import DatasetSplits, FeatureSplit  # noqa: E402
 from ICMR import Solver  # noqa: E402
 from selection.branch_scale import branch_mode  # noqa: E402
-from selection.paired_fork import fork_epochs  # noqa: E402
 from selection.choose import candidate_epochs  # noqa: E402
+from selection.paired_fork import fork_epochs  # noqa: E402
 from runio.logs import add_log_flags, info, setup_logging  # noqa: E402
 
 REFERENCE_SECONDS = 40.8  # reference UCMFH code, same setting, this 2-core CPU: its fastest (29 Nov 2026; 57.8 s 4 Dec)
@@ -58,7 +58,8 @@ def main(argv=None):
                         help="share of pairs encoded one side at a time (default: the config default; auto: "
                              "each of its candidates, and the selection's extra time)")
     parser.add_argument("--train_precision", default=None, help="fp32 or bf16 (default: the config default)")
-    parser.add_argument("--select_fork", default=None, help="auto as a fork of this share of the epochs: its extra time too")
+    parser.add_argument("--select_fork", default=None,
+                        help="auto as a fork of this share of the epochs: its extra time too")
     parser.add_argument("--reference", help="a checkout of the reference UCMFH code: time it on the same pairs")
     add_log_flags(parser)
     args = parser.parse_args(argv)
@@ -103,8 +104,8 @@ def main(argv=None):
              f"{1 - cfg.select_holdout:.0%} of the pairs = about {extra:.0f} s (from the epoch times above), "
              f"{extra / total:.2f}x the training's {total:.0f} s at the slowest candidate")
         if cfg.select_fork:   # the kept candidate's fork epochs are the run's own: the dropped ones' are extra
-            holdout = 1 - cfg.select_holdout if cfg.select_holdout else 1.0
-            dropped = [fork_epochs(cfg) * holdout * (sum(medians.values()) - seconds) for seconds in medians.values()]
+            share = 1 - cfg.select_holdout     # of the pairs the candidates train on (all with select_holdout 0)
+            dropped = [fork_epochs(cfg) * share * (sum(medians.values()) - seconds) for seconds in medians.values()]
             info(f"as a fork of {fork_epochs(cfg)} epochs (select_fork): the dropped candidates' epochs = about "
                  f"{min(dropped):.0f} to {max(dropped):.0f} s, {min(dropped) / total:.2f}x to "
                  f"{max(dropped) / total:.2f}x (their scoring not counted)")
