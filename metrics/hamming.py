@@ -111,8 +111,13 @@ def count_ranking(query_signs: torch.Tensor, database_signs: torch.Tensor, query
     if np.any(np.diff(cuts) <= 0):
         raise ValueError(f"cuts must be ascending and distinct, got {cuts.tolist()}")
     # numba's threads follow torch's setting (scripts share the cores out with torch.set_num_threads)
-    numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))
+    torch_threads = torch.get_num_threads()
+    numba.set_num_threads(max(1, min(torch_threads, numba.config.NUMBA_NUM_THREADS)))
     found = _count_ranking(pack_words(query_signs > 0), pack_words(database_signs > 0),
                            pack_words(query_labels), pack_words(database_labels),
                            query_signs.shape[1], top, cuts)
+    # numba's OpenMP layer shares torch's OpenMP runtime, and its first launch sets the runtime's
+    # thread count to NUMBA_NUM_THREADS: without this, torch would train on more threads than asked
+    # from then on (one-thread grid runs oversubscribed the cores after their first scoring)
+    torch.set_num_threads(torch_threads)
     return CountedRanking(*found)

@@ -332,3 +332,28 @@ def test_precision_at_k_curve_matches_loop():
         ranking_curves(q, d, ql, dl, [5, 0])
     with pytest.raises(ValueError, match="ks"):
         ranking_curves(q, d, ql, dl, [])
+
+
+
+def test_the_ranking_leaves_torch_on_its_thread_count(monkeypatch):
+    """numba's OpenMP layer shares torch's runtime, and its first launch in a process sets the runtime
+    to NUMBA_NUM_THREADS (seen: torch.get_num_threads() 1 -> 2), so a one-thread training ran on two
+    after its first scoring. The kernel is replaced by one that does the same, so the test needs no
+    fresh process."""
+    from metrics import hamming
+
+    kernel = hamming._count_ranking
+
+    def leaking_kernel(*args):
+        torch.set_num_threads(2)
+        return kernel(*args)
+
+    monkeypatch.setattr(hamming, "_count_ranking", leaking_kernel)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        signs, labels = torch.ones(4, 8), torch.ones(4, 1, dtype=torch.bool)
+        hamming.count_ranking(signs, signs, labels, labels, 2)
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(threads)
