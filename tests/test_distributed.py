@@ -22,12 +22,20 @@ SETTINGS = ["--dataset", "small", "--hash_lens", "16", "--epoch", "3", "--train_
             "--eval_batch_size", "64", "--eval_every", "1", "--save_every", "1", "--unimodal_epochs", "1", "--device", "cpu"]
 LOSSES = ("loss", "fused_loss", "hash_loss", "balanced_loss")
 SCORES = ("i2t_map", "t2i_map", "unimodal_i2t_map", "unimodal_t2i_map", "val_i2t_map", "val_t2i_map")
-# a train.py that stops after epoch 2 (after its checkpoint), as a crash would, and saves the first
-# step's gradients once summed over the ranks (Adam's update hides their scale: summed, not averaged)
+# both forks of a run: modality_dropout auto's (epoch 1), then late_temperature auto's (epoch 2)
+FORKS = ["--epoch", "2", "--modality_dropout", "auto", "--select_fork", "0.5", "--late_temperature", "auto",
+         "--eval_every", "0", "--save_every", "0", "--unimodal_epochs", "0"]
+# train.py twice in the same two processes (one torchrun start, about 8 s, serves both checks): first
+# a run with FORKS to its end; then one that stops after epoch 2 (after its checkpoint), as a crash
+# would, and saves the first step's gradients once summed over the ranks (Adam's update hides their
+# scale: summed, not averaged)
 CRASHING = """import sys
 sys.path.insert(0, {root!r})
 import torch
 import ICMR, train
+shutdown, train.shutdown = train.shutdown, lambda: None     # the process group serves both runs
+train.main([*sys.argv[1:], "--output_dir", {forks_output!r}, "--checkpoint_dir", {forks_output!r} + "/ck", *{forks!r}])
+train.shutdown = shutdown
 def crash(solver):
     if solver.epoch == 2:
         raise SystemExit(3)
@@ -73,11 +81,12 @@ def test_two_processes_train_like_one_and_resume_in_one(tmp_path, one_process):
 
     reference, reference_results, reference_gradients = one_process
     script = tmp_path / "crashing_train.py"
-    script.write_text(CRASHING.format(root=str(ROOT), gradients=str(tmp_path / "gradients.pt")))
+    script.write_text(CRASHING.format(root=str(ROOT), gradients=str(tmp_path / "gradients.pt"),
+                                      forks_output=str(tmp_path / "two_forks"), forks=FORKS))
     done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
                            str(script), *_args(tmp_path, "two")], cwd=ROOT, capture_output=True, text=True,
                           env={"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"}, timeout=300)
-    assert done.returncode != 0 and done.stdout.count("=== small: 16-bit codes") == 1   # rank 0 alone prints
+    assert done.returncode != 0 and done.stdout.count("=== small: 16-bit codes") == 2   # rank 0 alone prints, once a run
     gradients = torch.load(tmp_path / "gradients.pt", weights_only=True)
     assert [g is None for g in gradients] == [g is None for g in reference_gradients]
     for ours, theirs in zip(gradients, reference_gradients):
@@ -90,6 +99,19 @@ def test_two_processes_train_like_one_and_resume_in_one(tmp_path, one_process):
             assert ours[key] == pytest.approx(theirs[key], rel=1e-4), (key, ours["epoch"])
         for key in SCORES:                                 # scored by both ranks' shards, gathered
             assert abs(ours[key] - theirs[key]) <= 0.002, (key, ours["epoch"])
+    # both forks choose, and train, what one process does
+    [one_forks] = train.main([*_args(tmp_path, "one_forks"), *FORKS])
+    two_forks = json.loads((tmp_path / "two_forks" / "results.json").read_text())
+    for setting in ("selection", "temperature_selection"):
+        assert two_forks[setting]["chosen"] == one_forks[setting]["chosen"], setting
+        assert two_forks[setting]["fork"]
+        assert two_forks[setting]["values"] == pytest.approx(one_forks[setting]["values"], abs=0.01)
+    ours, theirs = run_records(tmp_path / "two_forks"), run_records(tmp_path / "one_forks")
+    for key in ("loss", "md0_loss", "md0.75_loss"):
+        assert ours[0][key] == pytest.approx(theirs[0][key], rel=1e-4), key
+    assert ours[1]["loss"] == pytest.approx(theirs[1]["loss"], rel=1e-4) and "t1_loss" in ours[1]
+    for key in SCORES:
+        assert abs(two_forks[key] - one_forks[key]) <= 0.002, key
     # the checkpoint of 2 processes goes on in 1
     [results] = train.main([*_args(tmp_path, "two"), "--resume", "true"])
     last = run_records(tmp_path / "two")[-1]
@@ -159,27 +181,3 @@ def test_two_processes_extract_what_one_does_and_each_resumes_alone(tmp_path, mo
         {name: stamp for name, stamp in stamps.items() if name != chunks[1].name}
     assert chunks[1].is_file()
     same(arrays(tmp_path / "two"), one)
-
-
-def test_two_processes_fork_and_choose_like_one(tmp_path):
-    """modality_dropout auto as a fork of epoch 1, then late_temperature auto's fork (epoch 2): both
-    processes train every candidate on their halves of the same batches and keep what one process keeps."""
-    import train
-
-    forks = ["--epoch", "2", "--modality_dropout", "auto", "--select_fork", "0.5", "--late_temperature", "auto",
-             "--eval_every", "0", "--save_every", "0", "--unimodal_epochs", "0"]
-    [one] = train.main([*_args(tmp_path, "one"), *forks])
-    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-                           str(ROOT / "train.py"), *_args(tmp_path, "two"), *forks], cwd=ROOT, capture_output=True,
-                          text=True, env={"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"}, timeout=300)
-    assert done.returncode == 0, done.stderr[-2000:]
-    two = json.loads((tmp_path / "two" / "results.json").read_text())
-    for setting in ("selection", "temperature_selection"):
-        assert two[setting]["chosen"] == one[setting]["chosen"], setting
-        assert two[setting]["fork"] and two[setting]["values"] == pytest.approx(one[setting]["values"], abs=0.01)
-    ours, theirs = run_records(tmp_path / "two"), run_records(tmp_path / "one")
-    for key in ("loss", "md0_loss", "md0.75_loss"):
-        assert ours[0][key] == pytest.approx(theirs[0][key], rel=1e-4), key
-    assert ours[1]["loss"] == pytest.approx(theirs[1]["loss"], rel=1e-4) and "t1_loss" in ours[1]
-    for key in SCORES:
-        assert abs(two[key] - one[key]) <= 0.002, key
