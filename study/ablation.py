@@ -104,8 +104,9 @@ def share_trainings(runs) -> list:
     return out
 
 
-def run_one(folder, argv, dataset, bits, record, data_root, threads):
-    """One training, re-scoring or CCA baseline, its console output kept in <folder>/train.log."""
+def run_one(folder, argv, dataset, bits, record, data_root, threads, keep_checkpoint=True):
+    """One training, re-scoring or CCA baseline, its console output kept in <folder>/train.log.
+    keep_checkpoint False: its checkpoint is deleted once it is scored (no other run re-scores it)."""
     import torch
 
     import train
@@ -123,6 +124,8 @@ def run_one(folder, argv, dataset, bits, record, data_root, threads):
         else:
             with logging_kept():             # train.main sets its own level (to log whole into train.log)
                 train.main(argv)
+    if not keep_checkpoint:
+        shutil.rmtree(folder / "checkpoints", ignore_errors=True)
     return folder
 
 
@@ -146,8 +149,11 @@ def run_grid(args) -> list:
     todo = [r for r in runs if not (r[0] / "results.json").is_file()]
     info(f"{len(runs)} runs in the grid, {len(runs) - len(todo)} already done, {len(todo)} to run -> {args.out}")
     threads = getattr(args, "threads", None) or max(1, (os.cpu_count() or 1) // max(1, args.jobs))
-    work = [(folder, argv, dataset, bits, record, data_root_of(args, dataset), threads)
-            for folder, argv, dataset, bits, record in todo]
+    # a checkpoint is kept only while a re-scoring run needs it (or with --keep_checkpoints): a zoo
+    # model's is 0.5 GB, and a grid that kept them all to its end filled the disk (docs/zoo.md)
+    sources = {record["scored_checkpoint_of"] for *_, record in runs if record and "scored_checkpoint_of" in record}
+    work = [(folder, argv, dataset, bits, record, data_root_of(args, dataset), threads,
+             args.keep_checkpoints or str(folder) in sources) for folder, argv, dataset, bits, record in todo]
     rescoring = [w for w in work if w[4] and "scored_checkpoint_of" in w[4]]
     _run_all([w for w in work if w not in rescoring], args.jobs)
     _run_all(rescoring, args.jobs)

@@ -71,7 +71,13 @@ def test_interrupted_grid_resumes_and_a_finished_one_does_no_work(tmp_path, monk
     with pytest.raises(KeyboardInterrupt):
         ablation_cli.main(argv)
     assert len(collect_results(tmp_path / "grid")) == 2
-    monkeypatch.setattr(ablation, "run_one", lambda *a: calls.append(a[0]) or real_run_one(*a))
+    def checkpoint_gone_once_scored(*a):   # no run of this grid re-scores another's checkpoint
+        calls.append(a[0])
+        folder = real_run_one(*a)
+        assert not (folder / "checkpoints").exists(), folder
+        return folder
+
+    monkeypatch.setattr(ablation, "run_one", checkpoint_gone_once_scored)
     rows = ablation_cli.main(argv)
     assert len(calls) == 5  # 2 before the crash + the 3 missing runs (cca + 2 methods x 2 seeds = 5 in all)
     assert {r["method"] for r in rows} == {"cca", "plain", "progressive-linear"}
