@@ -76,7 +76,9 @@ def one_process(tmp_path_factory):
     return run_records(tmp_path / "one"), results, gradients
 
 
-def test_two_processes_train_like_one_and_resume_in_one(tmp_path, one_process):
+def test_two_processes_train_and_fork_like_one_and_resume_in_one(tmp_path, one_process):
+    """One torchrun start, two runs: both forks choose and train what one process does; then a run
+    that crashes after epoch 2 matches one process's gradients, losses and scores, and goes on in one."""
     import train
 
     reference, reference_results, reference_gradients = one_process
