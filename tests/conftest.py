@@ -216,9 +216,13 @@ def process_id(_item) -> int:
 
 
 def run_records(folder):
-    """The metrics.jsonl records of the run written to `folder`."""
-    import json
-    return [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()]
+    """The metrics.jsonl records of the run written to `folder`, by the project's one reader of the
+    file (runio/metrics_log.py); the file must exist (the reader gives [] for a missing one)."""
+    from runio.metrics_log import read_metrics_file
+
+    path = folder / "metrics.jsonl"
+    assert path.is_file(), f"{path}: not written"
+    return read_metrics_file(path)
 
 
 def checkpoint_weights(folder):
