@@ -101,9 +101,8 @@ class PairedFork:
         every, scored = choose.training_draw_criteria(solver, "paired", values,
                                                       lambda value: _restore(solver, self.states[value]), self.setting)
         scores = [found[criterion] for found in every]
-        best = values[int(np.argmax(scores))]
-        where = "held-out training pairs (no candidate trained on them)" if self.rows(solver) is not None \
-            else "training pairs"
+        best, rows = values[int(np.argmax(scores))], self.rows(solver)
+        where = "held-out training pairs (no candidate trained on them)" if rows is not None else "training pairs"
         reason = (f"highest {criterion} of the paired codes of {scored} {where} after {epochs} epochs each: "
                   f"{max(scores):.4f} (" + ", ".join(f"{v:g}: {s:.4f}" for v, s in zip(values, scores)) + ")")
         record = {"setting": self.setting, "candidates": values, "criterion": criterion, "values": scores,
@@ -112,7 +111,7 @@ class PairedFork:
                   # what the fork cost over training the kept candidate alone: the dropped ones' epochs
                   "dropped_seconds": sum(s for v, s in self.seconds.items() if v != best)}
         if self.setting == "modality_dropout":
-            trained = solver.num_train if self.rows(solver) is None else int(self.rows(solver).sum())
+            trained = solver.num_train if rows is None else int(rows.sum())
             record.update(train_pairs=trained, held_out_pairs=solver.num_train - trained)
         else:
             record["switch_epoch"] = late_temperature.switch_epoch(cfg) + 1
