@@ -186,7 +186,8 @@ def positive_int(text: str) -> int:
 
 
 def parse_args(argv):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     allow_abbrev=False)
     # strings, so that config.build_config parses and checks them (one-line ConfigError)
     parser.add_argument("--epochs", help="training epochs to simulate (default: the config's, 20 from configs/demo.yaml)")
     parser.add_argument("--scale_min", help="scale at the start (default: the config's, 1.0)")

@@ -55,7 +55,8 @@ def vary_axis(text):
 
 def parse_args(argv):
     argv, train_flags = (argv[:argv.index("--")], argv[argv.index("--") + 1:]) if "--" in argv else (argv, [])
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                allow_abbrev=False)
     p.add_argument("--dataset", nargs="+", help="default: demo; with --zoo, the zoo sets, demo and wiki")
     p.add_argument("--bits", nargs="+", type=int, help="default: 16 32 64; with --zoo, 16")
     p.add_argument("--zoo", action="store_true",

@@ -48,7 +48,8 @@ def synthetic_split(rows, rng, dim=512, labels=24):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     allow_abbrev=False)
     parser.add_argument("--pairs", type=int, default=4992)
     parser.add_argument("--batch_size", type=int, default=128)
     parser.add_argument("--bits", type=int, default=64)

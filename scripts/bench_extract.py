@@ -27,7 +27,8 @@ from runio.logs import add_log_flags, info, setup_logging  # noqa: E402
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                allow_abbrev=False)
     p.add_argument("--images", type=int, default=128)
     p.add_argument("--clip_model", default="ViT-B-32")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")

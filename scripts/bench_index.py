@@ -90,7 +90,7 @@ def timed(fn):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(allow_abbrev=False, description=__doc__.splitlines()[0])
     p.add_argument("--n", type=int, default=1_000_000, help="database codes")
     p.add_argument("--bits", type=int, default=64)
     p.add_argument("--queries", type=int, default=1000)

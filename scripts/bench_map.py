@@ -52,7 +52,7 @@ def median_time(function, repeats=3):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(allow_abbrev=False, description=__doc__.splitlines()[0])
     p.add_argument("--queries", type=int, default=2100)
     p.add_argument("--database", type=int, default=184477)
     p.add_argument("--bits", type=int, default=64)

@@ -53,7 +53,7 @@ GOOD = ("id query", "text query", "image query")
 
 
 def parse_args(argv):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+    p = argparse.ArgumentParser(allow_abbrev=False, description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--items", type=int, default=1_000_000, help="codes in the index (default 1,000,000)")
     p.add_argument("--bits", type=int, default=64, help="code length (default 64)")

@@ -129,7 +129,8 @@ def measure(folder: Path, mode: str, steps: int, warmup: int, memory_pairs: int)
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                allow_abbrev=False)
     p.add_argument("--pairs", type=int, default=2_000_000)
     p.add_argument("--dim", type=int, default=512)
     p.add_argument("--labels", type=int, default=8)

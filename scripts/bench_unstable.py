@@ -23,7 +23,7 @@ MB = 2 ** 20
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(allow_abbrev=False, description=__doc__.splitlines()[0])
     for name, default in (("queries", 2000), ("database", 190000), ("bits", 64), ("labels", 21), ("k", 50)):
         p.add_argument(f"--{name}", type=int, default=default)
     p.add_argument("--seed", type=int, default=0)

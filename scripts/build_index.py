@@ -35,7 +35,7 @@ from runio.logs import LOGGER, add_log_flags, info, setup_logging  # noqa: E402
 
 
 def parse_args(argv):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+    p = argparse.ArgumentParser(allow_abbrev=False, description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--checkpoint", required=True, help="a train_hash checkpoint (checkpoints/hash/<ds>_hash_<bits>.pth)")
     p.add_argument("--out", default="", help="index file to write (default: index/<dataset>_<split>_<bits>bit.npz)")

@@ -26,7 +26,8 @@ from study.reference import CompareError, RunFailed, compare  # noqa: E402
 
 
 def parse_args(argv):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                allow_abbrev=False)
     p.add_argument("--reference", required=True, metavar="DIR", help="a checkout of XinyuXia97/UCMFH")
     p.add_argument("--dataset", default="demo", help="this project's dataset name (default demo)")
     p.add_argument("--data_root", default="data")

@@ -34,7 +34,7 @@ from runio.checkpoint import load_trained_model  # noqa: E402
 
 
 def parse_args(argv):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+    p = argparse.ArgumentParser(allow_abbrev=False, description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--checkpoint", required=True, help="a train_hash checkpoint (checkpoints/hash/<ds>_hash_<bits>.pth)")
     p.add_argument("--format", choices=tuple(FORMATS), default="onnx", help="onnx (default) or torchscript")

@@ -35,7 +35,8 @@ from runio.logs import LOGGER, add_log_flags, info, setup_logging  # noqa: E402
 
 
 def parse_args(argv):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                allow_abbrev=False)
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument("--manifest", help="CSV or JSON-lines file: image, text, labels (names or indices), id")
     source.add_argument("--dataset", help=f"a public raw release: {', '.join(PREPARERS)} (aliases flickr, nus, coco)")

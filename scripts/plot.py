@@ -88,7 +88,8 @@ def cmd_all(args) -> list:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     allow_abbrev=False)
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("visualization", help="histograms of the hash outputs during training")
     p.add_argument("--progressive", help="run folder of a progressive run (with histograms.json)")

@@ -34,7 +34,7 @@ ERRORS = (ConfigError, DataError, IndexFileError, FaissUnavailableError)
 
 
 def parse_args(argv):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+    p = argparse.ArgumentParser(allow_abbrev=False, description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--index", required=True, help="a code index file from scripts/build_index.py")
     query = p.add_mutually_exclusive_group()

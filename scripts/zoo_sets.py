@@ -20,7 +20,8 @@ from study.zoo import describe_sets, format_table  # noqa: E402
 
 
 def main(argv=None) -> list:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     allow_abbrev=False)
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     parser.add_argument("--sets", nargs="+", choices=list(ZOO), help="these sets only (default: every one)")
     args = parser.parse_args(argv)

@@ -148,6 +148,15 @@ def test_vary_axis_crosses_settings_and_compares_at_equal_values(tmp_path):
     assert ablation_cli.parse_args(["--vary", "late_temperature=0", "--", "--temperature", "0.4"]).vary
 
 
+def test_grid_flags_must_be_spelled_out(capsys):
+    # argparse's prefix matching took a mistyped --keep_checkpoint for --keep_checkpoints and started a grid
+    for short in ("--keep_checkpoint", "--zo", "--seed=1"):
+        with pytest.raises(SystemExit) as stop:
+            ablation_cli.parse_args([short])
+        assert stop.value.code == 2 and f"unrecognized arguments: {short}" in capsys.readouterr().err
+    assert ablation_cli.parse_args(["--keep_checkpoints", "--seeds", "1"]).keep_checkpoints
+
+
 def test_runs_that_differ_only_in_scoring_re_score_a_checkpoint(tmp_path):
     args = ablation_cli.parse_args(["--dataset", "demo", "--bits", "8", "--seeds", "1", "--out", str(tmp_path),
                                     "--ladder", "ucmfh"])

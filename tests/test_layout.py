@@ -128,6 +128,15 @@ def test_scripts_are_command_lines_with_main():
         assert any(isinstance(n, ast.FunctionDef) and n.name == "main" for n in tree.body), f"{path.name}: main()"
 
 
+def test_no_command_line_takes_an_abbreviated_flag():
+    # argparse accepts any unambiguous prefix of a flag unless told not to; train.py's --key flags never did
+    for path in [*sorted((ROOT / "scripts").glob("*.py")), ROOT / "test_progressive_hash.py"]:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call) and getattr(node.func, "attr", None) == "ArgumentParser":
+                flags = {k.arg: getattr(k.value, "value", None) for k in node.keywords}
+                assert flags.get("allow_abbrev") is False, f"{path.name}: ArgumentParser(allow_abbrev=False)"
+
+
 if __name__ == "__main__":   # python tests/test_layout.py: print the import graph
     sys.path.insert(0, str(ROOT))
     for module, targets in sorted(import_graph(ROOT).items()):
