@@ -12,6 +12,7 @@ import yaml
 import evaluate
 import train
 from config import Config, ConfigError, build_config
+from conftest import run_records
 from data import DataError
 from data.splits import hold_out_queries, whole_batches
 from ICMR import Solver
@@ -268,7 +269,7 @@ def test_epoch_records_the_spread_of_its_step_losses(tmp_path, data_root, monkey
     losses, real_loss = [], ICMR.ucmfh_loss
     monkeypatch.setattr(ICMR, "ucmfh_loss", lambda *a: (lambda out: losses.append(out[0].item()) or out)(real_loss(*a)))
     train.main(run_args(tmp_path, data_root))
-    [record] = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    [record] = run_records(tmp_path / "run")
     assert len(losses) == 6
     assert record["loss_step_std"] == pytest.approx(float(np.std(losses, ddof=1)), rel=1e-5)
 

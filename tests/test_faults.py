@@ -20,7 +20,7 @@ import pytest
 import torch
 
 import runio.atomic
-from conftest import TINY_CLIP, small_dataset
+from conftest import TINY_CLIP, run_records, small_dataset
 
 import build_index_cli
 
@@ -224,7 +224,7 @@ def test_streamed_training_killed_mid_epoch_resumes_to_the_unbroken_scores(tmp_p
     assert 0 < unbroken["i2t_map"] <= 1
     broken = [*args, "--output_dir", str(tmp_path / "b"), "--checkpoint_dir", str(tmp_path / "ckb")]
     run_killed(train.main, broken, kill_on_call(data.streaming, "read_window", 4 + 3))
-    assert [json.loads(line)["epoch"] for line in (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()] == [1]
+    assert [r["epoch"] for r in run_records(tmp_path / "b")] == [1]
     assert read_checkpoint(tmp_path / "ckb" / "hash" / "smallh5_hash_16.pth")["epoch"] == 1
     [resumed] = train.main([*broken, "--resume", "true"])
     scores = [key for key in unbroken if key.endswith("_map")]

@@ -11,6 +11,7 @@ import yaml
 
 import plot_cli   # scripts/plot.py (conftest)
 from config import SCALE_SCHEDULES, Config
+from conftest import run_records
 from schedules import ScaleSchedule, hashnet_scale, normalized_hashnet, training_progress
 from study import plots
 
@@ -85,9 +86,6 @@ def make_run(folder, progressive=True, bits=64, seed=0, dataset="demo", histogra
 def read_json(path):
     return json.loads(path.read_text())
 
-
-def read_records(run):
-    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
 
 
 SUMMARY_COLUMNS = ["dataset", "bits", "method", "n_seeds", "i2t_map_mean", "i2t_map_std", "t2i_map_mean",
@@ -229,7 +227,7 @@ TRAINING_PANELS = [  # title, y label, {metrics key: legend label}
 
 def test_training_curves_plot_every_recorded_series(runs):
     prog, plain = runs
-    records = read_records(prog)
+    records = run_records(prog)
     fig = plots.training_curves_figure(prog)
     assert len(fig.axes) == 6
     assert fig.get_suptitle() == "Training curves: demo 64-bit progressive-linear seed 0"
@@ -242,7 +240,7 @@ def test_training_curves_plot_every_recorded_series(runs):
             np.testing.assert_allclose(lines[label].get_xydata(), expected)
         assert ax.get_xlim() == pytest.approx((0.9, EPOCHS + 0.1))  # one epoch range for all panels
     assert fig.axes[1].get_ylim()[0] == 0
-    unbalanced = [{k: v for k, v in r.items() if k != "bit_balance"} for r in read_records(plain)]
+    unbalanced = [{k: v for k, v in r.items() if k != "bit_balance"} for r in run_records(plain)]
     (plain / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in unbalanced))
     balance = plots.training_curves_figure(plain).axes[4]
     assert not balance.get_lines() and balance.get_legend() is None

@@ -1,6 +1,5 @@
 """--train_precision bf16: the training passes' matrix products in bfloat16 (torch.autocast); the weights,
 the optimiser, the losses and the scoring stay float32. Every linear layer's call is recorded."""
-import json
 
 import pytest
 import torch
@@ -9,6 +8,7 @@ import torch.nn.functional as F
 import ICMR
 import train
 from config import ConfigError, build_config
+from conftest import run_records
 from test_train import SMALL
 
 # one paired epoch with modality dropout (its one-side rows included) and one epoch of the unimodal branch
@@ -45,7 +45,7 @@ def test_bf16_trains_in_bfloat16_and_keeps_weights_losses_and_scores_float32(tmp
     checkpoint = torch.load(tmp_path / "ck" / "hash" / "demo_hash_16.pth", weights_only=True)
     for part in ("fusion", "image_head", "unimodal_branch"):
         assert {value.dtype for value in checkpoint[part].values() if value.is_floating_point()} == {torch.float32}
-    records = [json.loads(line) for line in (tmp_path / "bf16" / "metrics.jsonl").read_text().splitlines()]
+    records = run_records(tmp_path / "bf16")
     assert [r["epoch"] for r in records] == [1, 2] and "distill_loss" in records[1]
     for record in records:
         assert all(torch.isfinite(torch.tensor(record[k])) for k in ("loss", "fused_loss", "hash_loss"))

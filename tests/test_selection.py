@@ -1,6 +1,5 @@
 """--modality_dropout auto (selection/): the label-free criteria against plain loops, the budget,
 the wiring into training (the chosen value is the one trained with), records, and resume."""
-import json
 
 import numpy as np
 import pytest
@@ -8,7 +7,7 @@ import pytest
 import ICMR
 import train
 from config import SELECT_CRITERIA, ConfigError, build_config, merge_checkpoint_config, to_dict
-from conftest import small_dataset
+from conftest import run_records, small_dataset
 from selection import choose
 from selection.choose import candidate_epochs, split_for_selection
 from selection.criteria import (bit_balance, held_out_contrastive, instance_retrieval, label_free_criteria, nearest,
@@ -138,7 +137,7 @@ def test_auto_trains_with_the_value_it_chose_and_records_why(tmp_path, monkeypat
     assert auto["selection"]["values"] == [0.1, 0.2] and auto["selection"]["candidates"] == [0.0, 0.75]
     for key in ("i2t_map", "t2i_map", "unimodal_i2t_map", "unimodal_t2i_map"):
         assert auto[key] == fixed[key], key
-    first = json.loads((tmp_path / "auto" / "metrics.jsonl").read_text().splitlines()[0])
+    first = run_records(tmp_path / "auto")[0]
     assert first["epoch"] == 1 and first["selection"]["chosen"] == 0.75
     assert fixed["selection"] is None
 
@@ -173,7 +172,7 @@ def test_the_branch_and_its_teacher_get_the_scale_of_unimodal_scale(tmp_path, mo
     train.main(_args(tmp_path, "run", *flags, *(["--unimodal_scale", mode] if mode else [])))   # None: the default
     for who in ("branch", "teacher"):
         assert [seen[who][epoch] for epoch in (2, 3, 4)] == [{scale} for scale in scales], who
-    records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    records = run_records(tmp_path / "run")
     assert [r["scale"] for r in records[2:]] == scales
 
 

@@ -8,7 +8,7 @@ import ICMR
 import train
 from config import RUN_KEYS, ConfigError, build_config
 from runio import tensorboard_log
-from conftest import small_dataset
+from conftest import run_records, small_dataset
 from runio.run_folder import RunFolder
 from test_train import SMALL
 
@@ -38,9 +38,6 @@ def events(folder):
     return accumulator
 
 
-def read_records(run):
-    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
-
 
 def test_the_events_are_the_records_of_metrics_jsonl(tmp_path, data_root, monkeypatch):
     # auto with the project installed as a package; the choice of a setting is recorded, not made here
@@ -48,7 +45,7 @@ def test_the_events_are_the_records_of_metrics_jsonl(tmp_path, data_root, monkey
     monkeypatch.setattr(ICMR, "choose_modality_dropout", lambda *a, **k: dict(SELECTION))
     train.main(args(tmp_path, data_root, "--modality_dropout", "auto", "--record_histograms", "true"))
     run = tmp_path / "run"
-    records, found = read_records(run), events(run / "tensorboard")
+    records, found = run_records(run), events(run / "tensorboard")
     scalars = found.Tags()["scalars"]
     assert {"i2t_map", "t2i_map", "unimodal_i2t_map"} <= set(records[-1])
     for record in records:
@@ -126,7 +123,7 @@ def test_a_resumed_run_logs_each_epoch_once(tmp_path, data_root, monkeypatch):
     monkeypatch.undo()
     assert [e.step for e in events(tmp_path / "run" / "tensorboard").Scalars("loss/loss")] == [1, 2]
     train.main(args(tmp_path, data_root, "--tensorboard", "true", "--resume", "true"))
-    records = read_records(tmp_path / "run")
+    records = run_records(tmp_path / "run")
     logged = events(tmp_path / "run" / "tensorboard").Scalars("loss/loss")
     assert [e.step for e in logged] == [r["epoch"] for r in records] == [1, 2]
     assert [e.value for e in logged] == pytest.approx([r["loss"] for r in records], rel=1e-6)

@@ -7,7 +7,7 @@ import torch
 
 import evaluate
 import train
-from conftest import WIKI_DIR
+from conftest import WIKI_DIR, run_records
 from ICMR import Solver
 
 SMALL = ["--modality_dropout", "0", "--fusion_dim", "64", "--fusion_ff_dim", "64", "--hash_hidden", "128", "--batch_size", "256", "--scale_max", "10",
@@ -38,7 +38,7 @@ def test_two_epochs_write_checkpoint_and_results_then_test_hash_reproduces(tmp_p
     assert saved["dataset"] == "demo" and saved["bits"] == 16 and saved["epoch"] == 2
     assert "hash_lens" not in saved     # one name for the code length
     assert 0.0 < saved["i2t_map"] < 1.0 and 0.0 < saved["t2i_map"] < 1.0
-    records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    records = run_records(tmp_path / "run")
     assert [r["epoch"] for r in records] == [1, 2]
     assert records[0]["scale"] == 1.0 and records[1]["scale"] == 10.0
     for key in ("loss", "fused_loss", "hash_loss", "abs_h", "saturated", "quant_error", "bit_balance", "seconds"):
@@ -149,7 +149,7 @@ def test_histograms_codes_continuous_map_and_balanced_loss(tmp_path, data_root):
     assert [h["scale"] for h in histograms["snapshots"]] == [1.0, 3.25, 5.5, 7.75, 10.0]
     assert all(sum(h["image"]) == result["num_query"] * 16 for h in histograms["snapshots"])
     assert len(histograms["bin_edges"]) == 51
-    records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    records = run_records(tmp_path / "run")
     assert all(r["balanced_loss"] > 0 for r in records)
     assert 0 < result["i2t_map_continuous"] <= 1 and 0 < result["t2i_map_continuous"] <= 1
     assert 0 < result["i2t_map_tie"] <= 1 and 0 < result["t2i_map_all_tie"] <= 1
