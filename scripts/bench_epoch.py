@@ -8,7 +8,8 @@ Synthetic features (the timing does not depend on their values), the default
 settings; with the default `--modality_dropout auto`, the epochs of each of its
 candidates (a run trains with one of them; the slowest is compared with the
 reference), and the selection's extra time worked out from them; the epochs of
-the default unimodal branch are timed after the paired ones. With --reference DIR (a checkout of
+the default unimodal branch are timed after the paired ones; with --late_temperature auto, the
+temperature fork's dropped epochs are worked out from them too. With --reference DIR (a checkout of
 XinyuXia97/UCMFH, run unmodified in a subprocess by study.reference) the
 reference's hash-training epochs are timed on the same pairs and CPU, and the
 ratio is printed; without it the ratio uses the reference's fastest measured time
@@ -32,6 +33,7 @@ from data import DatasetSplits, FeatureSplit  # noqa: E402
 from ICMR import Solver  # noqa: E402
 from selection.branch_scale import branch_mode  # noqa: E402
 from selection.choose import candidate_epochs  # noqa: E402
+from selection.late_temperature import candidates as late_candidates, switch_epoch  # noqa: E402
 from selection.paired_fork import fork_epochs  # noqa: E402
 from runio.logs import add_log_flags, info, setup_logging  # noqa: E402
 
@@ -61,6 +63,8 @@ def main(argv=None):
     parser.add_argument("--train_precision", default=None, help="fp32 or bf16 (default: the config default)")
     parser.add_argument("--select_fork", default=None,
                         help="auto as a fork of this share of the epochs: its extra time too")
+    parser.add_argument("--late_temperature", default=None,
+                        help="auto: the temperature fork's extra time too (its dropped candidates' epochs)")
     parser.add_argument("--reference", help="a checkout of the reference UCMFH code: time it on the same pairs")
     add_log_flags(parser)
     args = parser.parse_args(argv)
@@ -73,7 +77,8 @@ def main(argv=None):
                             "--device", args.device, "--output_dir", "/tmp/bench_epoch",
                             *(["--modality_dropout", args.modality_dropout] if args.modality_dropout else []),
                             *(["--train_precision", args.train_precision] if args.train_precision else []),
-                            *(["--select_fork", args.select_fork] if args.select_fork else [])])
+                            *(["--select_fork", args.select_fork] if args.select_fork else []),
+                            *(["--late_temperature", args.late_temperature] if args.late_temperature else [])])
     except ConfigError as err:
         parser.error(str(err))
     # auto trains with one of its candidates: time each (the slowest is the default epoch's bound)
@@ -97,10 +102,11 @@ def main(argv=None):
     if solver.branch is not None:
         info(f"seconds per unimodal-branch epoch (median of {args.epochs}; the defaults add "
              f"{cfg.unimodal_epochs} after the paired ones): {statistics.median(branch_times):.2f}")
+    total = cfg.epoch * median + cfg.unimodal_epochs * (statistics.median(branch_times) if solver.branch else 0)
+    extra = 0.0
     if cfg.modality_dropout == AUTO:
         epochs = candidate_epochs(cfg, rates)
         extra = sum(epochs * (1 - cfg.select_holdout) * seconds for seconds in medians.values())
-        total = cfg.epoch * median + cfg.unimodal_epochs * (statistics.median(branch_times) if solver.branch else 0)
         info(f"auto's selection for a {cfg.epoch}-epoch run: {len(rates)} candidates x {epochs} epochs on "
              f"{1 - cfg.select_holdout:.0%} of the pairs = about {extra:.0f} s (from the epoch times above), "
              f"{extra / total:.2f}x the training's {total:.0f} s at the slowest candidate")
@@ -110,6 +116,13 @@ def main(argv=None):
             info(f"as a fork of {fork_epochs(cfg)} epochs (select_fork): the dropped candidates' epochs = about "
                  f"{min(dropped):.0f} to {max(dropped):.0f} s, {min(dropped) / total:.2f}x to "
                  f"{max(dropped) / total:.2f}x (their scoring not counted)")
+    if cfg.late_temperature == AUTO:   # the fork's other candidates train every epoch after the switch again
+        late = cfg.epoch - switch_epoch(cfg)
+        dropped = (len(late_candidates(cfg)) - 1) * late * min(medians.values())
+        info(f"the temperature fork (late_temperature auto) of a {cfg.epoch}-epoch run: "
+             f"{len(late_candidates(cfg)) - 1} dropped candidates x {late} epochs = at least {dropped:.0f} s (at the "
+             f"cheapest epoch above), {dropped / total:.2f}x the training; the run with every choice: at least "
+             f"{1 + (extra + dropped) / total:.2f}x")
     reference, source = REFERENCE_SECONDS, "fastest measured"
     if args.reference:
         reference, source = time_reference(args.reference, data, args.bits, args.epochs), "measured now"

@@ -1,5 +1,6 @@
 """--train_precision bf16: the training passes' matrix products in bfloat16 (torch.autocast); the weights,
 the optimiser, the losses and the scoring stay float32. Every linear layer's call is recorded."""
+import re
 
 import pytest
 import torch
@@ -81,6 +82,14 @@ def test_bench_epoch_times_the_precision_it_is_given(capsys):
     assert "modality_dropout 0.0, train_precision bf16, " in capsys.readouterr().out
 
 
+def test_bench_epoch_counts_the_temperature_forks_dropped_epochs(capsys):
+    import bench_epoch_cli
+    bench_epoch_cli.main(["--pairs", "16", "--batch_size", "16", "--epochs", "1", "--bits", "16",
+                          "--modality_dropout", "0", "--late_temperature", "auto"])
+    out = capsys.readouterr().out
+    epoch = float(re.search(r"seconds per epoch at modality_dropout 0 \(median of 1\): ([\d.]+)", out).group(1))
+    fork = re.search(r"a 100-epoch run: 2 dropped candidates x 40 epochs = at least (\d+) s", out)
+    assert fork and abs(int(fork.group(1)) - 80 * epoch) <= 1   # switch at 60 of 100: epochs 61-100, twice; rounding
 def test_bench_epoch_refuses_an_unknown_precision_in_one_line(capsys):
     import bench_epoch_cli
     with pytest.raises(SystemExit) as exit_info:
