@@ -59,8 +59,11 @@ def settings(args) -> list:
 
 
 def data_root_of(args, dataset: str) -> str:
-    """The data root of `dataset`: --wiki_root for wiki in a zoo grid, else --data_root."""
-    return getattr(args, "wiki_root", None) or args.data_root if dataset == "wiki" else args.data_root
+    """The data root of `dataset`: --wiki_root for wiki in a zoo grid, else --data_root (--wiki_root has a
+    default, so outside a zoo grid it must not win: it did, and `--dataset wiki --data_root X` ignored X)."""
+    if dataset == "wiki" and getattr(args, "zoo", False) and getattr(args, "wiki_root", None):
+        return args.wiki_root
+    return args.data_root
 
 
 def grid(args) -> list:

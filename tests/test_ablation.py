@@ -148,6 +148,11 @@ def test_vary_axis_crosses_settings_and_compares_at_equal_values(tmp_path):
     assert ablation_cli.parse_args(["--vary", "late_temperature=0", "--", "--temperature", "0.4"]).vary
 
 
+def test_wiki_reads_data_root_outside_a_zoo_grid_and_wiki_root_inside_one():
+    plain = ablation_cli.parse_args(["--dataset", "wiki", "--data_root", "/somewhere"])
+    assert ablation.data_root_of(plain, "wiki") == "/somewhere" and ablation.data_root_of(plain, "demo") == "/somewhere"
+    zoo = ablation_cli.parse_args(["--zoo", "--data_root", "/somewhere", "--wiki_root", "/wiki_here"])
+    assert ablation.data_root_of(zoo, "wiki") == "/wiki_here" and ablation.data_root_of(zoo, "demo") == "/somewhere"
 def test_grid_flags_must_be_spelled_out(capsys):
     # argparse's prefix matching took a mistyped --keep_checkpoint for --keep_checkpoints and started a grid
     for short in ("--keep_checkpoint", "--zo", "--seed=1"):
