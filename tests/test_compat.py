@@ -268,7 +268,7 @@ def test_epoch_records_the_spread_of_its_step_losses(tmp_path, data_root, monkey
     import ICMR
     losses, real_loss = [], ICMR.ucmfh_loss
     monkeypatch.setattr(ICMR, "ucmfh_loss", lambda *a: (lambda out: losses.append(out[0].item()) or out)(real_loss(*a)))
-    train.main(run_args(tmp_path, data_root))
+    train.main(run_args(tmp_path, data_root, "--balanced_loss", "false"))   # the step loss is ucmfh_loss alone
     [record] = run_records(tmp_path / "run")
     assert len(losses) == 6
     assert record["loss_step_std"] == pytest.approx(float(np.std(losses, ddof=1)), rel=1e-5)

@@ -43,6 +43,10 @@ def test_two_epochs_write_checkpoint_and_results_then_test_hash_reproduces(tmp_p
     assert records[0]["scale"] == 1.0 and records[1]["scale"] == 10.0
     for key in ("loss", "fused_loss", "hash_loss", "abs_h", "saturated", "quant_error", "bit_balance", "seconds"):
         assert key in records[1]
+    # the balanced pairwise loss is on by default (docs/zoo.md) and part of the step loss
+    assert saved["balanced_loss"] is True and all(r["balanced_loss"] > 0 for r in records)
+    assert records[1]["loss"] == pytest.approx(records[1]["fused_loss"] + 0.5 * records[1]["hash_loss"]
+                                               + records[1]["balanced_loss"], rel=1e-5)
     checkpoint = torch.load(tmp_path / "ck" / "hash" / "demo_hash_16.pth", weights_only=True)
     assert checkpoint["epoch"] == 2 and checkpoint["config"]["hash_lens"] == [16]
     assert {"fusion", "image_head", "text_head", "optimizer_fusion", "optimizer_hash"} <= set(checkpoint)
