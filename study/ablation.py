@@ -29,16 +29,17 @@ from study.summary import console_table, method_label, write_summary
 def _method_settings(args) -> list:
     """(label, settings, label compared with) of the progressive x schedule x balanced axes."""
     out = []
-    for balanced in (b == "on" for b in args.balanced):
-        plain = {"use_progressive_hash": False, "balanced_loss": balanced}
+    # no --balanced: train.py's default, unset (a fixed False here once overrode the default when it turned on)
+    for balanced in ([None] if args.balanced is None else [b == "on" for b in args.balanced]):
+        loss = {} if balanced is None else {"balanced_loss": balanced}
         if "off" in args.progressive:
-            out.append(plain)
+            out.append({"use_progressive_hash": False, **loss})
         if "on" in args.progressive:
-            out += [{"use_progressive_hash": True, "scale_schedule": schedule, "balanced_loss": balanced,
+            out += [{"use_progressive_hash": True, "scale_schedule": schedule, **loss,
                      **({"scale_max": scale_max} if scale_max else {})}   # None: the dataset config's
                     for schedule in args.schedules for scale_max in args.scale_max]
     return [(method_label(s), s, None if not s["use_progressive_hash"] else method_label(
-        {"use_progressive_hash": False, "balanced_loss": s["balanced_loss"]})) for s in out]
+        {"use_progressive_hash": False, "balanced_loss": s.get("balanced_loss")})) for s in out]
 
 
 def settings(args) -> list:

@@ -149,6 +149,18 @@ def test_vary_axis_crosses_settings_and_compares_at_equal_values(tmp_path):
     assert ablation_cli.parse_args(["--vary", "late_temperature=0", "--", "--temperature", "0.4"]).vary
 
 
+def test_method_grid_leaves_the_balanced_loss_to_train_py_unless_asked(tmp_path):
+    # a fixed --balanced_loss=False in every run once overrode the default after the default turned on
+    default = ablation_cli.parse_args(["--dataset", "demo", "--bits", "8", "--seeds", "1", "--out", str(tmp_path)])
+    runs = ablation.grid(default)
+    assert runs and not any(a.startswith("--balanced_loss") for _, argv, *_ in runs for a in argv)
+    assert {folder.parent.name for folder, *_ in runs} == {"plain", "progressive-linear"}
+    both = ablation_cli.parse_args(["--dataset", "demo", "--bits", "8", "--seeds", "1", "--out", str(tmp_path),
+                                    "--balanced", "off", "on"])
+    flags = {folder.parent.name: [a for a in argv if a.startswith("--balanced_loss")] for folder, argv, *_ in
+             ablation.grid(both)}
+    assert flags == {"plain": ["--balanced_loss=False"], "progressive-linear": ["--balanced_loss=False"],
+                     "plain+balanced": ["--balanced_loss=True"], "progressive-linear+balanced": ["--balanced_loss=True"]}
 def test_wiki_reads_data_root_outside_a_zoo_grid_and_wiki_root_inside_one():
     plain = ablation_cli.parse_args(["--dataset", "wiki", "--data_root", "/somewhere"])
     assert ablation.data_root_of(plain, "wiki") == "/somewhere" and ablation.data_root_of(plain, "demo") == "/somewhere"
