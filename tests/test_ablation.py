@@ -161,11 +161,15 @@ def test_method_grid_leaves_the_balanced_loss_to_train_py_unless_asked(tmp_path)
              ablation.grid(both)}
     assert flags == {"plain": ["--balanced_loss=False"], "progressive-linear": ["--balanced_loss=False"],
                      "plain+balanced": ["--balanced_loss=True"], "progressive-linear+balanced": ["--balanced_loss=True"]}
+
+
 def test_wiki_reads_data_root_outside_a_zoo_grid_and_wiki_root_inside_one():
     plain = ablation_cli.parse_args(["--dataset", "wiki", "--data_root", "/somewhere"])
     assert ablation.data_root_of(plain, "wiki") == "/somewhere" and ablation.data_root_of(plain, "demo") == "/somewhere"
     zoo = ablation_cli.parse_args(["--zoo", "--data_root", "/somewhere", "--wiki_root", "/wiki_here"])
     assert ablation.data_root_of(zoo, "wiki") == "/wiki_here" and ablation.data_root_of(zoo, "demo") == "/somewhere"
+
+
 def test_grid_flags_must_be_spelled_out(capsys):
     # argparse's prefix matching took a mistyped --keep_checkpoint for --keep_checkpoints and started a grid
     for short in ("--keep_checkpoint", "--zo", "--seed=1"):

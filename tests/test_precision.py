@@ -90,6 +90,8 @@ def test_bench_epoch_counts_the_temperature_forks_dropped_epochs(capsys):
     epoch = float(re.search(r"seconds per epoch at modality_dropout 0 \(median of 1\): ([\d.]+)", out).group(1))
     fork = re.search(r"a 100-epoch run: 2 dropped candidates x 40 epochs = at least (\d+) s", out)
     assert fork and abs(int(fork.group(1)) - 80 * epoch) <= 1   # switch at 60 of 100: epochs 61-100, twice; rounding
+
+
 def test_bench_epoch_refuses_an_unknown_precision_in_one_line(capsys):
     import bench_epoch_cli
     with pytest.raises(SystemExit) as exit_info:
