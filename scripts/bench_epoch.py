@@ -33,7 +33,7 @@ from data import DatasetSplits, FeatureSplit  # noqa: E402
 from ICMR import Solver  # noqa: E402
 from selection.branch_scale import branch_mode  # noqa: E402
 from selection.choose import candidate_epochs  # noqa: E402
-from selection.late_temperature import candidates as late_candidates, switch_epoch  # noqa: E402
+from selection.late_temperature import candidates as late_candidates, late_epochs  # noqa: E402
 from selection.paired_fork import fork_epochs  # noqa: E402
 from runio.logs import add_log_flags, info, setup_logging  # noqa: E402
 
@@ -117,10 +117,10 @@ def main(argv=None):
                  f"{min(dropped):.0f} to {max(dropped):.0f} s, {min(dropped) / total:.2f}x to "
                  f"{max(dropped) / total:.2f}x (their scoring not counted)")
     if cfg.late_temperature == AUTO:   # the fork's other candidates train every epoch after the switch again
-        late = cfg.epoch - switch_epoch(cfg)
-        dropped = (len(late_candidates(cfg)) - 1) * late * min(medians.values())
+        others, late = len(late_candidates(cfg)) - 1, late_epochs(cfg)
+        dropped = others * late * min(medians.values())
         info(f"the temperature fork (late_temperature auto) of a {cfg.epoch}-epoch run: "
-             f"{len(late_candidates(cfg)) - 1} dropped candidates x {late} epochs = at least {dropped:.0f} s (at the "
+             f"{others} dropped candidates x {late} epochs = at least {dropped:.0f} s (at the "
              f"cheapest epoch above), {dropped / total:.2f}x the training; the run with every choice: at least "
              f"{1 + (extra + dropped) / total:.2f}x")
     reference, source = REFERENCE_SECONDS, "fastest measured"

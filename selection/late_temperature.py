@@ -34,6 +34,11 @@ def switch_epoch(cfg) -> int:
     return min(cfg.epoch - 1, max(1, round(cfg.late_temperature_at * cfg.epoch)))
 
 
+def late_epochs(cfg) -> int:
+    """The paired epochs from the switch on: each candidate of the fork trains them (the dropped ones' are its cost)."""
+    return cfg.epoch - switch_epoch(cfg)
+
+
 def candidates(cfg) -> list:
     return [round(factor * cfg.temperature, 6) for factor in LATE_FACTORS]
 

@@ -147,7 +147,7 @@ def paired_epoch(solver, epoch: int, train) -> dict:
         solver.paired_fork = None
     elif fork.setting == "late_temperature" and epoch + 1 == cfg.epoch:
         solver.temperature_choice = stats["temperature_selection"] = fork.choose(
-            solver, cfg.epoch - late_temperature.switch_epoch(cfg), solver.log)
+            solver, late_temperature.late_epochs(cfg), solver.log)
         solver.paired_fork = None
     return stats
 
