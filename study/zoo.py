@@ -13,6 +13,9 @@ and <out>/zoo.json (the same numbers for programs).
 * Criterion correlation: the label-free criteria (selection/criteria.py) of every run's final
   codes on its validation queries (codes from codes.npz, features from the set; no labels),
   Spearman-correlated with the run's labelled validation mAP, per set over settings x seeds.
+* Per-run pick: per set and seed, the run that labelled validation mAP (or a criterion) prefers
+  among every setting, minus the default's run on the test queries: the most any per-dataset
+  choice among these settings could gain.
 """
 from __future__ import annotations
 
@@ -96,33 +99,43 @@ def leave_one_out_rows(cells) -> list:
     return out
 
 
-def criterion_rows(cells, data_roots: dict) -> list:
-    """Per set: Spearman's rho between each label-free criterion of a run's final paired codes on
-    its validation queries and the run's paired validation mAP (mean of I2T and T2I)."""
-    out = []
+def run_criteria(cells, data_roots: dict) -> dict:
+    """{run_dir: label-free criteria of the run's final paired codes on its validation queries}
+    (codes from codes.npz, features from the set, no labels), for runs with codes and validation
+    scores. Runs scored on whole batches only (eval_drop_last) are left out."""
+    found = {}
     for name, settings in sorted(cells.items()):
         runs = [r for runs in settings.values() for r in runs.values()
                 if (Path(r["run_dir"]) / "codes.npz").is_file() and "val_i2t_map" in r]
-        if len(runs) < 3:
+        if not runs:
             continue
         data = load_dataset(name, data_roots.get(name, "data"))
         config = yaml.safe_load((Path(runs[0]["run_dir"]) / "config.yaml").read_text())
         chosen, rest = validation_rows(data.retrieval, int(config["val_queries"]))
         image, text = np.asarray(data.retrieval.image), np.asarray(data.retrieval.text)
         relevance = feature_relevance((image[chosen], text[chosen]), (image[rest], text[rest]))   # once a set
-        scored, found = [], []
         for run in runs:
             with np.load(Path(run["run_dir"]) / "codes.npz") as codes:
                 db_image, db_text = codes["database_image"], codes["database_text"]
-            if len(db_image) == len(image):     # runs scored on whole batches only (eval_drop_last) are left out
-                scored.append(run)
-                found.append(label_free_criteria((db_image[chosen], db_text[chosen]), (db_image[rest], db_text[rest]),
-                                                 relevance=relevance))
-        runs = scored
+            if len(db_image) == len(image):
+                found[run["run_dir"]] = label_free_criteria((db_image[chosen], db_text[chosen]),
+                                                            (db_image[rest], db_text[rest]), relevance=relevance)
+    return found
+
+
+def criterion_rows(cells, found: dict) -> list:
+    """Per set: Spearman's rho between each label-free criterion of a run's final paired codes on
+    its validation queries (`found`, from run_criteria) and the run's paired validation mAP (mean of
+    I2T and T2I); sets with fewer than 3 such runs are left out."""
+    out = []
+    for name, settings in sorted(cells.items()):
+        runs = [r for runs in settings.values() for r in runs.values() if r["run_dir"] in found]
+        if len(runs) < 3:
+            continue
         target = [(r["val_i2t_map"] + r["val_t2i_map"]) / 2 for r in runs]
         row = {"set": name, "runs": len(runs)}
         for criterion in CRITERIA:
-            rho = stats.spearmanr([f[criterion] for f in found], target).statistic
+            rho = stats.spearmanr([found[r["run_dir"]][criterion] for r in runs], target).statistic
             row[criterion] = float(rho)
         out.append(row)
     return out
@@ -142,6 +155,37 @@ def selection_rows(cells) -> list:
             best = max(val, key=val.get) if val else None
             out.append({"set": name, "seed": seed, "chosen": record["chosen"], "best_by_validation": best,
                         "agrees": best == record["chosen"], "values": record["values"]})
+    return out
+
+
+def per_run_pick_rows(cells, found: dict) -> list:
+    """What choosing per set and seed could gain at most: train every setting, keep the run a score
+    prefers. Per picker (labelled validation mAP, which no user has, then each criterion of the
+    final codes in `found`) and per set: the picked run minus the default's run on the test queries,
+    per protocol (mean of I2T and T2I), over the (set, seed)s where every setting ran; and over all
+    of them, with a one-sample t-test's p."""
+    pickers = {"validation mAP (labels)": lambda run: _validation_score({0: run}),
+               **{c: (lambda run, c=c: found[run["run_dir"]][c]) for c in CRITERIA}}
+    out = []
+    for picker, score in pickers.items():
+        gaps: dict = {}                                        # set -> [(paired, unimodal) per seed]
+        for name, settings in sorted(cells.items()):
+            for seed in sorted(settings.get(DEFAULT, {})):
+                runs = [runs[seed] for runs in settings.values() if seed in runs]
+                if len(runs) < len(settings) or (picker in CRITERIA and any(r["run_dir"] not in found for r in runs)):
+                    continue
+                picked, default = max(runs, key=score), settings[DEFAULT][seed]
+                gaps.setdefault(name, []).append([np.mean([picked[k] - default[k] for k in keys])
+                                                  for keys in PROTOCOL_FIGURES.values()])
+        every = np.array([g for per_set in gaps.values() for g in per_set])
+        if len(every) == 0:
+            continue
+        row = {"picker": picker, "pairs": len(every), "sets": {n: np.mean(g, axis=0).tolist() for n, g in gaps.items()}}
+        for i, protocol in enumerate(PROTOCOL_FIGURES):
+            spread = len(every) > 1 and np.ptp(every[:, i]) > 1e-12
+            row[protocol] = float(every[:, i].mean())
+            row[f"{protocol}_p"] = float(stats.ttest_1samp(every[:, i], 0).pvalue) if spread else None
+        out.append(row)
     return out
 
 
@@ -217,9 +261,11 @@ def write_zoo_report(out, data_roots: dict | None = None) -> dict:
     """Write <out>/zoo.md and <out>/zoo.json from the grid's runs; return the zoo.json content."""
     out = Path(out)
     cells = _cells(collect_results(out))
+    found = run_criteria(cells, data_roots or {})
     report = {"regret": regret_rows(cells), "leave_one_out": leave_one_out_rows(cells),
-              "criterion_correlation": criterion_rows(cells, data_roots or {}), "selection": selection_rows(cells), "criterion_leave_one_out": criterion_choice_rows(cells),
-              "default_against": pooled_rows(cells)}
+              "criterion_correlation": criterion_rows(cells, found), "selection": selection_rows(cells),
+              "criterion_leave_one_out": criterion_choice_rows(cells), "default_against": pooled_rows(cells),
+              "per_run_pick": per_run_pick_rows(cells, found)}
     atomic_write_json(out / "zoo.json", report)
     lines = ["# Zoo report", "", "Scores: mAP@K on the test queries, mean over seeds. Choices: validation queries only.",
              "", "## Regret of the default (best setting on the set minus the default)", "",
@@ -252,6 +298,16 @@ def write_zoo_report(out, data_roots: dict | None = None) -> dict:
                   format_table(["held-out set", "criterion chosen on the others", "paired regret", "unimodal regret"],
                                [[r["set"], r["criterion_chosen_elsewhere"], _fmt(r["paired_regret"], r["paired_std"]),
                                  _fmt(r["unimodal_regret"], r["unimodal_std"])] for r in report["criterion_leave_one_out"]])]
+    if report["per_run_pick"]:
+        names = sorted(report["per_run_pick"][0]["sets"])
+        pct = lambda v, p=None: f"{v * 100:+.2f}" + ("" if p is None else f" (p={p:.3f})")  # noqa: E731
+        lines += ["", "## Choosing per set and seed: keep the run a score prefers, minus the default "
+                  "(points of test mAP, paired / unimodal)", "",
+                  format_table(["picked by", "pairs", "paired", "unimodal", *names],
+                               [[r["picker"], r["pairs"], pct(r["paired"], r["paired_p"]),
+                                 pct(r["unimodal"], r["unimodal_p"]),
+                                 *(" / ".join(f"{v * 100:+.1f}" for v in r["sets"][n]) if n in r["sets"] else ""
+                                   for n in names)] for r in report["per_run_pick"]])]
     if report["selection"]:
         agree = np.mean([r["agrees"] for r in report["selection"]])
         lines += ["", f"## The default's choices ({agree:.0%} agree with labelled validation)", "",

@@ -87,6 +87,37 @@ def test_choices_follow_validation_and_regret_is_best_minus_chosen():
     assert pooled["b"]["i2t_map"]["p"] == pytest.approx(stats.ttest_1samp(deltas, 0).pvalue)
 
 
+def test_per_run_pick_keeps_the_run_each_score_prefers_and_compares_it_with_the_default():
+    # two sets x two seeds x three settings; test and validation scores differ per run
+    rng = np.random.default_rng(0)
+    rows, found = [], {}
+    for name in ("x", "z"):
+        for method in ("default", "b", "c"):
+            for seed in (0, 1):
+                test, val = rng.uniform(0.3, 0.7, 2)
+                run = {**_run(method, seed, **_scores(test, val)), "dataset": name, "run_dir": f"{name}/{method}/{seed}"}
+                run["unimodal_t2i_map"] = test - 0.1                       # protocols differ
+                rows.append(run)
+                found[run["run_dir"]] = {c: float(rng.uniform()) for c in report.CRITERIA}
+    rows = [r for r in rows if not (r["dataset"] == "z" and r["method"] == "c" and r["seed"] == 1)]  # z seed 1: not every setting
+    cells = report._cells(rows)
+    picked = {r["picker"]: r for r in report.per_run_pick_rows(cells, found)}
+    assert set(picked) == {"validation mAP (labels)", *report.CRITERIA}
+    for picker, row in picked.items():
+        gaps = []                                                          # a plain loop over (set, seed)
+        for name, seed in (("x", 0), ("x", 1), ("z", 0)):
+            runs = [r for r in rows if r["dataset"] == name and r["seed"] == seed]
+            key = (lambda r: np.mean([r["val_" + k] for _, k in report.FIGURES])) if picker.startswith("validation") \
+                else (lambda r: found[r["run_dir"]][picker])
+            best, default = max(runs, key=key), next(r for r in runs if r["method"] == "default")
+            gaps.append([np.mean([best[k] - default[k] for k in ("i2t_map", "t2i_map")]),
+                         np.mean([best[k] - default[k] for k in ("unimodal_i2t_map", "unimodal_t2i_map")])])
+        assert row["pairs"] == 3
+        assert row["paired"] == pytest.approx(np.mean([g[0] for g in gaps]))
+        assert row["unimodal"] == pytest.approx(np.mean([g[1] for g in gaps]))
+        assert row["sets"]["z"] == pytest.approx(gaps[2])
+
+
 def test_the_zoo_command_runs_a_short_grid_and_writes_its_report(tmp_path, capsys):
     out = tmp_path / "zoo"
     # a 512-d set: on zoo-fewlabels' 1024-d features (the selection's CCA, wider layers) it took 6 s, here 1.5
@@ -103,6 +134,7 @@ def test_the_zoo_command_runs_a_short_grid_and_writes_its_report(tmp_path, capsy
     assert {r["chosen"] for r in found["selection"]} <= {0.0, 0.75} and len(found["selection"]) == 1
     assert found["leave_one_out"][0]["chosen_elsewhere"] == "default"     # no other set to choose on
     assert [r["set"] for r in found["criterion_correlation"]] == []   # fewer than 3 runs per set: no rho
+    assert [(r["picker"], r["pairs"]) for r in found["per_run_pick"]][:2] == [("validation mAP (labels)", 1), ("consensus", 1)]
     text = (out / "zoo.md").read_text()
     assert "## Leave one set out" in text and "| zoo-complementary | unimodal_t2i_map |" in text
     assert "zoo report:" in capsys.readouterr().out
