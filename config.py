@@ -79,7 +79,7 @@ class Config:
     hash_loss_weight: float = 0.5  # loss = fused-embedding loss + weight * hash-output loss
     balanced_loss: bool = True     # HashNet's weighted pairwise loss, unsupervised; on: the zoo (docs/zoo.md)
     balanced_knn: int = 5          # neighbours: the k most similar fused embeddings of a batch, both ways
-    balanced_weight: float = 1.0   # its weight in the hash-stage loss (1 beat 0.3 and 3 on zoo validation)
+    balanced_weight: float = 0.5   # its weight in the hash-stage loss (0.5 beat 0.3, 1 and 3 on zoo validation)
     train_precision: str = "fp32"  # bf16: training's matmuls in bfloat16 (autocast; weights, optimiser, losses, scores
                                    # float32): 1.3-1.7x faster epochs with avx512_bf16 (scripts/bench_epoch.py)
     modality_dropout: float | str = "auto"  # share of pairs the paired network encodes one side at a time; 0: UCMFH's

@@ -46,9 +46,10 @@ def test_two_epochs_write_checkpoint_and_results_then_test_hash_reproduces(tmp_p
     # the balanced pairwise loss is on by default (docs/zoo.md) and part of the step loss
     assert saved["balanced_loss"] is True and all(r["balanced_loss"] > 0 for r in records)
     assert records[1]["loss"] == pytest.approx(records[1]["fused_loss"] + 0.5 * records[1]["hash_loss"]
-                                               + records[1]["balanced_loss"], rel=1e-5)
+                                               + 0.5 * records[1]["balanced_loss"], rel=1e-5)
     checkpoint = torch.load(tmp_path / "ck" / "hash" / "demo_hash_16.pth", weights_only=True)
     assert checkpoint["epoch"] == 2 and checkpoint["config"]["hash_lens"] == [16]
+    assert checkpoint["config"]["balanced_weight"] == 0.5   # the step loss above holds it at 0.5 (docs/zoo.md)
     assert {"fusion", "image_head", "text_head", "optimizer_fusion", "optimizer_hash"} <= set(checkpoint)
     # test_hash loads the checkpoint (weights_only) and reproduces the final scores exactly
     [tested] = train.main(args(tmp_path, data_root, "--task", "3", "--output_dir", str(tmp_path / "test")))
