@@ -76,6 +76,7 @@ def test_choices_follow_validation_and_regret_is_best_minus_chosen():
     assert regret[("x", "i2t_map")]["regret"] == pytest.approx(0.605 - 0.505)
     loo = {r["set"]: r for r in report.leave_one_out_rows(cells)}
     assert loo["x"]["chosen_elsewhere"] == "c"           # z's validation scores choose, never x's test
+    assert loo["x"]["runner_up"] == "default" and loo["x"]["margin"] == pytest.approx(0.7 - 0.5)   # z: c 0.7, default 0.5, b 0.3
     assert loo["x"]["paired_regret"] == pytest.approx(np.mean([0.60 - 0.55, 0.61 - 0.55]))
     assert loo["x"]["paired_std"] == pytest.approx(np.std([0.05, 0.06], ddof=1))
     assert loo["x"]["default_paired_regret"] == pytest.approx(0.10)
@@ -137,6 +138,7 @@ def test_the_zoo_command_runs_a_short_grid_and_writes_its_report(tmp_path, capsy
     assert [(r["picker"], r["pairs"]) for r in found["per_run_pick"]][:2] == [("validation mAP (labels)", 1), ("consensus", 1)]
     text = (out / "zoo.md").read_text()
     assert "## Leave one set out" in text and "| zoo-complementary | unimodal_t2i_map |" in text
+    assert "margin over the runner-up" in text
     assert "zoo report:" in capsys.readouterr().out
 
 
