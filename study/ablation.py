@@ -10,10 +10,13 @@ checkpoint instead of training. The command line is scripts/ablation.py.
 from __future__ import annotations
 
 import contextlib
+import functools
 import itertools
 import multiprocessing
 import os
 import shutil
+import threading
+import time
 from concurrent.futures import ProcessPoolExecutor
 
 from config import CHECKPOINT_KEYS, build_config, to_dict
@@ -133,6 +136,19 @@ def run_one(folder, argv, dataset, bits, record, data_root, threads, keep_checkp
     return folder
 
 
+def _end_with_grid(grid_pid: int, run, *item):
+    """`run(*item)` in a grid's worker, which ends itself once the grid's process is gone. A worker
+    outlives a killed grid (SIGTERM or SIGKILL) and would go on training and writing into a run folder
+    its user may be deleting; a later grid would then skip that run as done (5 December 2026)."""
+    def watch():
+        while os.getppid() == grid_pid:   # an orphan is re-parented, so its parent id changes
+            time.sleep(0.5)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True).start()
+    return run(*item)
+
+
 def _run_all(work, jobs, run=None) -> list:
     """`run` (run_one) of every item of `work`, in `jobs` processes. Each run gets a fresh process
     (spawned, one task per child): a worker that trained run after run grew to 7-12 GB of memory and
@@ -140,7 +156,8 @@ def _run_all(work, jobs, run=None) -> list:
     run = run or run_one
     if jobs > 1 and len(work) > 1:
         with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"), max_tasks_per_child=1) as pool:
-            return list(progress(pool.map(run, *zip(*work)), total=len(work), desc="runs"))
+            guarded = functools.partial(_end_with_grid, os.getpid(), run)
+            return list(progress(pool.map(guarded, *zip(*work)), total=len(work), desc="runs"))
     return [run(*item) for item in progress(work, desc="runs")]
 
 

@@ -215,6 +215,19 @@ def process_id(_item) -> int:
     return os.getpid()
 
 
+def wait_for_release(folder) -> str:
+    """A stand-in run for a grid's worker: marks it started with its process id, waits until the
+    test writes `release`, then writes `done` (a spawned worker imports it from here)."""
+    from pathlib import Path
+
+    folder = Path(folder)
+    (folder / f"started{os.getpid()}").write_text(str(os.getpid()))
+    while not (folder / "release").exists():
+        time.sleep(0.05)
+    (folder / f"done{os.getpid()}").write_text("written after the grid was gone")
+    return str(folder)
+
+
 def run_records(folder):
     """The metrics.jsonl records of the run written to `folder`, by the project's one reader of the
     file (runio/metrics_log.py); the file must exist (the reader gives [] for a missing one)."""

@@ -255,3 +255,44 @@ def test_parallel_runs_each_get_a_fresh_process():
     import os
     process_ids = ablation._run_all([(index,) for index in range(3)], jobs=2, run=process_id)
     assert len(set(process_ids)) == 3 and os.getpid() not in process_ids
+
+
+def test_a_killed_grid_takes_its_running_workers_with_it(tmp_path):
+    """Killing a grid (here SIGKILL) ends its workers too, so no run goes on writing into its folder."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    code = ("import sys; sys.path[:0] = [{!r}, {!r}]\n"
+            "import conftest\nfrom study import ablation\n"
+            "ablation._run_all([({!r},), ({!r},)], jobs=2, run=conftest.wait_for_release)\n").format(
+        str(root), str(root / "tests"), str(tmp_path), str(tmp_path))
+    grid = subprocess.Popen([sys.executable, "-c", code], cwd=root)
+    try:
+        deadline = time.monotonic() + 60
+        while len(list(tmp_path.glob("started*"))) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        workers = [int(p.read_text()) for p in tmp_path.glob("started*")]
+        assert len(workers) == 2, "the grid's workers did not start"
+        os.kill(grid.pid, signal.SIGKILL)
+        grid.wait()
+
+        def alive(pid):
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                return False
+            return not Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] == "Z"
+
+        deadline = time.monotonic() + 20
+        while any(alive(pid) for pid in workers) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        survivors = [pid for pid in workers if alive(pid)]
+    finally:
+        (tmp_path / "release").write_text("")      # a worker still running finishes and exits
+        grid.kill()
+    assert survivors == [] and not list(tmp_path.glob("done*"))
