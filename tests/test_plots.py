@@ -87,7 +87,6 @@ def read_json(path):
     return json.loads(path.read_text())
 
 
-
 SUMMARY_COLUMNS = ["dataset", "bits", "method", "n_seeds", "i2t_map_mean", "i2t_map_std", "t2i_map_mean",
                    "t2i_map_std", "i2t_map_all_mean", "i2t_map_all_std", "t2i_map_all_mean", "t2i_map_all_std",
                    "train_seconds_mean", "extra"]

@@ -38,7 +38,6 @@ def events(folder):
     return accumulator
 
 
-
 def test_the_events_are_the_records_of_metrics_jsonl(tmp_path, data_root, monkeypatch):
     # auto with the project installed as a package; the choice of a setting is recorded, not made here
     monkeypatch.setattr(tensorboard_log, "installed_as_package", lambda: True)
