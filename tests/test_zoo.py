@@ -88,6 +88,19 @@ def test_choices_follow_validation_and_regret_is_best_minus_chosen():
     assert pooled["b"]["i2t_map"]["p"] == pytest.approx(stats.ttest_1samp(deltas, 0).pvalue)
 
 
+def test_the_choice_on_the_held_out_set_itself_uses_its_own_validation_scores():
+    # set x's own validation prefers b (best on test too); the other set, z, prefers c
+    rows = [_run("default", s, **_scores(0.50, 0.5)) for s in (0, 1)]
+    rows += [_run("b", s, **_scores(0.60 + s / 100, 0.8)) for s in (0, 1)]
+    rows += [_run("c", s, **_scores(0.55, 0.6)) for s in (0, 1)]
+    rows += [{**r, "dataset": "z", **_scores(0.5, {"default": 0.5, "b": 0.3, "c": 0.7}[r["method"]])} for r in rows]
+    loo = {r["set"]: r for r in report.leave_one_out_rows(report._cells(rows))}
+    assert (loo["x"]["chosen_elsewhere"], loo["x"]["chosen_on_itself"]) == ("c", "b")
+    assert loo["x"]["paired_regret"] == pytest.approx(0.055)          # b (0.60, 0.61) - c (0.55)
+    assert loo["x"]["itself_paired_regret"] == pytest.approx(0.0)
+    assert loo["z"]["chosen_on_itself"] == "c" and loo["z"]["itself_unimodal_regret"] == pytest.approx(0.0)
+
+
 def test_per_run_pick_keeps_the_run_each_score_prefers_and_compares_it_with_the_default():
     # two sets x two seeds x three settings; test and validation scores differ per run
     rng = np.random.default_rng(0)
@@ -138,7 +151,7 @@ def test_the_zoo_command_runs_a_short_grid_and_writes_its_report(tmp_path, capsy
     assert [(r["picker"], r["pairs"]) for r in found["per_run_pick"]][:2] == [("validation mAP (labels)", 1), ("consensus", 1)]
     text = (out / "zoo.md").read_text()
     assert "## Leave one set out" in text and "| zoo-complementary | unimodal_t2i_map |" in text
-    assert "margin over the runner-up" in text
+    assert "margin over the runner-up" in text and "chosen on the set itself (labels)" in text
     assert "zoo report:" in capsys.readouterr().out
 
 
