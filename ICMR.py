@@ -13,6 +13,7 @@ import time
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from config import AUTO, ConfigError, merge_checkpoint_config, resolve_device, to_dict
 from data import load_dataset
@@ -249,7 +250,9 @@ class Solver:
                                                      self.temperature, self.cfg.hash_loss_weight)
             terms = [("loss", loss), ("fused_loss", fused_term), ("hash_loss", hash_term)]
             if self.cfg.balanced_loss:  # neighbours come from the features, never from labels
-                similar = neighbour_similarity(fused_image, fused_text, self.cfg.balanced_knn)
+                pairs = (fused_image, fused_text) if self.cfg.balanced_neighbours == "fused" else \
+                    (F.normalize(self.train_image[idx].float(), dim=1), F.normalize(self.train_text[idx].float(), dim=1))
+                similar = neighbour_similarity(*pairs, self.cfg.balanced_knn)
                 balanced_term = balanced_pairwise_loss(hash_image, hash_text, similar)
                 loss = loss + self.cfg.balanced_weight * balanced_term
                 terms = [("loss", loss), *terms[1:], ("balanced_loss", balanced_term)]

@@ -143,6 +143,28 @@ def test_wiki_trains_on_real_data(tmp_path):
     assert 0.0 < result["i2t_map"] < 1.0
 
 
+@pytest.mark.parametrize("source", ["fused", "features"])
+def test_the_balanced_loss_finds_neighbours_where_balanced_neighbours_says(tmp_path, data_root, monkeypatch, source):
+    import ICMR
+    seen, real = [], ICMR.neighbour_similarity
+
+    def spy(image, text, k):   # records what each step's neighbours are found in
+        seen.append((image.detach().float().clone(), text.detach().float().clone()))
+        return real(image, text, k)
+    monkeypatch.setattr(ICMR, "neighbour_similarity", spy)
+    train.main(args(tmp_path, data_root, "--balanced_neighbours", source))
+    image, text = seen[0]
+    if source == "fused":        # the fused pair embeddings: fusion_dim / 2 per side
+        assert image.shape[1] == text.shape[1] == 32
+        return
+    from data import load_dataset
+    train_split = load_dataset("demo", str(data_root)).train
+    for rows, features in ((image, train_split.image), (text, train_split.text)):
+        features = torch.nn.functional.normalize(torch.from_numpy(np.asarray(features, dtype=np.float32)), dim=1)
+        assert rows.shape[1] == features.shape[1]       # the input features, each side unit length
+        assert (rows @ features.T).max(1).values == pytest.approx(1.0, abs=1e-5)   # every row is a training pair's
+
+
 def test_histograms_codes_continuous_map_and_balanced_loss(tmp_path, data_root):
     [result] = train.main(args(tmp_path, data_root, "--epoch", "5", "--record_histograms", "true",
                                "--save_codes", "true", "--balanced_loss", "true"))
