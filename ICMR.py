@@ -251,7 +251,7 @@ class Solver:
             terms = [("loss", loss), ("fused_loss", fused_term), ("hash_loss", hash_term)]
             if self.cfg.balanced_loss:  # neighbours come from the features, never from labels
                 pairs = (fused_image, fused_text) if self.cfg.balanced_neighbours == "fused" else \
-                    (F.normalize(self.train_image[idx].float(), dim=1), F.normalize(self.train_text[idx].float(), dim=1))
+                    tuple(F.normalize(side[idx].float(), dim=1) for side in (self.train_image, self.train_text))
                 similar = neighbour_similarity(*pairs, self.cfg.balanced_knn)
                 balanced_term = balanced_pairwise_loss(hash_image, hash_text, similar)
                 loss = loss + self.cfg.balanced_weight * balanced_term

@@ -79,8 +79,8 @@ class Config:
     late_temperature_at: float = 0.6  # share of the paired epochs before the switch (0.6: docs/zoo.md's measurement)
     hash_loss_weight: float = 0.5  # loss = fused-embedding loss + weight * hash-output loss
     balanced_loss: bool = True     # HashNet's weighted pairwise loss, unsupervised; on: the zoo (docs/zoo.md)
-    balanced_knn: int = 5          # neighbours: the k most similar pairs of a batch, both ways,
-    balanced_neighbours: str = "fused"  # by the fused embeddings, or by the input features (fixed by the data)
+    balanced_knn: int = 5          # neighbours: the k most similar pairs of a batch, both ways
+    balanced_neighbours: str = "fused"  # similar by the fused embeddings, or by the input features (docs/zoo.md)
     balanced_weight: float = 0.5   # its weight in the hash-stage loss (0.5 beat 0.3, 1 and 3 on zoo validation)
     train_precision: str = "fp32"  # bf16: training's matmuls in bfloat16 (autocast; weights, optimiser, losses, scores
                                    # float32): 1.3-1.7x faster epochs with avx512_bf16 (scripts/bench_epoch.py)
