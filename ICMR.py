@@ -13,14 +13,14 @@ import time
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from config import AUTO, ConfigError, merge_checkpoint_config, resolve_device, to_dict
 from data import load_dataset
 from data.splits import check_val_queries
 from data.streaming import stream_epoch, streams
 from evaluate import PROTOCOLS, score_model
-from losses import balanced_pairwise_loss, contrastive_loss, distillation_loss, neighbour_similarity, ucmfh_loss
+from losses import (balanced_pairwise_loss, contrastive_loss, distillation_loss, neighbour_similarity, neighbour_space,
+                    ucmfh_loss)
 from model import WeightAverage, build_model
 from parallel import broadcast, current, gather_rows, gather_with_grad, local_part, rank_device, sum_gradients
 from runio.atomic import atomic_torch_save
@@ -250,9 +250,9 @@ class Solver:
                                                      self.temperature, self.cfg.hash_loss_weight)
             terms = [("loss", loss), ("fused_loss", fused_term), ("hash_loss", hash_term)]
             if self.cfg.balanced_loss:  # neighbours come from the features, never from labels
-                pairs = (fused_image, fused_text) if self.cfg.balanced_neighbours == "fused" else \
-                    tuple(F.normalize(side[idx].float(), dim=1) for side in (self.train_image, self.train_text))
-                similar = neighbour_similarity(*pairs, self.cfg.balanced_knn)
+                space = neighbour_space(self.cfg.balanced_neighbours, fused_image, fused_text,
+                                        self.train_image[idx], self.train_text[idx])
+                similar = neighbour_similarity(*space, self.cfg.balanced_knn)
                 balanced_term = balanced_pairwise_loss(hash_image, hash_text, similar)
                 loss = loss + self.cfg.balanced_weight * balanced_term
                 terms = [("loss", loss), *terms[1:], ("balanced_loss", balanced_term)]

@@ -42,6 +42,20 @@ def neighbour_similarity(fused_image: torch.Tensor, fused_text: torch.Tensor, k:
     return similar | similar.T
 
 
+def neighbour_space(source: str, fused_image, fused_text, image_features, text_features) -> tuple:
+    """The two halves that neighbour_similarity concatenates and compares, for balanced_neighbours
+    `source`: the fused pair embeddings, (B, F/2) each, which move as the network trains; the input
+    features, (B, Di) and (B, Dt), each side scaled to unit length, which the data fixes; or both, each
+    as one unit vector, so that a pair's cosine is the mean of its fused and its input cosine."""
+    fused = (fused_image, fused_text)
+    features = (F.normalize(image_features.float(), dim=1), F.normalize(text_features.float(), dim=1))
+    if source == "fused":
+        return fused
+    if source == "features":
+        return features
+    return tuple(F.normalize(torch.cat(pair, dim=1).detach(), dim=1) for pair in (fused, features))
+
+
 def balanced_pairwise_loss(hash_image: torch.Tensor, hash_text: torch.Tensor, similar: torch.Tensor) -> torch.Tensor:
     """HashNet's weighted pairwise loss between image codes and text codes.
 

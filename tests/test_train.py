@@ -143,7 +143,7 @@ def test_wiki_trains_on_real_data(tmp_path):
     assert 0.0 < result["i2t_map"] < 1.0
 
 
-@pytest.mark.parametrize("source", ["fused", "features"])
+@pytest.mark.parametrize("source", ["fused", "features", "both"])
 def test_the_balanced_loss_finds_neighbours_where_balanced_neighbours_says(tmp_path, data_root, monkeypatch, source):
     import ICMR
     seen, real = [], ICMR.neighbour_similarity
@@ -152,15 +152,23 @@ def test_the_balanced_loss_finds_neighbours_where_balanced_neighbours_says(tmp_p
         seen.append((image.detach().float().clone(), text.detach().float().clone()))
         return real(image, text, k)
     monkeypatch.setattr(ICMR, "neighbour_similarity", spy)
-    train.main(args(tmp_path, data_root, "--balanced_neighbours", source))
+    train.main(args(tmp_path, data_root, *(() if source == "both" else ("--balanced_neighbours", source))))
+    assert "balanced_neighbours: " + source in (tmp_path / "run" / "config.yaml").read_text()   # both: the default
     image, text = seen[0]
     if source == "fused":        # the fused pair embeddings: fusion_dim / 2 per side
         assert image.shape[1] == text.shape[1] == 32
         return
     from data import load_dataset
     train_split = load_dataset("demo", str(data_root)).train
-    for rows, features in ((image, train_split.image), (text, train_split.text)):
-        features = torch.nn.functional.normalize(torch.from_numpy(np.asarray(features, dtype=np.float32)), dim=1)
+    unit = torch.nn.functional.normalize
+    image_features, text_features = (unit(torch.from_numpy(np.asarray(f, dtype=np.float32)), dim=1)
+                                     for f in (train_split.image, train_split.text))
+    if source == "both":         # halves: the fused pair (64) and the input pair (512 + 512), each one unit vector
+        assert image.shape[1] == 64 and image.norm(dim=1) == pytest.approx(1.0, abs=1e-5)
+        both = unit(torch.cat([image_features, text_features], 1), dim=1)
+        assert (text @ both.T).max(1).values == pytest.approx(1.0, abs=1e-5)   # every row is a training pair's
+        return
+    for rows, features in ((image, image_features), (text, text_features)):
         assert rows.shape[1] == features.shape[1]       # the input features, each side unit length
         assert (rows @ features.T).max(1).values == pytest.approx(1.0, abs=1e-5)   # every row is a training pair's
 
