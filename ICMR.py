@@ -19,8 +19,7 @@ from data import load_dataset
 from data.splits import check_val_queries
 from data.streaming import stream_epoch, streams
 from evaluate import PROTOCOLS, score_model
-from losses import (balanced_pairwise_loss, contrastive_loss, distillation_loss, neighbour_similarity, neighbour_space,
-                    ucmfh_loss)
+from losses import balanced_pairwise_loss, balanced_similarity, contrastive_loss, distillation_loss, ucmfh_loss
 from model import WeightAverage, build_model
 from parallel import broadcast, current, gather_rows, gather_with_grad, local_part, rank_device, sum_gradients
 from runio.atomic import atomic_torch_save
@@ -250,9 +249,8 @@ class Solver:
                                                      self.temperature, self.cfg.hash_loss_weight)
             terms = [("loss", loss), ("fused_loss", fused_term), ("hash_loss", hash_term)]
             if self.cfg.balanced_loss:  # neighbours come from the features, never from labels
-                space = neighbour_space(self.cfg.balanced_neighbours, fused_image, fused_text,
-                                        self.train_image[idx], self.train_text[idx])
-                similar = neighbour_similarity(*space, self.cfg.balanced_knn)
+                similar = balanced_similarity(self.cfg.balanced_neighbours, fused_image, fused_text,
+                                              self.train_image[idx], self.train_text[idx], self.cfg.balanced_knn)
                 balanced_term = balanced_pairwise_loss(hash_image, hash_text, similar)
                 loss = loss + self.cfg.balanced_weight * balanced_term
                 terms = [("loss", loss), *terms[1:], ("balanced_loss", balanced_term)]

@@ -241,16 +241,12 @@ def _choice(key, value, choices):
 
 
 def validate(cfg: Config) -> Config:
-    _choice("task", cfg.task, TASKS + tuple(TASK_NUMBERS))
-    _choice("scale_schedule", cfg.scale_schedule, SCALE_SCHEDULES)
-    _choice("unimodal_scale", cfg.unimodal_scale, UNIMODAL_SCALES)
-    _choice("wiki_text", cfg.wiki_text, WIKI_TEXT_FEATURES)
-    _choice("lr_step", cfg.lr_step, LR_STEPS)
-    _choice("stream_train", cfg.stream_train, STREAM_MODES)
-    _choice("train_precision", cfg.train_precision, TRAIN_PRECISIONS)
-    _choice("eval_sequence", cfg.eval_sequence, EVAL_SEQUENCES)
-    _choice("tie_order", cfg.tie_order, TIE_ORDERS)
-    _choice("balanced_neighbours", cfg.balanced_neighbours, BALANCED_NEIGHBOURS)
+    for key, choices in (("task", TASKS + tuple(TASK_NUMBERS)), ("scale_schedule", SCALE_SCHEDULES),
+                         ("unimodal_scale", UNIMODAL_SCALES), ("wiki_text", WIKI_TEXT_FEATURES), ("lr_step", LR_STEPS),
+                         ("stream_train", STREAM_MODES), ("train_precision", TRAIN_PRECISIONS),
+                         ("eval_sequence", EVAL_SEQUENCES), ("tie_order", TIE_ORDERS),
+                         ("balanced_neighbours", BALANCED_NEIGHBOURS)):
+        _choice(key, getattr(cfg, key), choices)
     if cfg.preset:
         _choice("preset", cfg.preset, PRESETS)
     if not cfg.dataset or "/" in cfg.dataset or "\\" in cfg.dataset or cfg.dataset in (".", ".."):

@@ -56,6 +56,11 @@ def neighbour_space(source: str, fused_image, fused_text, image_features, text_f
     return tuple(F.normalize(torch.cat(pair, dim=1).detach(), dim=1) for pair in (fused, features))
 
 
+def balanced_similarity(source: str, fused_image, fused_text, image_features, text_features, k: int) -> torch.Tensor:
+    """neighbour_similarity (B, B) in the space that balanced_neighbours `source` names (neighbour_space)."""
+    return neighbour_similarity(*neighbour_space(source, fused_image, fused_text, image_features, text_features), k)
+
+
 def balanced_pairwise_loss(hash_image: torch.Tensor, hash_text: torch.Tensor, similar: torch.Tensor) -> torch.Tensor:
     """HashNet's weighted pairwise loss between image codes and text codes.
 

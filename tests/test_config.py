@@ -39,7 +39,7 @@ def test_config_file_and_its_errors(tmp_path):
 @pytest.mark.parametrize("argv,message", [
     (["--scale_shedule", "linear"], "unknown option --scale_shedule"),
     (["--scale_schedule", "cosine"], "is not one of linear, exponential, step, hashnet, constant"),
-    (["--balanced_neighbours", "labels"], "--balanced_neighbours: 'labels' is not one of fused, features"),
+    (["--balanced_neighbours", "labels"], "--balanced_neighbours: 'labels' is not one of both, fused, features"),
     (["--task", "7"], "--task: '7' is not one of train_real"),
     (["--epoch", "ten"], "--epoch: expected int"),
     (["--use_progressive_hash", "maybe"], "expected true or false"),

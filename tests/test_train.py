@@ -145,13 +145,13 @@ def test_wiki_trains_on_real_data(tmp_path):
 
 @pytest.mark.parametrize("source", ["fused", "features", "both"])
 def test_the_balanced_loss_finds_neighbours_where_balanced_neighbours_says(tmp_path, data_root, monkeypatch, source):
-    import ICMR
-    seen, real = [], ICMR.neighbour_similarity
+    import losses
+    seen, real = [], losses.neighbour_similarity
 
     def spy(image, text, k):   # records what each step's neighbours are found in
         seen.append((image.detach().float().clone(), text.detach().float().clone()))
         return real(image, text, k)
-    monkeypatch.setattr(ICMR, "neighbour_similarity", spy)
+    monkeypatch.setattr(losses, "neighbour_similarity", spy)
     train.main(args(tmp_path, data_root, *(() if source == "both" else ("--balanced_neighbours", source))))
     assert "balanced_neighbours: " + source in (tmp_path / "run" / "config.yaml").read_text()   # both: the default
     image, text = seen[0]
