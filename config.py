@@ -30,6 +30,7 @@ TRAIN_PRECISIONS = ("fp32", "bf16")   # the training passes' matmuls (Config.tra
 EVAL_SEQUENCES = ("item", "batch")     # what the transformer sees as one sequence when scoring
 TIE_ORDERS = ("index", "unstable")     # order of items at equal Hamming distance
 BALANCED_NEIGHBOURS = ("both", "fused", "features")  # what the balanced loss finds neighbours in
+ADDED_KEYS = {"balanced_neighbours": "fused"}   # what a checkpoint saved before a key existed was trained with
 AUTO = "auto"                          # a setting chosen per dataset at training time (selection/)
 # selection/criteria.py's label-free criteria
 SELECT_CRITERIA = ("consensus", "shared", "cluster", "image_knn", "text_knn", "balance", "instance", "contrastive")
@@ -80,8 +81,7 @@ class Config:
     hash_loss_weight: float = 0.5  # loss = fused-embedding loss + weight * hash-output loss
     balanced_loss: bool = True     # HashNet's weighted pairwise loss, unsupervised; on: the zoo (docs/zoo.md)
     balanced_knn: int = 5          # neighbours: the k most similar pairs of a batch, both ways
-    balanced_neighbours: str = "both"  # similar by the fused embeddings, the input features, or the mean of
-                                       # both cosines (both: +0.32 zoo validation points over fused, docs/zoo.md)
+    balanced_neighbours: str = "both"  # by the fused, the input or both cosines' mean (both: +0.32 zoo val points)
     balanced_weight: float = 0.5   # its weight in the hash-stage loss (0.5 beat 0.3, 1 and 3 on zoo validation)
     train_precision: str = "fp32"  # bf16: training's matmuls in bfloat16 (autocast; weights, optimiser, losses, scores
                                    # float32): 1.3-1.7x faster epochs with avx512_bf16 (scripts/bench_epoch.py)
@@ -399,7 +399,7 @@ def merge_checkpoint_config(cfg: Config, saved: dict, source) -> Config:
     the checkpoint's values of the CHECKPOINT_KEYS, this run's values of the RUN_KEYS. A resumed
     training that would change a checkpoint key is refused (one line naming the keys)."""
     current = to_dict(cfg)
-    saved = dict(retired(key, value) for key, value in saved.items())   # a checkpoint of before a rename
+    saved = {**ADDED_KEYS, **dict(retired(key, value) for key, value in saved.items())}   # of before a rename
     differing = sorted(k for k in saved if k in CHECKPOINT_KEYS and saved[k] != current.get(k))
     if cfg.resume and cfg.task.startswith("train_") and differing:
         raise ConfigError(f"--resume: {source} was trained with other values of "

@@ -94,6 +94,13 @@ def test_run_settings_come_from_the_run_the_rest_from_the_checkpoint():
     assert (merged.map_k, merged.scale_max, merged.epoch, merged.task) == (0, 20.0, 7, "test_hash")
     with pytest.raises(ConfigError, match="--resume: ck.pth was trained with other values of --epoch, --scale_max"):
         merge_checkpoint_config(Config(resume=True, scale_max=3.0), saved, "ck.pth")
+    # a checkpoint of before balanced_neighbours (5 December 2026) found its neighbours by the fused embeddings
+    del saved["balanced_neighbours"]
+    assert merge_checkpoint_config(Config(task="test_hash"), saved, "ck.pth").balanced_neighbours == "fused"
+    with pytest.raises(ConfigError, match="other values of --balanced_neighbours, --epoch, --scale_max"):
+        merge_checkpoint_config(Config(resume=True), saved, "ck.pth")
+    assert merge_checkpoint_config(Config(resume=True, balanced_neighbours="fused", epoch=7, scale_max=20.0),
+                                   saved, "ck.pth").balanced_neighbours == "fused"
 
 
 def test_docs_document_every_config_key_with_its_default():
