@@ -55,13 +55,18 @@ def _mean(runs: dict, key: str) -> float:
     return float(np.mean(values)) if values else float("nan")
 
 
+def _best(scores: dict) -> str:
+    """The setting with the highest score; a setting without one (nan) never wins."""
+    return max(scores, key=lambda s: -np.inf if np.isnan(scores[s]) else scores[s])
+
+
 def regret_rows(cells) -> list:
     """Per set and figure: best setting, its mean, the default's mean, the difference."""
     out = []
     for name, settings in sorted(cells.items()):
         for _, key in FIGURES:
             means = {setting: _mean(runs, key) for setting, runs in settings.items()}
-            best = max(means, key=lambda s: -np.inf if np.isnan(means[s]) else means[s])
+            best = _best(means)
             default = means.get(DEFAULT, float("nan"))
             out.append({"set": name, "figure": key, "best_setting": best, "best": means[best],
                         "default": default, "regret": means[best] - default})
@@ -78,7 +83,7 @@ def _regret(settings: dict, chosen: str, protocol: str) -> tuple:
     protocol's two figures; the best is the setting with the highest mean test score."""
     keys = PROTOCOL_FIGURES[protocol]
     test = {s: np.mean([_mean(runs, k) for k in keys]) for s, runs in settings.items()}
-    best = max(test, key=lambda s: -np.inf if np.isnan(test[s]) else test[s])
+    best = _best(test)
     seeds = sorted(set(settings[best]) & set(settings[chosen]))
     gaps = [np.mean([settings[best][seed][k] - settings[chosen][seed][k] for k in keys]) for seed in seeds]
     return float(np.mean(gaps)), float(np.std(gaps, ddof=1)) if len(gaps) > 1 else 0.0
@@ -100,7 +105,7 @@ def leave_one_out_rows(cells) -> list:
         # the noise floor: what the same rule picks on this set's own validation queries (labels of
         # the held-out set, which no user has); its regret is the test reference's winner's curse
         own = {s: _validation_score(runs) for s, runs in settings.items()}
-        row["chosen_on_itself"] = max(own, key=lambda s: -np.inf if np.isnan(own[s]) else own[s])
+        row["chosen_on_itself"] = _best(own)
         for protocol in PROTOCOL_FIGURES:
             row[f"{protocol}_regret"], row[f"{protocol}_std"] = _regret(settings, chosen, protocol)
             row[f"itself_{protocol}_regret"], row[f"itself_{protocol}_std"] = _regret(
