@@ -48,9 +48,9 @@ def neighbour_space(source: str, fused_image, fused_text, image_features, text_f
     features, (B, Di) and (B, Dt), each side scaled to unit length, which the data fixes; or both, each
     as one unit vector, so that a pair's cosine is the mean of its fused and its input cosine."""
     fused = (fused_image, fused_text)
-    features = (F.normalize(image_features.float(), dim=1), F.normalize(text_features.float(), dim=1))
-    if source == "fused":
+    if source == "fused":   # the features are not needed: no work on them in every training step
         return fused
+    features = (F.normalize(image_features.float(), dim=1), F.normalize(text_features.float(), dim=1))
     if source == "features":
         return features
     return tuple(F.normalize(torch.cat(pair, dim=1).detach(), dim=1) for pair in (fused, features))
