@@ -372,11 +372,11 @@ def build_config(argv=None, overrides: dict | None = None) -> Config:
     flags.update({k: coerce(k, v) for k, v in (overrides or {}).items()})
     config_file = flags.pop("config", None)
     from data import canonical_dataset_name  # local import: data imports nothing from here
-    from data.zoo import ZOO
+    from data.zoo import is_zoo_set
     dataset = canonical_dataset_name(flags.get("dataset", Config.dataset))
     base, chosen = {}, load_yaml(config_file) if config_file else {}
     # a dataset's own config; the zoo sets (data/zoo.py) share configs/zoo.yaml
-    own = CONFIG_DIR / f"{'zoo' if dataset in ZOO else dataset}.yaml"
+    own = CONFIG_DIR / f"{'zoo' if is_zoo_set(dataset) else dataset}.yaml"
     if not config_file and own.is_file():
         base = load_yaml(own)
     preset = flags.get("preset", chosen.get("preset", base.get("preset", "")))

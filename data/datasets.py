@@ -21,7 +21,7 @@ from .readers import SPLIT_EXTENSIONS, find_split_file, load_split_file
 from .splits import DatasetSplits
 from .validate import SPLIT_NAMES, check_same_widths, validate_split
 from .wiki import load_wiki
-from .zoo import ZOO, load_zoo
+from .zoo import RANDOM_PREFIX, ZOO, is_zoo_set, load_zoo
 
 KNOWN_DATASETS = {
     "mirflickr": "MIRFlickr-25K, UCMFH CLIP features, 24 labels",
@@ -30,6 +30,7 @@ KNOWN_DATASETS = {
     "demo": "synthetic CLIP-like features, 24 labels, generated on first use",
     "wiki": "Wikipedia image-text set, SIFT image / tf-idf or LDA text, 10 categories",
     **{name: f"synthetic zoo set, generated in memory: {spec.description}" for name, spec in ZOO.items()},
+    f"{RANDOM_PREFIX}<k>": "synthetic zoo set whose knobs are drawn from a seeded prior (k = 0, 1, ...)",
 }
 ALIASES = {"flickr": "mirflickr", "nus": "nus-wide", "coco": "mscoco"}
 
@@ -45,7 +46,7 @@ def canonical_dataset_name(name):
     """
     key = name.strip().lower()
     key = ALIASES.get(key, key)
-    return key if key in KNOWN_DATASETS else name
+    return key if key in KNOWN_DATASETS or is_zoo_set(key) else name
 
 
 def _missing_split_message(folder, name, split):
@@ -98,7 +99,7 @@ def load_dataset(name, data_root="data", wiki_text="lda"):
         return _load_demo(folder)
     if name == "wiki":
         return load_wiki(folder, wiki_text)
-    if name in ZOO:
+    if is_zoo_set(name):
         return load_zoo(name)
     if name not in KNOWN_DATASETS and find_split_file(folder, "train") is None and is_embedding_folder(folder):
         return load_embedding_folder(folder, name)

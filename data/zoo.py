@@ -21,6 +21,10 @@ of a `ZooSpec`:
 * with `text_from_labels`, the text side is a noisy bag of words drawn from the
   labels (like MIRFlickr's tags) instead of a map of the latent.
 
+Besides the six named sets, `zoo-random-<k>` (k = 0, 1, ...) is a set whose knobs are
+themselves drawn from a seeded prior (`random_spec`): many more sets than six, for placing
+a rule's threshold on sets that are not the ones it is then judged on (docs/zoo.md).
+
 Splits: `num_query` test queries, a disjoint database of `num_retrieval` items,
 and `num_train` training pairs drawn from the database (MIRFlickr's protocol).
 """
@@ -82,6 +86,47 @@ ZOO = {
 }
 
 
+RANDOM_PREFIX = "zoo-random-"
+RANDOM_STREAM = 1000   # the random sets' generator streams start here, clear of the named sets' indices
+
+
+def random_spec(index: int) -> ZooSpec:
+    """The knobs of `zoo-random-<index>`, drawn from a seeded prior that spans the named sets' range."""
+    rng = np.random.default_rng([RANDOM_STREAM, index])
+    num_labels = int(rng.choice([6, 12, 24, 48, 80]))
+    single_label = bool(num_labels <= 24 and rng.random() < 0.3)
+    text_from_labels = bool(rng.random() < 0.2)
+    complementary = bool(not text_from_labels and rng.random() < 0.25)
+    image_dim, text_dim = (int(d) for d in rng.choice([256, 512, 768, 1024], size=2))
+    if text_from_labels:   # a bag of words gives each label 8 words of its own
+        text_dim = max(text_dim, 256 * -(-8 * num_labels // 256))
+    nuisance = [0.0 if rng.random() < 0.5 else float(rng.uniform(1.0, 2.5)) for _ in range(2)]
+    spec = dict(num_labels=num_labels, single_label=single_label, top_rate=float(rng.uniform(0.25, 0.45)),
+                decay=float(rng.uniform(0.5, 0.9)), image_dim=image_dim, text_dim=text_dim,
+                instance=float(rng.uniform(1.0, 3.0)), image_noise=float(rng.uniform(1.5, 3.5)),
+                text_noise=float(rng.uniform(1.5, 3.5)), image_nuisance=nuisance[0],
+                text_nuisance=0.0 if text_from_labels else nuisance[1], complementary=complementary,
+                text_from_labels=text_from_labels)
+    kind = ("text a bag of label words" if text_from_labels else "complementary views" if complementary
+            else "shared latent")
+    return ZooSpec(f"drawn from the zoo's prior (seed {index}): {kind}, {num_labels} labels"
+                   f"{' (one per item)' if single_label else ''}, {image_dim}-d images, {text_dim}-d texts", **spec)
+
+
+def is_zoo_set(name: str) -> bool:
+    """A named zoo set, or `zoo-random-<k>` with k a non-negative integer."""
+    return name in ZOO or (name.startswith(RANDOM_PREFIX) and name[len(RANDOM_PREFIX):].isdigit())
+
+
+def zoo_spec(name: str) -> ZooSpec:
+    """The knobs of the zoo set `name` (see `is_zoo_set`)."""
+    if name in ZOO:
+        return ZOO[name]
+    if not is_zoo_set(name):
+        raise KeyError(f"{name!r} is not a zoo set: one of {', '.join(ZOO)} or {RANDOM_PREFIX}<k>")
+    return random_spec(int(name[len(RANDOM_PREFIX):]))
+
+
 def _unit_rows(x):
     return x / np.linalg.norm(x, axis=1, keepdims=True)
 
@@ -125,9 +170,10 @@ def _bag_of_words(rng, labels, dim):
 
 
 def generate_zoo_arrays(name: str, seed: int = 0) -> dict:
-    """{split: {"image", "text", "label"}} of the zoo set `name` (a key of ZOO)."""
-    spec = ZOO[name]
-    rng = np.random.default_rng([seed, sorted(ZOO).index(name)])
+    """{split: {"image", "text", "label"}} of the zoo set `name` (see `is_zoo_set`)."""
+    spec = zoo_spec(name)
+    stream = sorted(ZOO).index(name) if name in ZOO else RANDOM_STREAM + int(name[len(RANDOM_PREFIX):])
+    rng = np.random.default_rng([seed, stream])
     n = spec.num_query + spec.num_retrieval
     labels = _labels(rng, spec, n)
     label_part = _unit_rows(labels @ rng.standard_normal((spec.num_labels, LATENT_DIM)))

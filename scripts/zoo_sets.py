@@ -5,7 +5,9 @@
 
 Columns: label cardinality (labels per item), chance (the share of database items relevant to a
 query), and mAP@50 of raw-feature cosine retrieval within the image side, within the text side,
-and image-to-text after a least-squares map fitted on the training pairs.
+and image-to-text after a least-squares map fitted on the training pairs; the 10-NN overlap is
+how often the image side and the text side agree on a training pair's neighbours
+(selection/neighbour_source.py).
 """
 from __future__ import annotations
 
@@ -15,25 +17,32 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from data.zoo import ZOO  # noqa: E402
+from data.zoo import ZOO, is_zoo_set  # noqa: E402
 from study.zoo import describe_sets, format_table  # noqa: E402
+
+
+def _zoo_set(name: str) -> str:
+    if not is_zoo_set(name):
+        raise argparse.ArgumentTypeError(f"{name!r} is not a zoo set: one of {', '.join(ZOO)} or zoo-random-<k>")
+    return name
 
 
 def main(argv=None) -> list:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
                                      allow_abbrev=False)
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    parser.add_argument("--sets", nargs="+", choices=list(ZOO), help="these sets only (default: every one)")
+    parser.add_argument("--sets", nargs="+", type=_zoo_set,
+                        help="these sets only (default: every named one); zoo-random-<k> too")
     args = parser.parse_args(argv)
     rows = describe_sets(args.sets)
     if args.json:
         print(json.dumps(rows, indent=1))
     else:
         print(format_table(["set", "image / text dims", "labels", "per item", "chance", "image→image",
-                            "text→text", "least-squares I2T"],
+                            "text→text", "least-squares I2T", "10-NN overlap"],
                            [[r["set"], f"{r['image_dim']} / {r['text_dim']}", r["labels"], f"{r['cardinality']:.2f}",
                              f"{r['chance']:.2f}", f"{r['image_to_image']:.3f}", f"{r['text_to_text']:.3f}",
-                             f"{r['least_squares_i2t']:.3f}"] for r in rows]))
+                             f"{r['least_squares_i2t']:.3f}", f"{r['cross_modal_overlap']:.3f}"] for r in rows]))
     return rows
 
 

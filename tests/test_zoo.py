@@ -8,7 +8,7 @@ import pytest
 import ablation_cli
 from config import build_config
 from data import KNOWN_DATASETS, load_dataset
-from data.zoo import ZOO, generate_zoo_arrays
+from data.zoo import ZOO, generate_zoo_arrays, is_zoo_set, random_spec, zoo_spec
 from study import zoo as report
 
 TINY = ["--", "--epoch", "1", "--unimodal_epochs", "1", "--fusion_dim", "32", "--fusion_ff_dim", "32",
@@ -50,6 +50,25 @@ def test_the_noisy_side_is_the_noisy_side():
 def test_a_zoo_set_takes_the_zoo_config():
     cfg = build_config(["--dataset", "zoo-complementary"])
     assert (cfg.epoch, cfg.hash_lens, cfg.modality_dropout) == (10, [16], "auto")
+
+
+def test_the_random_sets_draw_their_knobs_from_a_seeded_prior(tmp_path):
+    specs = [random_spec(k) for k in range(24)]
+    assert specs == [random_spec(k) for k in range(24)] and len(set(specs)) == 24   # seeded, all different
+    assert {s.text_from_labels for s in specs} == {s.complementary for s in specs} == {True, False}
+    assert any(s.single_label for s in specs) and {s.num_labels for s in specs} == {6, 12, 24, 48, 80}
+    assert all(256 <= d <= 1024 for s in specs for d in (s.image_dim, s.text_dim))
+    data = load_dataset("ZOO-Random-1", tmp_path)           # any case, like the named sets; nothing written
+    assert data.name == "zoo-random-1" and not any(tmp_path.iterdir())
+    assert (data.image_dim, data.text_dim, data.num_labels) == (specs[1].image_dim, specs[1].text_dim, 80)
+    assert zoo_spec("zoo-random-1") == specs[1] and zoo_spec("zoo-labeltext") is ZOO["zoo-labeltext"]
+    assert build_config(["--dataset", "zoo-random-7"]).epoch == 10              # the zoo's config
+    # its own generator stream: not a named set's data under another name
+    assert not np.array_equal(generate_zoo_arrays("zoo-random-0")["train"]["label"][:, :6],
+                              generate_zoo_arrays("zoo-fewlabels")["train"]["label"][:, :6])
+    assert not any(is_zoo_set(n) for n in ("zoo-random-", "zoo-random-x", "zoo-random--1", "zoo-nope"))
+    with pytest.raises(KeyError, match="zoo-random-<k>"):
+        zoo_spec("zoo-random-x")
 
 
 def _run(method, seed, **scores):
