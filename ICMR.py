@@ -23,6 +23,7 @@ from losses import balanced_pairwise_loss, balanced_similarity, contrastive_loss
 from model import WeightAverage, build_model
 from parallel import broadcast, current, gather_rows, gather_with_grad, local_part, rank_device, sum_gradients
 from runio.atomic import atomic_torch_save
+from runio.code_stats import EpochCodeStats
 from runio.checkpoint import (checkpoint_file, load_weights, read_checkpoint, restore_rng, rng_states, saved_config,
                               value_rows_only)
 from runio.histograms import HistogramRecorder
@@ -238,10 +239,7 @@ class Solver:
         (HashNet's per-iteration schedule). Returns the epoch's loss and code statistics."""
         scale_at = scale if callable(scale) else (lambda _: scale)
         self.model.train()
-        sums = dict.fromkeys(("loss", "fused_loss", "hash_loss", "scale", "abs_h", "saturated", "quant_error"), 0.0)
-        if self.cfg.balanced_loss:
-            sums["balanced_loss"] = 0.0
-        sign_sum, rows, step_losses = 0.0, 0, []
+        stats = EpochCodeStats(balanced=self.cfg.balanced_loss)
         for idx in progress(self._batches(), desc=f"epoch {self.epoch + 1}", leave=False):
             step_scale = scale_at(self.iteration)
             fused_image, fused_text, hash_image, hash_text = self._forward(idx, step_scale)  # (B, F/2), (B, bits)
@@ -257,21 +255,9 @@ class Solver:
             self._step(loss)
             if self.cfg.lr_step == "batch":
                 self.lr_scheduler.step()
-            with torch.no_grad():  # code statistics over both modalities, summed on the device (no host sync)
-                h = torch.cat([hash_image, hash_text]).abs()
-                for key, value in terms:
-                    sums[key] += value * len(idx)
-                sums["scale"] += step_scale * len(idx)
-                sums["abs_h"] += h.mean(1).sum() / 2
-                sums["saturated"] += (h > 0.95).float().mean(1).sum() / 2
-                sums["quant_error"] += ((h - 1) ** 2).mean(1).sum() / 2
-                sign_sum = sign_sum + torch.cat([hash_image, hash_text]).sign().sum(0)
-                step_losses.append(loss.detach())
-            rows, self.iteration = rows + len(idx), self.iteration + 1
-        stats = {key: float(value) / rows for key, value in sums.items()}
-        stats["bit_balance"] = 1.0 - (sign_sum / (2 * rows)).abs().mean().item()  # 1 = every bit split 50/50
-        stats["loss_step_std"] = float(torch.stack(step_losses).std()) if len(step_losses) > 1 else 0.0
-        return stats
+            stats.add(terms, hash_image, hash_text, step_scale)   # code statistics, summed on the device
+            self.iteration += 1
+        return stats.result()
 
     def train_paired(self, scale) -> dict:
         """One paired epoch (hash or real-valued stage), then the learning-rate schedule's epoch step
