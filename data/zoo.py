@@ -30,6 +30,7 @@ and `num_train` training pairs drawn from the database (MIRFlickr's protocol).
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -114,8 +115,9 @@ def random_spec(index: int) -> ZooSpec:
 
 
 def is_zoo_set(name: str) -> bool:
-    """A named zoo set, or `zoo-random-<k>` with k a non-negative integer."""
-    return name in ZOO or (name.startswith(RANDOM_PREFIX) and name[len(RANDOM_PREFIX):].isdigit())
+    """A named zoo set, or `zoo-random-<k>` with k a non-negative integer written plainly (no leading zeros)."""
+    return name in ZOO or (name.startswith(RANDOM_PREFIX)
+                           and re.fullmatch(r"0|[1-9][0-9]*", name[len(RANDOM_PREFIX):]) is not None)
 
 
 def zoo_spec(name: str) -> ZooSpec:
