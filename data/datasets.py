@@ -30,7 +30,6 @@ KNOWN_DATASETS = {
     "demo": "synthetic CLIP-like features, 24 labels, generated on first use",
     "wiki": "Wikipedia image-text set, SIFT image / tf-idf or LDA text, 10 categories",
     **{name: f"synthetic zoo set, generated in memory: {spec.description}" for name, spec in ZOO.items()},
-    f"{RANDOM_PREFIX}<k>": "synthetic zoo set whose knobs are drawn from a seeded prior (k = 0, 1, ...)",
 }
 ALIASES = {"flickr": "mirflickr", "nus": "nus-wide", "coco": "mscoco"}
 
@@ -56,7 +55,7 @@ def _missing_split_message(folder, name, split):
     if name in KNOWN_DATASETS:
         hint = f"put UCMFH's feature files {files} in {folder}/ (see docs/data.md)"
     else:
-        hint = (f"{name!r} is not a known dataset ({', '.join(KNOWN_DATASETS)}), "
+        hint = (f"{name!r} is not a known dataset ({', '.join(KNOWN_DATASETS)} or {RANDOM_PREFIX}<k>), "
                 f"so {folder}/ must hold your own {files} (see docs/data.md)")
     return f"{expected} not found (also looked for {also}): {hint}"
 

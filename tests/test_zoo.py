@@ -8,6 +8,7 @@ import pytest
 import ablation_cli
 from config import build_config
 from data import KNOWN_DATASETS, load_dataset
+from data.errors import DataError
 from data.zoo import ZOO, generate_zoo_arrays, is_zoo_set, random_spec, zoo_spec
 from study import zoo as report
 
@@ -69,6 +70,8 @@ def test_the_random_sets_draw_their_knobs_from_a_seeded_prior(tmp_path):
     assert not any(is_zoo_set(n) for n in ("zoo-random-", "zoo-random-x", "zoo-random--1", "zoo-random-07", "zoo-random-²", "zoo-nope"))
     with pytest.raises(KeyError, match="zoo-random-<k>"):
         zoo_spec("zoo-random-x")
+    with pytest.raises(DataError, match=r"not a known dataset \(.*zoo-manylabels or zoo-random-<k>\)"):
+        load_dataset("zoo-random-x", tmp_path)                  # a folder of the user's own, not found
 
 
 def _run(method, seed, **scores):
