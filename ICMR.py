@@ -248,7 +248,8 @@ class Solver:
             terms = [("loss", loss), ("fused_loss", fused_term), ("hash_loss", hash_term)]
             if self.cfg.balanced_loss:  # neighbours come from the features, never from labels
                 similar = balanced_similarity(self.cfg.balanced_neighbours, fused_image, fused_text,
-                                              self.train_image[idx], self.train_text[idx], self.cfg.balanced_knn)
+                                              self.train_image[idx], self.train_text[idx], self.cfg.balanced_knn,
+                                              self.cfg.balanced_feature_weight)
                 balanced_term = balanced_pairwise_loss(hash_image, hash_text, similar)
                 loss = loss + self.cfg.balanced_weight * balanced_term
                 terms = [("loss", loss), *terms[1:], ("balanced_loss", balanced_term)]

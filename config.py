@@ -30,7 +30,7 @@ TRAIN_PRECISIONS = ("fp32", "bf16")   # the training passes' matmuls (Config.tra
 EVAL_SEQUENCES = ("item", "batch")     # what the transformer sees as one sequence when scoring
 TIE_ORDERS = ("index", "unstable")     # order of items at equal Hamming distance
 BALANCED_NEIGHBOURS = ("both", "fused", "features")  # what the balanced loss finds neighbours in
-ADDED_KEYS = {"balanced_neighbours": "fused"}   # what a checkpoint saved before a key existed was trained with
+ADDED_KEYS = {"balanced_neighbours": "fused", "balanced_feature_weight": 0.5}  # what older checkpoints trained with
 AUTO = "auto"                          # a setting chosen per dataset at training time (selection/)
 # selection/criteria.py's label-free criteria
 SELECT_CRITERIA = ("consensus", "shared", "cluster", "image_knn", "text_knn", "balance", "instance", "contrastive")
@@ -81,7 +81,8 @@ class Config:
     hash_loss_weight: float = 0.5  # loss = fused-embedding loss + weight * hash-output loss
     balanced_loss: bool = True     # HashNet's weighted pairwise loss, unsupervised; on: the zoo (docs/zoo.md)
     balanced_knn: int = 5          # neighbours: the k most similar pairs of a batch, both ways
-    balanced_neighbours: str = "both"  # by the fused, the input or both cosines' mean (both: +0.32 zoo val points)
+    balanced_neighbours: str = "both"  # by the fused, the input or both cosines (weighted mean; +0.32 zoo val points)
+    balanced_feature_weight: float = 0.75  # both: the input cosine's weight (0.75 beat 0.5: +0.24 / +0.69 val points)
     balanced_weight: float = 0.5   # its weight in the hash-stage loss (0.5 beat 0.3, 1 and 3 on zoo validation)
     train_precision: str = "fp32"  # bf16: training's matmuls in bfloat16 (autocast; weights, optimiser, losses, scores
                                    # float32): 1.3-1.7x faster epochs with avx512_bf16 (scripts/bench_epoch.py)
@@ -259,8 +260,7 @@ def validate(cfg: Config) -> Config:
     if not cfg.hash_lens or any(b < 1 for b in cfg.hash_lens):
         raise ConfigError(f"--hash_lens: expected positive code lengths such as 16 32 64 128, got {cfg.hash_lens}")
     if len(set(cfg.hash_lens)) != len(cfg.hash_lens):
-        raise ConfigError(f"--hash_lens: {cfg.hash_lens} repeats a length (its runs would share one "
-                          f"output folder and one checkpoint)")
+        raise ConfigError(f"--hash_lens: {cfg.hash_lens} repeats a length (its runs would share a folder)")
     for key in ("epoch", "batch_size", "fusion_dim", "fusion_layers", "fusion_heads",
                 "fusion_ff_dim", "hash_hidden", "eval_batch_size", "hashnet_step_size", "stream_block_rows",
                 "stream_window_blocks"):
@@ -288,7 +288,7 @@ def validate(cfg: Config) -> Config:
     if not cfg.select_candidates:
         raise ConfigError("--select_candidates: expected at least one modality dropout value such as 0 0.75")
     _choice("select_criterion", cfg.select_criterion, SELECT_CRITERIA)
-    for key in ("modality_dropout_anneal", "unimodal_average"):
+    for key in ("modality_dropout_anneal", "unimodal_average", "balanced_feature_weight"):
         if not 0 <= getattr(cfg, key) <= 1:
             raise ConfigError(f"--{key}: must be in [0, 1], got {getattr(cfg, key)}")
     if not (0 < cfg.select_budget <= 10 and 0 <= cfg.select_holdout < 1 and 0 <= cfg.select_fork <= 1):

@@ -42,23 +42,30 @@ def neighbour_similarity(fused_image: torch.Tensor, fused_text: torch.Tensor, k:
     return similar | similar.T
 
 
-def neighbour_space(source: str, fused_image, fused_text, image_features, text_features) -> tuple:
+def neighbour_space(source: str, fused_image, fused_text, image_features, text_features,
+                    feature_weight: float = 0.5) -> tuple:
     """The two halves that neighbour_similarity concatenates and compares, for balanced_neighbours
     `source`: the fused pair embeddings, (B, F/2) each, which move as the network trains; the input
     features, (B, Di) and (B, Dt), each side scaled to unit length, which the data fixes; or both, each
-    as one unit vector, so that a pair's cosine is the mean of its fused and its input cosine."""
+    as one unit vector scaled by the square root of its weight, so that a pair's cosine is
+    (1 - feature_weight) x its fused cosine + feature_weight x its input cosine (0.5: the mean)."""
     fused = (fused_image, fused_text)
     if source == "fused":   # the features are not needed: no work on them in every training step
         return fused
     features = (F.normalize(image_features.float(), dim=1), F.normalize(text_features.float(), dim=1))
     if source == "features":
         return features
-    return tuple(F.normalize(torch.cat(pair, dim=1).detach(), dim=1) for pair in (fused, features))
+    halves = tuple(F.normalize(torch.cat(pair, dim=1).detach(), dim=1) for pair in (fused, features))
+    if feature_weight == 0.5:   # the plain mean: the halves as they are (the same bits as before the weight)
+        return halves
+    return halves[0] * (1 - feature_weight) ** 0.5, halves[1] * feature_weight ** 0.5
 
 
-def balanced_similarity(source: str, fused_image, fused_text, image_features, text_features, k: int) -> torch.Tensor:
+def balanced_similarity(source: str, fused_image, fused_text, image_features, text_features, k: int,
+                        feature_weight: float = 0.5) -> torch.Tensor:
     """neighbour_similarity (B, B) in the space that balanced_neighbours `source` names (neighbour_space)."""
-    return neighbour_similarity(*neighbour_space(source, fused_image, fused_text, image_features, text_features), k)
+    return neighbour_similarity(*neighbour_space(source, fused_image, fused_text, image_features, text_features,
+                                                 feature_weight), k)
 
 
 def balanced_pairwise_loss(hash_image: torch.Tensor, hash_text: torch.Tensor, similar: torch.Tensor) -> torch.Tensor:

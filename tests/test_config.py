@@ -40,6 +40,7 @@ def test_config_file_and_its_errors(tmp_path):
     (["--scale_shedule", "linear"], "unknown option --scale_shedule"),
     (["--scale_schedule", "cosine"], "is not one of linear, exponential, step, hashnet, constant"),
     (["--balanced_neighbours", "labels"], "--balanced_neighbours: 'labels' is not one of both, fused, features"),
+    (["--balanced_feature_weight", "1.5"], "--balanced_feature_weight: must be in [0, 1], got 1.5"),
     (["--task", "7"], "--task: '7' is not one of train_real"),
     (["--epoch", "ten"], "--epoch: expected int"),
     (["--use_progressive_hash", "maybe"], "expected true or false"),
@@ -101,6 +102,11 @@ def test_run_settings_come_from_the_run_the_rest_from_the_checkpoint():
         merge_checkpoint_config(Config(resume=True), saved, "ck.pth")
     assert merge_checkpoint_config(Config(resume=True, balanced_neighbours="fused", epoch=7, scale_max=20.0),
                                    saved, "ck.pth").balanced_neighbours == "fused"
+    del saved["balanced_feature_weight"]     # and before balanced_feature_weight (0.75 since stop 38): the plain mean
+    assert merge_checkpoint_config(Config(task="test_hash"), saved, "ck.pth").balanced_feature_weight == 0.5
+    with pytest.raises(ConfigError, match="other values of --balanced_feature_weight"):
+        merge_checkpoint_config(Config(resume=True, balanced_neighbours="fused", epoch=7, scale_max=20.0), saved,
+                                "ck.pth")
 
 
 def test_docs_document_every_config_key_with_its_default():

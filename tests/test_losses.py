@@ -72,12 +72,14 @@ def test_neighbour_space_both_compares_pairs_by_the_mean_of_the_fused_and_the_in
         return v / v.norm()
     space = torch.cat(neighbour_space("both", fused_image, fused_text, image, text), 1)
     only_features = torch.cat(neighbour_space("features", fused_image, fused_text, image, text), 1)
+    weighted = torch.cat(neighbour_space("both", fused_image, fused_text, image, text, feature_weight=0.75), 1)
     for i in range(6):
         for j in range(6):
             fused_cos = cosine(torch.cat([fused_image[i], fused_text[i]]), torch.cat([fused_image[j], fused_text[j]]))
             input_cos = cosine(torch.cat([unit(image[i]), unit(text[i])]), torch.cat([unit(image[j]), unit(text[j])]))
             assert cosine(only_features[i], only_features[j]) == pytest.approx(input_cos, abs=1e-6)   # float32 inside
             assert cosine(space[i], space[j]) == pytest.approx((fused_cos + input_cos) / 2, abs=1e-6)
+            assert cosine(weighted[i], weighted[j]) == pytest.approx(0.25 * fused_cos + 0.75 * input_cos, abs=1e-6)
 
 
 def test_balanced_loss_matches_weighted_loop():

@@ -143,7 +143,7 @@ def test_wiki_trains_on_real_data(tmp_path):
     assert 0.0 < result["i2t_map"] < 1.0
 
 
-@pytest.mark.parametrize("source", ["fused", "features", "both"])
+@pytest.mark.parametrize("source", ["fused", "features", "both", "both plain mean"])
 def test_the_balanced_loss_finds_neighbours_where_balanced_neighbours_says(tmp_path, data_root, monkeypatch, source):
     import losses
     seen, real = [], losses.neighbour_similarity
@@ -152,8 +152,12 @@ def test_the_balanced_loss_finds_neighbours_where_balanced_neighbours_says(tmp_p
         seen.append((image.detach().float().clone(), text.detach().float().clone()))
         return real(image, text, k)
     monkeypatch.setattr(losses, "neighbour_similarity", spy)
-    train.main(args(tmp_path, data_root, *(() if source == "both" else ("--balanced_neighbours", source))))
-    assert "balanced_neighbours: " + source in (tmp_path / "run" / "config.yaml").read_text()   # both: the default
+    flags = {"both": (), "both plain mean": ("--balanced_feature_weight", "0.5")}.get(
+        source, ("--balanced_neighbours", source))
+    train.main(args(tmp_path, data_root, *flags))
+    saved = (tmp_path / "run" / "config.yaml").read_text()
+    assert "balanced_neighbours: " + source.split()[0] in saved   # both: the default
+    assert f"balanced_feature_weight: {0.5 if source == 'both plain mean' else 0.75}" in saved   # 0.75: the default
     image, text = seen[0]
     if source == "fused":        # the fused pair embeddings: fusion_dim / 2 per side
         assert image.shape[1] == text.shape[1] == 32
@@ -163,10 +167,13 @@ def test_the_balanced_loss_finds_neighbours_where_balanced_neighbours_says(tmp_p
     unit = torch.nn.functional.normalize
     image_features, text_features = (unit(torch.from_numpy(np.asarray(f, dtype=np.float32)), dim=1)
                                      for f in (train_split.image, train_split.text))
-    if source == "both":         # halves: the fused pair (64) and the input pair (512 + 512), each one unit vector
-        assert image.shape[1] == 64 and image.norm(dim=1) == pytest.approx(1.0, abs=1e-5)
+    if source.startswith("both"):   # halves: the fused pair (64) and the input pair (512 + 512), each a unit
+        weight = 0.5 if source == "both plain mean" else 0.75   # vector, in proportion sqrt(1 - weight) : sqrt(weight)
+        fused_norm = image.norm(dim=1)
+        assert image.shape[1] == 64 and fused_norm == pytest.approx(fused_norm[0].item(), abs=1e-5)
         both = unit(torch.cat([image_features, text_features], 1), dim=1)
-        assert (text @ both.T).max(1).values == pytest.approx(1.0, abs=1e-5)   # every row is a training pair's
+        input_norm = (text @ both.T).max(1).values          # every row is a training pair's, scaled
+        assert input_norm / fused_norm == pytest.approx((weight / (1 - weight)) ** 0.5, abs=1e-4)
         return
     for rows, features in ((image, image_features), (text, text_features)):
         assert rows.shape[1] == features.shape[1]       # the input features, each side unit length
