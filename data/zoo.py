@@ -114,19 +114,26 @@ def random_spec(index: int) -> ZooSpec:
                    f"{' (one per item)' if single_label else ''}, {image_dim}-d images, {text_dim}-d texts", **spec)
 
 
+def _random_index(name: str) -> int | None:
+    """k of `zoo-random-<k>`, k a non-negative integer written plainly (no leading zeros); else None."""
+    if not name.startswith(RANDOM_PREFIX) or not re.fullmatch(r"0|[1-9][0-9]*", name[len(RANDOM_PREFIX):]):
+        return None
+    return int(name[len(RANDOM_PREFIX):])
+
+
 def is_zoo_set(name: str) -> bool:
-    """A named zoo set, or `zoo-random-<k>` with k a non-negative integer written plainly (no leading zeros)."""
-    return name in ZOO or (name.startswith(RANDOM_PREFIX)
-                           and re.fullmatch(r"0|[1-9][0-9]*", name[len(RANDOM_PREFIX):]) is not None)
+    """A named zoo set, or `zoo-random-<k>` (see `_random_index`)."""
+    return name in ZOO or _random_index(name) is not None
 
 
 def zoo_spec(name: str) -> ZooSpec:
     """The knobs of the zoo set `name` (see `is_zoo_set`)."""
     if name in ZOO:
         return ZOO[name]
-    if not is_zoo_set(name):
+    index = _random_index(name)
+    if index is None:
         raise KeyError(f"{name!r} is not a zoo set: one of {', '.join(ZOO)} or {RANDOM_PREFIX}<k>")
-    return random_spec(int(name[len(RANDOM_PREFIX):]))
+    return random_spec(index)
 
 
 def _unit_rows(x):
@@ -174,7 +181,7 @@ def _bag_of_words(rng, labels, dim):
 def generate_zoo_arrays(name: str, seed: int = 0) -> dict:
     """{split: {"image", "text", "label"}} of the zoo set `name` (see `is_zoo_set`)."""
     spec = zoo_spec(name)
-    stream = sorted(ZOO).index(name) if name in ZOO else RANDOM_STREAM + int(name[len(RANDOM_PREFIX):])
+    stream = sorted(ZOO).index(name) if name in ZOO else RANDOM_STREAM + _random_index(name)
     rng = np.random.default_rng([seed, stream])
     n = spec.num_query + spec.num_retrieval
     labels = _labels(rng, spec, n)

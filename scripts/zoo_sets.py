@@ -17,13 +17,15 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from data.zoo import ZOO, is_zoo_set  # noqa: E402
+from data.zoo import zoo_spec  # noqa: E402
 from study.zoo import describe_sets, format_table  # noqa: E402
 
 
 def _zoo_set(name: str) -> str:
-    if not is_zoo_set(name):
-        raise argparse.ArgumentTypeError(f"{name!r} is not a zoo set: one of {', '.join(ZOO)} or zoo-random-<k>")
+    try:
+        zoo_spec(name)                      # its error lists the named sets and the random pattern
+    except KeyError as error:
+        raise argparse.ArgumentTypeError(error.args[0]) from None
     return name
 
 
