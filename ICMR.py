@@ -243,13 +243,16 @@ class Solver:
         for idx in progress(self._batches(), desc=f"epoch {self.epoch + 1}", leave=False):
             step_scale = scale_at(self.iteration)
             fused_image, fused_text, hash_image, hash_text = self._forward(idx, step_scale)  # (B, F/2), (B, bits)
-            loss, fused_term, hash_term = ucmfh_loss(fused_image, fused_text, hash_image, hash_text,
-                                                     self.temperature, self.cfg.hash_loss_weight)
-            terms = [("loss", loss), ("fused_loss", fused_term), ("hash_loss", hash_term)]
-            if self.cfg.balanced_loss:  # neighbours come from the features, never from labels
+            similar = None   # (B, B) bool: the batch's neighbour pairs, from the features, never from labels
+            if self.cfg.balanced_loss or self.cfg.infonce_mask_neighbours:
                 similar = balanced_similarity(self.cfg.balanced_neighbours, fused_image, fused_text,
                                               self.train_image[idx], self.train_text[idx], self.cfg.balanced_knn,
                                               self.cfg.balanced_feature_weight)
+            loss, fused_term, hash_term = ucmfh_loss(fused_image, fused_text, hash_image, hash_text,
+                                                     self.temperature, self.cfg.hash_loss_weight,
+                                                     similar if self.cfg.infonce_mask_neighbours else None)
+            terms = [("loss", loss), ("fused_loss", fused_term), ("hash_loss", hash_term)]
+            if self.cfg.balanced_loss:  # HashNet's pairwise loss: neighbours similar, the rest not
                 balanced_term = balanced_pairwise_loss(hash_image, hash_text, similar)
                 loss = loss + self.cfg.balanced_weight * balanced_term
                 terms = [("loss", loss), *terms[1:], ("balanced_loss", balanced_term)]

@@ -30,7 +30,8 @@ TRAIN_PRECISIONS = ("fp32", "bf16")   # the training passes' matmuls (Config.tra
 EVAL_SEQUENCES = ("item", "batch")     # what the transformer sees as one sequence when scoring
 TIE_ORDERS = ("index", "unstable")     # order of items at equal Hamming distance
 BALANCED_NEIGHBOURS = ("both", "fused", "features")  # what the balanced loss finds neighbours in
-ADDED_KEYS = {"balanced_neighbours": "fused", "balanced_feature_weight": 0.5}  # what older checkpoints trained with
+ADDED_KEYS = {"balanced_neighbours": "fused", "balanced_feature_weight": 0.5,   # what older checkpoints
+              "infonce_mask_neighbours": False}                                # trained with
 AUTO = "auto"                          # a setting chosen per dataset at training time (selection/)
 # selection/criteria.py's label-free criteria
 SELECT_CRITERIA = ("consensus", "shared", "cluster", "image_knn", "text_knn", "balance", "instance", "contrastive")
@@ -84,6 +85,7 @@ class Config:
     balanced_neighbours: str = "both"  # by the fused, the input or both cosines (weighted mean; +0.32 zoo val points)
     balanced_feature_weight: float = 0.75  # both: the input cosine's weight (0.75 beat 0.5: +0.24 / +0.69 val points)
     balanced_weight: float = 0.5   # its weight in the hash-stage loss (0.5 beat 0.3, 1 and 3 on zoo validation)
+    infonce_mask_neighbours: bool = True  # InfoNCE's negatives leave out those neighbours (+0.57 / +0.53 zoo val)
     train_precision: str = "fp32"  # bf16: training's matmuls in bfloat16 (autocast; weights, optimiser, losses, scores
                                    # float32): 1.3-1.7x faster epochs with avx512_bf16 (scripts/bench_epoch.py)
     modality_dropout: float | str = "auto"  # share of pairs the paired network encodes one side at a time; 0: UCMFH's
@@ -125,8 +127,7 @@ class Config:
     eval_every: int = field(default=10, metadata=RUN)      # epochs between scorings, and at the end (0: only then)
     map_k: int = field(default=50, metadata=RUN)           # mAP@K as UCMFH reports it; 0 = whole ranking
     eval_batch_size: int = field(default=1024, metadata=RUN)   # rows per forward pass when encoding
-    eval_sequence: str = field(default="item", metadata=RUN)   # item: each its own sequence; batch:
-                                                               # a scoring batch is ONE sequence (UCMFH)
+    eval_sequence: str = field(default="item", metadata=RUN)   # item: one sequence each; batch: a batch is one (UCMFH)
     eval_drop_last: bool = field(default=False, metadata=RUN)  # score only whole eval batches (UCMFH)
     tie_order: str = field(default="index", metadata=RUN)      # index | unstable (UCMFH's np.argsort)
     record_histograms: bool = field(default=False, metadata=RUN)  # histograms.json: query-set hash outputs
@@ -139,8 +140,7 @@ class Config:
     seed: int = 0
     output_dir: str = field(default="", metadata=RUN)      # empty: runs/<dataset>_<bits>bit_<time>/
     checkpoint_dir: str = field(default="checkpoints", metadata=RUN)
-    save_every: int = field(default=10, metadata=RUN)      # epochs between checkpoints (and at the end);
-                                                           # 0 = only at the end
+    save_every: int = field(default=10, metadata=RUN)  # epochs between checkpoints, and at the end (0: only then)
     resume: bool = field(default=False, metadata=RUN)      # continue from the stage's checkpoint
     quiet: bool = field(default=False, metadata=RUN)       # print warnings and errors only (runio/logs.py)
     verbose: bool = field(default=False, metadata=RUN)     # print debug lines too

@@ -12,22 +12,28 @@ import torch
 import torch.nn.functional as F
 
 
-def contrastive_loss(image_emb: torch.Tensor, text_emb: torch.Tensor, temperature: float = 0.5) -> torch.Tensor:
-    """Symmetric InfoNCE between (B, D) image and (B, D) text embeddings; mean over the 2B rows."""
+def contrastive_loss(image_emb: torch.Tensor, text_emb: torch.Tensor, temperature: float = 0.5,
+                     not_negative: torch.Tensor | None = None) -> torch.Tensor:
+    """Symmetric InfoNCE between (B, D) image and (B, D) text embeddings; mean over the 2B rows.
+    not_negative: an optional (B, B) bool, true where pair j is no negative of pair i (a likely
+    false negative, such as a feature neighbour): both of j's embeddings leave both of i's rows'
+    denominators. Its diagonal is ignored: a pair's partner stays its positive."""
     batch = image_emb.shape[0]
     z = F.normalize(torch.cat([image_emb, text_emb]), dim=1)          # (2B, D)
     logits = z @ z.T / temperature                                     # (2B, 2B) cosine / t
     self_mask = torch.eye(2 * batch, dtype=torch.bool, device=z.device)
+    if not_negative is not None:   # (B, B) -> (2B, 2B): the same pairs in all four image/text blocks
+        self_mask = self_mask | (not_negative & ~self_mask[:batch, :batch]).repeat(2, 2)
     logits = logits.masked_fill(self_mask, float("-inf"))              # a row is not its own negative
     partner = torch.arange(2 * batch, device=z.device).roll(batch)     # row i <-> row i +/- B
     return F.cross_entropy(logits, partner)
 
 
-def ucmfh_loss(fused_image, fused_text, hash_image, hash_text, temperature=0.5, hash_weight=0.5):
-    """Hash-stage loss: loss(fused embeddings) + hash_weight * loss(hash outputs).
-    Returns (total, fused_term, hash_term)."""
-    fused_term = contrastive_loss(fused_image, fused_text, temperature)
-    hash_term = contrastive_loss(hash_image, hash_text, temperature)
+def ucmfh_loss(fused_image, fused_text, hash_image, hash_text, temperature=0.5, hash_weight=0.5, not_negative=None):
+    """Hash-stage loss: loss(fused embeddings) + hash_weight * loss(hash outputs), both without the
+    negatives that `not_negative` (B, B) rules out (contrastive_loss). Returns (total, fused_term, hash_term)."""
+    fused_term = contrastive_loss(fused_image, fused_text, temperature, not_negative)
+    hash_term = contrastive_loss(hash_image, hash_text, temperature, not_negative)
     return fused_term + hash_weight * hash_term, fused_term, hash_term
 
 

@@ -38,8 +38,8 @@ def test_preset_sets_every_ucmfh_switch_and_flags_win():
     cfg = build_config(["--preset", "ucmfh"])
     assert (cfg.train_limit, cfg.train_drop_last, cfg.eval_drop_last, cfg.eval_batch_size, cfg.eval_sequence,
             cfg.lr_step, cfg.lr_milestones, cfg.lr_gamma, cfg.tie_order, cfg.seed, cfg.modality_dropout,
-            cfg.use_progressive_hash) == (4992, True, True, 128, "batch", "batch", [30, 80], 1.2, "unstable",
-                                          2023, 0.0, False)
+            cfg.use_progressive_hash, cfg.balanced_loss, cfg.infonce_mask_neighbours) == (
+        4992, True, True, 128, "batch", "batch", [30, 80], 1.2, "unstable", 2023, 0.0, False, False, False)
     assert build_config(["--preset", "ucmfh", "--seed", "1", "--eval_sequence", "item"]).seed == 1
     assert build_config([]).preset == "" and build_config([]).eval_sequence == "item"
     with pytest.raises(ConfigError, match="--preset: 'ucmhf' is not one of ucmfh"):

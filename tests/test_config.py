@@ -107,6 +107,8 @@ def test_run_settings_come_from_the_run_the_rest_from_the_checkpoint():
     with pytest.raises(ConfigError, match="other values of --balanced_feature_weight"):
         merge_checkpoint_config(Config(resume=True, balanced_neighbours="fused", epoch=7, scale_max=20.0), saved,
                                 "ck.pth")
+    del saved["infonce_mask_neighbours"]     # and before infonce_mask_neighbours (stop 39): every negative kept
+    assert merge_checkpoint_config(Config(task="test_hash"), saved, "ck.pth").infonce_mask_neighbours is False
 
 
 def test_docs_document_every_config_key_with_its_default():

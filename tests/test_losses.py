@@ -6,15 +6,23 @@ import torch
 from losses import contrastive_loss, ucmfh_loss
 
 
-def loop_loss(image, text, temperature):
-    """UCMFH's NT-Xent written out element by element."""
+def loop_loss(image, text, temperature, not_negative=None):
+    """UCMFH's NT-Xent written out element by element; pair j is no negative of pair i where
+    not_negative[i][j] (then neither of j's embeddings is in either of i's denominators)."""
     z = [v / v.norm() for v in list(image) + list(text)]
     n, batch = len(z), len(image)
     total = 0.0
     for i in range(n):
         partner = (i + batch) % n
         sims = [float(z[i] @ z[j]) / temperature for j in range(n)]
-        denominator = sum(math.exp(s) for j, s in enumerate(sims) if j != i)
+
+        def in_denominator(j):
+            if j == i:
+                return False
+            if j == partner or not_negative is None:
+                return True
+            return not (i % batch != j % batch and not_negative[i % batch][j % batch])
+        denominator = sum(math.exp(s) for j, s in enumerate(sims) if in_denominator(j))
         total += -math.log(math.exp(sims[partner]) / denominator)
     return total / n
 
@@ -25,6 +33,20 @@ def test_matches_plain_loop(batch):
     image = torch.randn(batch, 8, generator=g, dtype=torch.float64)
     text = torch.randn(batch, 8, generator=g, dtype=torch.float64)
     assert contrastive_loss(image, text, 0.5).item() == pytest.approx(loop_loss(image, text, 0.5), rel=1e-10)
+
+
+@pytest.mark.parametrize("batch", [1, 2, 6, 11])
+def test_neighbours_left_out_of_the_negatives_match_plain_loop(batch):
+    g = torch.Generator().manual_seed(batch)
+    image, text = (torch.randn(batch, 8, generator=g, dtype=torch.float64) for _ in range(2))
+    not_negative = torch.rand(batch, batch, generator=g) < 0.4     # any pattern: asymmetric, diagonal either way
+    expected = loop_loss(image, text, 0.5, not_negative.tolist())
+    assert contrastive_loss(image, text, 0.5, not_negative).item() == pytest.approx(expected, rel=1e-10)
+    if batch > 1:   # leaving negatives out lowers the loss; none left out is the plain loss
+        assert contrastive_loss(image, text, 0.5, ~torch.eye(batch, dtype=torch.bool)).item() < loop_loss(
+            image, text, 0.5)
+    none = torch.zeros(batch, batch, dtype=torch.bool)
+    assert contrastive_loss(image, text, 0.5, none).item() == pytest.approx(loop_loss(image, text, 0.5), rel=1e-10)
 
 
 def test_stable_for_extreme_temperature_and_has_gradients():
@@ -41,6 +63,11 @@ def test_hash_stage_loss_is_weighted_sum():
     assert total.item() == pytest.approx(contrastive_loss(a, b).item() + 0.5 * contrastive_loss(c, d).item())
     assert fused.item() == pytest.approx(contrastive_loss(a, b).item())
     assert hashed.item() == pytest.approx(contrastive_loss(c, d).item())
+    not_negative = torch.tensor([[1, 1, 0, 0], [1, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]], dtype=torch.bool)
+    total, fused, hashed = ucmfh_loss(a, b, c, d, 0.5, 0.5, not_negative)   # both terms leave them out
+    assert fused.item() == pytest.approx(contrastive_loss(a, b, 0.5, not_negative).item())
+    assert hashed.item() == pytest.approx(contrastive_loss(c, d, 0.5, not_negative).item())
+    assert hashed.item() != pytest.approx(contrastive_loss(c, d).item())
 
 
 def test_neighbour_similarity_is_symmetric_knn_from_features():

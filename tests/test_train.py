@@ -8,6 +8,7 @@ import torch
 import evaluate
 import train
 from conftest import WIKI_DIR, run_records
+from config import Config
 from ICMR import Solver
 
 SMALL = ["--modality_dropout", "0", "--fusion_dim", "64", "--fusion_ff_dim", "64", "--hash_hidden", "128", "--batch_size", "256", "--scale_max", "10",
@@ -178,6 +179,32 @@ def test_the_balanced_loss_finds_neighbours_where_balanced_neighbours_says(tmp_p
     for rows, features in ((image, image_features), (text, text_features)):
         assert rows.shape[1] == features.shape[1]       # the input features, each side unit length
         assert (rows @ features.T).max(1).values == pytest.approx(1.0, abs=1e-5)   # every row is a training pair's
+
+
+@pytest.mark.parametrize("flip", [False, True])   # the default, then the other value
+def test_infonce_leaves_out_the_balanced_neighbours_when_told(tmp_path, data_root, monkeypatch, flip):
+    import losses
+    neighbours, passed = [], []
+    real_similarity, real_contrastive = losses.neighbour_similarity, losses.contrastive_loss
+
+    def similarity_spy(image, text, k):   # each paired step's neighbour matrix, in order
+        neighbours.append(real_similarity(image, text, k))
+        return neighbours[-1]
+
+    def contrastive_spy(image, text, temperature=0.5, not_negative=None):   # what each InfoNCE term leaves out
+        passed.append(not_negative)
+        return real_contrastive(image, text, temperature, not_negative)
+    monkeypatch.setattr(losses, "neighbour_similarity", similarity_spy)
+    monkeypatch.setattr(losses, "contrastive_loss", contrastive_spy)
+    on = Config().infonce_mask_neighbours != flip
+    train.main(args(tmp_path, data_root, "--epoch", "1", "--unimodal_epochs", "1",
+                    *(("--infonce_mask_neighbours", str(on)) if flip else ())))
+    assert f"infonce_mask_neighbours: {str(on).lower()}" in (tmp_path / "run" / "config.yaml").read_text()
+    paired = passed[:2 * len(neighbours)]            # the paired steps: a fused and a hash term each
+    assert neighbours and len(passed) > len(paired)   # then the branch's steps, with every negative
+    assert all(p is None for p in passed[len(paired):])
+    for step, similar in enumerate(neighbours):
+        assert all((p is similar) if on else (p is None) for p in paired[2 * step:2 * step + 2])
 
 
 def test_histograms_codes_continuous_map_and_balanced_loss(tmp_path, data_root):
