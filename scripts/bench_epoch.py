@@ -65,6 +65,8 @@ def main(argv=None):
                         help="auto as a fork of this share of the epochs: its extra time too")
     parser.add_argument("--late_temperature", default=None,
                         help="auto: the temperature fork's extra time too (its dropped candidates' epochs)")
+    parser.add_argument("--infonce_mask_neighbours", default=None,
+                        help="true or false: InfoNCE without the neighbours' negatives (default: the config default)")
     parser.add_argument("--reference", help="a checkout of the reference UCMFH code: time it on the same pairs")
     add_log_flags(parser)
     args = parser.parse_args(argv)
@@ -78,7 +80,9 @@ def main(argv=None):
                             *(["--modality_dropout", args.modality_dropout] if args.modality_dropout else []),
                             *(["--train_precision", args.train_precision] if args.train_precision else []),
                             *(["--select_fork", args.select_fork] if args.select_fork else []),
-                            *(["--late_temperature", args.late_temperature] if args.late_temperature else [])])
+                            *(["--late_temperature", args.late_temperature] if args.late_temperature else []),
+                            *(["--infonce_mask_neighbours", args.infonce_mask_neighbours]
+                              if args.infonce_mask_neighbours else [])])
     except ConfigError as err:
         parser.error(str(err))
     # auto trains with one of its candidates: time each (the slowest is the default epoch's bound)
@@ -96,7 +100,7 @@ def main(argv=None):
                                     "unimodal branch epoch")
     info(f"\n{args.pairs} pairs x {data.image_dim}-d, batch {args.batch_size}, {args.bits} bits, "
          f"modality_dropout {cfg.modality_dropout}, train_precision {cfg.train_precision}, "
-         f"{torch.get_num_threads()} threads, {args.device}")
+         f"infonce_mask_neighbours {cfg.infonce_mask_neighbours}, {torch.get_num_threads()} threads, {args.device}")
     for rate, seconds in medians.items():
         info(f"seconds per epoch at modality_dropout {rate:g} (median of {args.epochs}): {seconds:.2f}")
     if solver.branch is not None:
