@@ -3,8 +3,10 @@
 For a batch of B pairs the 2B embeddings (images then texts) are compared by
 cosine similarity / temperature. Each embedding's positive is its partner from
 the other modality; its negatives are the other 2B - 2 embeddings of both
-modalities (the SimCLR-style NT-Xent that UCMFH uses). Any B >= 1 works, so
-the last short batch of an epoch is used too.
+modalities (the SimCLR-style NT-Xent that UCMFH uses), or, with `not_negative`,
+those of the pairs it does not rule out (infonce_mask_neighbours: the balanced
+loss's neighbours, likely false negatives). Any B >= 1 works, so the last
+short batch of an epoch is used too.
 """
 from __future__ import annotations
 
