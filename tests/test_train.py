@@ -181,8 +181,9 @@ def test_the_balanced_loss_finds_neighbours_where_balanced_neighbours_says(tmp_p
         assert (rows @ features.T).max(1).values == pytest.approx(1.0, abs=1e-5)   # every row is a training pair's
 
 
-@pytest.mark.parametrize("flip", [False, True])   # the default, then the other value
-def test_infonce_leaves_out_the_balanced_neighbours_when_told(tmp_path, data_root, monkeypatch, flip):
+@pytest.mark.parametrize("flip, balanced", [(False, "true"), (True, "true"), (False, "false")])
+def test_infonce_leaves_out_the_balanced_neighbours_when_told(tmp_path, data_root, monkeypatch, flip, balanced):
+    """flip: the mask's default, then the other value; the neighbours are found without the balanced loss too."""
     import losses
     neighbours, passed = [], []
     real_similarity, real_contrastive = losses.neighbour_similarity, losses.contrastive_loss
@@ -197,7 +198,7 @@ def test_infonce_leaves_out_the_balanced_neighbours_when_told(tmp_path, data_roo
     monkeypatch.setattr(losses, "neighbour_similarity", similarity_spy)
     monkeypatch.setattr(losses, "contrastive_loss", contrastive_spy)
     on = Config().infonce_mask_neighbours != flip
-    train.main(args(tmp_path, data_root, "--epoch", "1", "--unimodal_epochs", "1",
+    train.main(args(tmp_path, data_root, "--epoch", "1", "--unimodal_epochs", "1", "--balanced_loss", balanced,
                     *(("--infonce_mask_neighbours", str(on)) if flip else ())))
     assert f"infonce_mask_neighbours: {str(on).lower()}" in (tmp_path / "run" / "config.yaml").read_text()
     paired = passed[:2 * len(neighbours)]            # the paired steps: a fused and a hash term each
