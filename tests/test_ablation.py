@@ -118,7 +118,7 @@ def test_ladder_rungs_are_cumulative_then_branch_with_their_baselines():
     cfg, default = build_config([f"--{k}={v}" for k, v in fixed.items()]), build_config([])
     differ = {k for k in vars(cfg) if getattr(cfg, k) != getattr(default, k)}
     assert differ == {"preset", "seed", "unimodal_epochs", "use_progressive_hash", "eval_batch_size", "modality_dropout",
-                      "balanced_loss"}
+                      "balanced_loss", "infonce_mask_neighbours"}
 
 
 def test_vary_axis_crosses_settings_and_compares_at_equal_values(tmp_path):
