@@ -77,7 +77,8 @@ def test_the_random_sets_draw_their_knobs_from_a_seeded_prior(tmp_path):
     # its own generator stream: not a named set's data under another name
     assert not np.array_equal(generate_zoo_arrays("zoo-random-0")["train"]["label"][:, :6],
                               generate_zoo_arrays("zoo-fewlabels")["train"]["label"][:, :6])
-    assert not any(is_zoo_set(n) for n in ("zoo-random-", "zoo-random-x", "zoo-random--1", "zoo-random-07", "zoo-random-²", "zoo-nope"))
+    assert not any(is_zoo_set(n) for n in ("zoo-random-", "zoo-random-x", "zoo-random--1", "zoo-random-07",
+                                           "zoo-random-²", "zoo-nope"))
     with pytest.raises(KeyError, match="zoo-random-<k>"):
         zoo_spec("zoo-random-x")
     with pytest.raises(DataError, match=r"not a known dataset \(.*zoo-manylabels or zoo-random-<k>\)"):
