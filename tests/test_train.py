@@ -158,7 +158,7 @@ def test_the_balanced_loss_finds_neighbours_where_balanced_neighbours_says(tmp_p
     train.main(args(tmp_path, data_root, *flags))
     saved = (tmp_path / "run" / "config.yaml").read_text()
     assert "balanced_neighbours: " + source.split()[0] in saved   # both: the default
-    assert f"balanced_feature_weight: {0.5 if source == 'both plain mean' else 0.75}" in saved   # 0.75: the default
+    assert f"balanced_feature_weight: {0.5 if source == 'both plain mean' else 0.875}" in saved   # 0.875: the default
     image, text = seen[0]
     if source == "fused":        # the fused pair embeddings: fusion_dim / 2 per side
         assert image.shape[1] == text.shape[1] == 32
@@ -169,7 +169,7 @@ def test_the_balanced_loss_finds_neighbours_where_balanced_neighbours_says(tmp_p
     image_features, text_features = (unit(torch.from_numpy(np.asarray(f, dtype=np.float32)), dim=1)
                                      for f in (train_split.image, train_split.text))
     if source.startswith("both"):   # halves: the fused pair (64) and the input pair (512 + 512), each a unit
-        weight = 0.5 if source == "both plain mean" else 0.75   # vector, in proportion sqrt(1 - weight) : sqrt(weight)
+        weight = 0.5 if source == "both plain mean" else 0.875  # vector, in proportion sqrt(1 - weight) : sqrt(weight)
         fused_norm = image.norm(dim=1)
         assert image.shape[1] == 64 and fused_norm == pytest.approx(fused_norm[0].item(), abs=1e-5)
         both = unit(torch.cat([image_features, text_features], 1), dim=1)
