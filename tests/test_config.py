@@ -102,7 +102,7 @@ def test_run_settings_come_from_the_run_the_rest_from_the_checkpoint():
         merge_checkpoint_config(Config(resume=True), saved, "ck.pth")
     assert merge_checkpoint_config(Config(resume=True, balanced_neighbours="fused", epoch=7, scale_max=20.0),
                                    saved, "ck.pth").balanced_neighbours == "fused"
-    del saved["balanced_feature_weight"]     # and before balanced_feature_weight (0.75 at stop 38, 0.875 at 40): the plain mean
+    del saved["balanced_feature_weight"]     # and before balanced_feature_weight (0.75, then 0.875): the plain mean
     assert merge_checkpoint_config(Config(task="test_hash"), saved, "ck.pth").balanced_feature_weight == 0.5
     with pytest.raises(ConfigError, match="other values of --balanced_feature_weight"):
         merge_checkpoint_config(Config(resume=True, balanced_neighbours="fused", epoch=7, scale_max=20.0), saved,
