@@ -112,6 +112,9 @@ def test_choices_follow_validation_and_regret_is_best_minus_chosen():
     assert loo["x"]["runner_up"] == "default" and loo["x"]["margin"] == pytest.approx(0.7 - 0.5)   # z: c 0.7, default 0.5, b 0.3
     assert loo["x"]["paired_regret"] == pytest.approx(np.mean([0.60 - 0.55, 0.61 - 0.55]))
     assert loo["x"]["paired_std"] == pytest.approx(np.std([0.05, 0.06], ddof=1))
+    half = 6.313751514675043 * np.std([0.05, 0.06], ddof=1) / np.sqrt(2)   # Student t, 1 df, 95th percentile
+    assert (loo["x"]["paired_low"], loo["x"]["paired_high"]) == pytest.approx((0.055 - half, 0.055 + half))
+    assert (loo["x"]["default_paired_low"], loo["x"]["default_paired_high"]) == pytest.approx((0.10, 0.10))
     assert loo["x"]["default_paired_regret"] == pytest.approx(0.10)
     assert loo["z"]["chosen_elsewhere"] == "c" and loo["z"]["paired_regret"] == pytest.approx(0.0)
     pooled = {r["setting"]: r for r in report.pooled_rows(cells)}       # default minus b over 4 (set, seed)
@@ -132,6 +135,33 @@ def test_the_choice_on_the_held_out_set_itself_uses_its_own_validation_scores():
     assert loo["x"]["paired_regret"] == pytest.approx(0.055)          # b (0.60, 0.61) - c (0.55)
     assert loo["x"]["itself_paired_regret"] == pytest.approx(0.0)
     assert loo["z"]["chosen_on_itself"] == "c" and loo["z"]["itself_unimodal_regret"] == pytest.approx(0.0)
+    one_seed = {r["set"]: r for r in report.leave_one_out_rows(report._cells([r for r in rows if r["seed"] == 0]))}
+    assert one_seed["x"]["default_paired_low"] is None and one_seed["x"]["default_paired_high"] is None
+
+
+def test_the_default_regret_is_written_with_its_interval_when_there_is_one():
+    row = {"default_paired_regret": 0.0153, "default_paired_std": 0.0011, "default_paired_low": 0.0134,
+           "default_paired_high": 0.0172, "default_unimodal_regret": 0.004, "default_unimodal_std": 0.0,
+           "default_unimodal_low": None, "default_unimodal_high": None}
+    assert report._fmt_interval(row, "default_paired_") == "+1.5 ± 0.1 [+1.3, +1.7]"
+    assert report._fmt_interval(row, "default_unimodal_") == "+0.4 ± 0.0"      # one seed: no interval
+    assert report._fmt_interval({}, "default_paired_") == ""                      # no default in the grid
+
+
+def test_the_report_writes_the_default_regret_interval(tmp_path):
+    """A grid folder of two settings x two seeds (results.json and grid.json only): the markdown
+    leave-one-out row holds the default's regret with its interval, as the json has it."""
+    for method, seed, test in (("default", 0, 0.50), ("default", 1, 0.52), ("b", 0, 0.60), ("b", 1, 0.61)):
+        run = tmp_path / "x" / "16bit" / method / f"seed{seed}"
+        run.mkdir(parents=True)
+        (run / "results.json").write_text(json.dumps({"dataset": "x", "bits": 16, "seed": seed, **_scores(test, 0.5)}))
+        (run / "grid.json").write_text(json.dumps({"method": method, "dataset": "x", "bits": 16, "seed": seed}))
+    found = report.write_zoo_report(tmp_path)
+    [row] = found["leave_one_out"]
+    half = 6.313751514675043 * np.std([0.10, 0.09], ddof=1) / np.sqrt(2)
+    assert (row["default_paired_low"], row["default_paired_high"]) == pytest.approx((0.095 - half, 0.095 + half))
+    line = next(t for t in (tmp_path / "zoo.md").read_text().splitlines() if t.startswith("| x | default"))
+    assert f"+9.5 ± 0.7 [{(0.095 - half) * 100:+.1f}, {(0.095 + half) * 100:+.1f}]" in line
 
 
 def test_per_run_pick_keeps_the_run_each_score_prefers_and_compares_it_with_the_default():
@@ -185,6 +215,7 @@ def test_the_zoo_command_runs_a_short_grid_and_writes_its_report(tmp_path, capsy
     text = (out / "zoo.md").read_text()
     assert "## Leave one set out" in text and "| zoo-complementary | unimodal_t2i_map |" in text
     assert "margin over the runner-up" in text and "chosen on the set itself (labels)" in text
+    assert "the default's with the 90% interval of its mean" in text
     assert "zoo report:" in capsys.readouterr().out
 
 
