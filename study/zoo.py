@@ -39,7 +39,7 @@ DEFAULT = "default"
 FIGURES = (("paired", "i2t_map"), ("paired", "t2i_map"), ("unimodal", "unimodal_i2t_map"),
            ("unimodal", "unimodal_t2i_map"))
 PROTOCOL_FIGURES = {"paired": ("i2t_map", "t2i_map"), "unimodal": ("unimodal_i2t_map", "unimodal_t2i_map")}
-INTERVAL = 0.90   # a regret's interval over seeds: at 3 seeds only some misses lie wholly above 1 (docs/zoo.md, stop 42)
+INTERVAL = 0.90   # a regret's interval over seeds: at 3 seeds few misses lie wholly above 1 (docs/zoo.md, stop 42)
 
 
 def _cells(rows) -> dict:
