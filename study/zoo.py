@@ -90,10 +90,12 @@ def _regret(settings: dict, chosen: str, protocol: str) -> dict:
     best = _best(test)
     seeds = sorted(set(settings[best]) & set(settings[chosen]))
     gaps = [np.mean([settings[best][seed][k] - settings[chosen][seed][k] for k in keys]) for seed in seeds]
-    mean, std = float(np.mean(gaps)), float(np.std(gaps, ddof=1)) if len(gaps) > 1 else 0.0
-    half = float(stats.t.ppf(0.5 + INTERVAL / 2, len(gaps) - 1) * std / np.sqrt(len(gaps))) if len(gaps) > 1 else None
-    return {"regret": mean, "std": std, "low": None if half is None else mean - half,
-            "high": None if half is None else mean + half}
+    mean = float(np.mean(gaps))
+    if len(gaps) < 2:
+        return {"regret": mean, "std": 0.0, "low": None, "high": None}
+    std = float(np.std(gaps, ddof=1))
+    half = float(stats.t.ppf(0.5 + INTERVAL / 2, len(gaps) - 1) * std / np.sqrt(len(gaps)))
+    return {"regret": mean, "std": std, "low": mean - half, "high": mean + half}
 
 
 def _put(row: dict, prefix: str, protocol: str, found: dict) -> None:
