@@ -78,6 +78,11 @@ def training_draw_criteria(solver, protocol: str, candidates, load, setting: str
     return every, len(held)
 
 
+def epochs_each(epochs: int) -> str:
+    """How long each candidate trained, for the logged reason: "1 epoch each", "3 epochs each"."""
+    return f"{epochs} epoch{'' if epochs == 1 else 's'} each"
+
+
 def candidate_epochs(cfg, candidates) -> int:
     """Epochs per candidate: select_budget x the default training's epochs (paired + branch),
     shared among the candidates, each of which trains on (1 - select_holdout) of the pairs. An epoch
@@ -103,7 +108,7 @@ def choose_modality_dropout(cfg, bits: int, data, trainer, log=print) -> dict:
     candidates = [float(value) for value in cfg.select_candidates]
     epochs = candidate_epochs(cfg, candidates)
     log(f"modality_dropout auto: training {len(candidates)} candidates ({', '.join(f'{c:g}' for c in candidates)}) "
-        f"for {epochs} epochs each on {len(fit)} training pairs; criterion {cfg.select_criterion} on "
+        f"for {epochs_each(epochs)} on {len(fit)} training pairs; criterion {cfg.select_criterion} on "
         f"{len(held)} held-out pairs")
     # which ranked pairs count as relevant to each held-out pair: from the features, the same for every candidate
     relevance = split_relevance(held_split, database)

@@ -103,7 +103,7 @@ class PairedFork:
         scores = [found[criterion] for found in every]
         best, rows = values[int(np.argmax(scores))], self.rows(solver)
         where = "held-out training pairs (no candidate trained on them)" if rows is not None else "training pairs"
-        reason = (f"highest {criterion} of the paired codes of {scored} {where} after {epochs} epochs each: "
+        reason = (f"highest {criterion} of the paired codes of {scored} {where} after {choose.epochs_each(epochs)}: "
                   f"{max(scores):.4f} (" + ", ".join(f"{v:g}: {s:.4f}" for v, s in zip(values, scores)) + ")")
         record = {"setting": self.setting, "candidates": values, "criterion": criterion, "values": scores,
                   "all_criteria": every, "chosen": best, "reason": reason, "epochs": epochs, "fork": True,

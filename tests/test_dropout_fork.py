@@ -58,7 +58,8 @@ def test_the_fork_chooses_by_the_criterion_on_held_out_pairs_and_records_it(fork
     assert len({json.dumps(found, sort_keys=True) for found in record["all_criteria"]}) == 2   # each its own codes
     assert sorted(record["all_criteria"][0]) == sorted(SELECT_CRITERIA)
     assert record["held_out_pairs"] == record["scored_pairs"] == 62 and record["train_pairs"] == 250 - 62
-    assert record["reason"].startswith("highest shared of the paired codes of 62 held-out training pairs")
+    assert record["reason"].startswith("highest shared of the paired codes of 62 held-out training pairs "
+                                       "(no candidate trained on them) after 2 epochs each: ")
     records = run_records(tmp_path / "fork")
     assert all({"md0_loss", "md0.75_loss", "loss"} <= set(r) for r in records[:2])        # both candidates
     assert records[0]["loss"] == records[0]["md0_loss"] and "selection" not in records[0]

@@ -9,7 +9,7 @@ import train
 from config import SELECT_CRITERIA, ConfigError, build_config, merge_checkpoint_config, to_dict
 from conftest import run_records, small_dataset
 from selection import choose
-from selection.choose import candidate_epochs, split_for_selection
+from selection.choose import candidate_epochs, epochs_each, split_for_selection
 from selection.criteria import (bit_balance, held_out_contrastive, instance_retrieval, label_free_criteria, nearest,
                                  relevance_map)
 
@@ -108,6 +108,7 @@ def test_the_budget_and_the_held_out_draw():
     # at most +0.5x in tokens encoded: an epoch at 0.75 encodes 1.75 times the pairs' tokens
     assert epochs == 5 and (1 + 1.75) * epochs * (1 - cfg.select_holdout) <= cfg.select_budget * 25
     assert candidate_epochs(cfg, [0.0, 0.0]) == 6                # two candidates at 0: 6 epochs each
+    assert (epochs_each(1), epochs_each(3)) == ("1 epoch each", "3 epochs each")   # the logged reason's words
     held, fit = split_for_selection(1000, 0.1, seed=3)
     assert len(held) == 200 and len(fit) == 800 and not set(held) & set(fit)   # at least 200 held out
     assert np.array_equal(held, split_for_selection(1000, 0.1, seed=3)[0])
