@@ -70,6 +70,13 @@ def data_root_of(args, dataset: str) -> str:
     return args.data_root
 
 
+def report_roots(args) -> dict:
+    """{set: its data root} for the zoo report: every set with a folder in --out, not only this call's
+    --dataset (a grid added to a folder with wiki from an earlier call read wiki from data/ and failed)."""
+    found = {path.name for path in args.out.iterdir() if path.is_dir()} if args.out.is_dir() else set()
+    return {dataset: data_root_of(args, dataset) for dataset in sorted(found | set(args.dataset))}
+
+
 def grid(args) -> list:
     """(run folder, train.py argv or None for CCA, dataset, bits, grid.json record) for every run."""
     runs = []
@@ -188,7 +195,7 @@ def run_grid(args) -> list:
     if getattr(args, "zoo", False):
         from study.zoo import write_zoo_report
 
-        write_zoo_report(args.out, {dataset: data_root_of(args, dataset) for dataset in args.dataset})
+        write_zoo_report(args.out, report_roots(args))
         info(f"zoo report: {args.out / 'zoo.md'} and {args.out / 'zoo.json'}")
     info(console_table(rows))
     write_claims(args.out)

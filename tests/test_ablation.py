@@ -170,6 +170,15 @@ def test_wiki_reads_data_root_outside_a_zoo_grid_and_wiki_root_inside_one():
     assert ablation.data_root_of(zoo, "wiki") == "/wiki_here" and ablation.data_root_of(zoo, "demo") == "/somewhere"
 
 
+def test_the_zoo_report_reads_every_set_in_the_folder_from_its_root(tmp_path):
+    # a grid of zoo-fewlabels added to a folder that holds wiki from an earlier call: wiki from --wiki_root
+    (tmp_path / "wiki" / "16bit").mkdir(parents=True)
+    (tmp_path / "summary.md").write_text("")                       # files in the folder are no sets
+    zoo = ablation_cli.parse_args(["--zoo", "--dataset", "zoo-fewlabels", "--out", str(tmp_path), "--data_root",
+                                   "/somewhere", "--wiki_root", "/wiki_here"])
+    assert ablation.report_roots(zoo) == {"wiki": "/wiki_here", "zoo-fewlabels": "/somewhere"}
+
+
 def test_grid_flags_must_be_spelled_out(capsys):
     # argparse's prefix matching took a mistyped --keep_checkpoint for --keep_checkpoints and started a grid
     for short in ("--keep_checkpoint", "--zo", "--seed=1"):
