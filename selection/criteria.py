@@ -44,6 +44,7 @@ from study.baselines import fit_cca
 
 CCA_COMPONENTS = 16   # canonical directions of the shared space
 CCA_RIDGE = 0.1       # ridge relative to the mean variance: few pairs, wide features
+FIT_ROWS = 50_000     # training pairs the balanced loss's shared space is fitted on, at most
 TEMPERATURE = Config.temperature   # the contrastive criterion's: the training loss's default
 
 
@@ -77,6 +78,20 @@ def shared_space(query_features, database_features) -> tuple:
     mean_x, mean_y, a, b = fit_cca(*(np.asarray(f) for f in database_features), CCA_COMPONENTS, CCA_RIDGE)
     project = lambda image, text: ((np.asarray(image) - mean_x) @ a + (np.asarray(text) - mean_y) @ b) / 2  # noqa: E731
     return project(*query_features), project(*database_features)
+
+
+def training_shared_space(image, text, seed: int) -> np.ndarray:
+    """(N, c) float32: each of N training pairs ((N, Di), (N, Dt) features) projected as shared_space
+    does, with the directions fitted on every pair or on a seeded draw of FIT_ROWS of them. The balanced
+    loss's input neighbours in this space (balanced_neighbours shared) ignore one side's own noise."""
+    rows = slice(None) if len(image) <= FIT_ROWS else \
+        np.sort(np.random.default_rng([seed, 2718]).choice(len(image), FIT_ROWS, replace=False))
+    mean_x, mean_y, a, b = fit_cca(np.asarray(image[rows]), np.asarray(text[rows]), CCA_COMPONENTS, CCA_RIDGE)
+    out = np.empty((len(image), a.shape[1]), dtype=np.float32)
+    for start in range(0, len(image), FIT_ROWS):   # in parts: float64 copies of every row would not fit
+        part = slice(start, start + FIT_ROWS)
+        out[part] = ((np.asarray(image[part]) - mean_x) @ a + (np.asarray(text[part]) - mean_y) @ b) / 2
+    return out
 
 
 def bit_balance(*codes) -> float:

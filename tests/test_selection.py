@@ -8,10 +8,10 @@ import ICMR
 import train
 from config import SELECT_CRITERIA, ConfigError, build_config, merge_checkpoint_config, to_dict
 from conftest import run_records, small_dataset
-from selection import choose
+from selection import choose, criteria
 from selection.choose import candidate_epochs, epochs_each, split_for_selection
 from selection.criteria import (bit_balance, held_out_contrastive, instance_retrieval, label_free_criteria, nearest,
-                                 relevance_map)
+                                 relevance_map, shared_space, training_shared_space)
 
 TINY = ["--dataset", "small", "--hash_lens", "16", "--epoch", "2", "--fusion_dim", "64", "--fusion_ff_dim", "64",
         "--hash_hidden", "32", "--batch_size", "64", "--unimodal_epochs", "1", "--eval_every", "0", "--device", "cpu"]
@@ -100,6 +100,24 @@ def test_the_criteria_prefer_codes_of_what_both_sides_share_over_one_sides_noise
     for text_noise in (1.0, 2.0):                           # shared holds where the text is much noisier
         assert found[text_noise][0]["shared"] > found[text_noise][1]["shared"] + 0.05
     assert found[2.0][0]["consensus"] < found[2.0][1]["consensus"]   # seeds 0 and 3: consensus fails there
+
+
+def test_the_training_shared_space_ignores_what_one_side_has_alone(monkeypatch):
+    # both sides carry 16 shared dimensions plus loud dimensions of their own (balanced_neighbours shared)
+    rng = np.random.default_rng(0)
+    latent = rng.standard_normal((400, 16))
+    image, text = (np.concatenate([latent @ rng.standard_normal((16, width)), 5 * rng.standard_normal((400, width))], 1)
+                   for width in (32, 24))
+    projected = training_shared_space(image, text, seed=0)
+    assert projected.shape == (400, 16) and projected.dtype == np.float32
+    assert np.allclose(projected, shared_space((image, text), (image, text))[0], atol=1e-4)   # fitted on every pair
+    truth = nearest(latent, latent, 10)
+    found = lambda x: (nearest(x, x, 10) & truth).sum() / truth.sum()   # noqa: E731  share of true 10-NN kept
+    unit = lambda x: x / np.linalg.norm(x, axis=1, keepdims=True)       # noqa: E731
+    assert found(projected) > 0.7 and found(np.concatenate([unit(image), unit(text)], 1)) < 0.4
+    monkeypatch.setattr(criteria, "FIT_ROWS", 100)      # above it: fitted on a seeded draw, projected in parts
+    first, again, other = (training_shared_space(image, text, seed=s) for s in (1, 1, 2))
+    assert first.shape == (400, 16) and np.array_equal(first, again) and not np.allclose(first, other)
 
 
 def test_the_budget_and_the_held_out_draw():

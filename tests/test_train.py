@@ -144,7 +144,7 @@ def test_wiki_trains_on_real_data(tmp_path):
     assert 0.0 < result["i2t_map"] < 1.0
 
 
-@pytest.mark.parametrize("source", ["fused", "features", "both", "both plain mean"])
+@pytest.mark.parametrize("source", ["fused", "features", "both", "both plain mean", "shared"])
 def test_the_balanced_loss_finds_neighbours_where_balanced_neighbours_says(tmp_path, data_root, monkeypatch, source):
     import losses
     seen, real = [], losses.neighbour_similarity
@@ -168,6 +168,14 @@ def test_the_balanced_loss_finds_neighbours_where_balanced_neighbours_says(tmp_p
     unit = torch.nn.functional.normalize
     image_features, text_features = (unit(torch.from_numpy(np.asarray(f, dtype=np.float32)), dim=1)
                                      for f in (train_split.image, train_split.text))
+    if source == "shared":          # the input half: each pair's shared-space features (16) as both sides
+        from selection.criteria import training_shared_space
+        projected = unit(torch.from_numpy(training_shared_space(np.asarray(train_split.image),
+                                                                np.asarray(train_split.text), seed=0)), dim=1)
+        assert image.shape[1] == 64 and text.shape[1] == 2 * projected.shape[1] == 32
+        both = unit(torch.cat([projected, projected], 1), dim=1)
+        assert (text @ both.T).max(1).values / image.norm(dim=1) == pytest.approx((0.875 / 0.125) ** 0.5, abs=1e-4)
+        return
     if source.startswith("both"):   # halves: the fused pair (64) and the input pair (512 + 512), each a unit
         weight = 0.5 if source == "both plain mean" else 0.875  # vector, in proportion sqrt(1 - weight) : sqrt(weight)
         fused_norm = image.norm(dim=1)
@@ -179,6 +187,17 @@ def test_the_balanced_loss_finds_neighbours_where_balanced_neighbours_says(tmp_p
     for rows, features in ((image, image_features), (text, text_features)):
         assert rows.shape[1] == features.shape[1]       # the input features, each side unit length
         assert (rows @ features.T).max(1).values == pytest.approx(1.0, abs=1e-5)   # every row is a training pair's
+
+
+def test_shared_neighbours_refuse_a_streamed_run_before_any_candidate_trains(tmp_path, data_root, monkeypatch,
+                                                                             capsys):
+    import ICMR
+    monkeypatch.setattr(ICMR, "choose_modality_dropout", lambda *a, **k: pytest.fail("a candidate trained"))
+    with pytest.raises(SystemExit) as exit_info:
+        train.main(args(tmp_path, data_root, "--balanced_neighbours", "shared", "--stream_train", "on",
+                        "--modality_dropout", "auto"))
+    assert exit_info.value.code == 2
+    assert "--balanced_neighbours shared needs the training pairs in memory" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("flip, balanced", [(False, "true"), (True, "true"), (False, "false")])
