@@ -72,12 +72,22 @@ def relevance_map(query_codes, database_codes, relevant, k: int) -> float:
                           for q, d in ((q_image, d_text), (q_text, d_image))]))
 
 
+def _fit_shared(image, text) -> tuple:
+    """(mean_x, mean_y, A, B): the top canonical directions of the (N, Di), (N, Dt) pairs (fit_cca)."""
+    return fit_cca(np.asarray(image), np.asarray(text), CCA_COMPONENTS, CCA_RIDGE)
+
+
+def _project_shared(image, text, fitted) -> np.ndarray:
+    """(N, c): the pairs' image and text features projected on `fitted` directions, averaged."""
+    mean_x, mean_y, a, b = fitted
+    return ((np.asarray(image) - mean_x) @ a + (np.asarray(text) - mean_y) @ b) / 2
+
+
 def shared_space(query_features, database_features) -> tuple:
     """(Q, c) and (N, c): each item's image and text features projected on the top canonical
     directions of the database pairs, averaged (c = CCA_COMPONENTS or fewer)."""
-    mean_x, mean_y, a, b = fit_cca(*(np.asarray(f) for f in database_features), CCA_COMPONENTS, CCA_RIDGE)
-    project = lambda image, text: ((np.asarray(image) - mean_x) @ a + (np.asarray(text) - mean_y) @ b) / 2  # noqa: E731
-    return project(*query_features), project(*database_features)
+    fitted = _fit_shared(*database_features)
+    return _project_shared(*query_features, fitted), _project_shared(*database_features, fitted)
 
 
 def training_shared_space(image, text, seed: int) -> np.ndarray:
@@ -86,11 +96,11 @@ def training_shared_space(image, text, seed: int) -> np.ndarray:
     loss's input neighbours in this space (balanced_neighbours shared) ignore one side's own noise."""
     rows = slice(None) if len(image) <= FIT_ROWS else \
         np.sort(np.random.default_rng([seed, 2718]).choice(len(image), FIT_ROWS, replace=False))
-    mean_x, mean_y, a, b = fit_cca(np.asarray(image[rows]), np.asarray(text[rows]), CCA_COMPONENTS, CCA_RIDGE)
-    out = np.empty((len(image), a.shape[1]), dtype=np.float32)
+    fitted = _fit_shared(image[rows], text[rows])
+    out = np.empty((len(image), fitted[2].shape[1]), dtype=np.float32)
     for start in range(0, len(image), FIT_ROWS):   # in parts: float64 copies of every row would not fit
         part = slice(start, start + FIT_ROWS)
-        out[part] = ((np.asarray(image[part]) - mean_x) @ a + (np.asarray(text[part]) - mean_y) @ b) / 2
+        out[part] = _project_shared(image[part], text[part], fitted)
     return out
 
 
