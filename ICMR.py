@@ -32,7 +32,7 @@ from runio.run_folder import RunFolder, default_output_dir, results_record
 from schedules import ScaleSchedule, training_progress
 from selection.branch_scale import BranchFork, branch_epoch, branch_mode
 from selection.choose import choose_modality_dropout
-from selection.criteria import training_shared_space
+from selection.criteria import INPUT_SPACES, fit_input_space, project_pairs
 from selection.late_temperature import temperature_at
 from selection.paired_fork import PairedFork, forks_dropout, paired_epoch
 
@@ -70,9 +70,6 @@ class Solver:
         self.selection = selection or (checkpoint or {}).get("selection")
         self.num_train = min(len(self.data.train), cfg.train_limit or len(self.data.train))  # UCMFH: the first 4,992
         self.streamed = streams(cfg, self.data.train, self.num_train)
-        if self.streamed and cfg.balanced_neighbours == "shared":   # before any candidate trains
-            raise ConfigError("--balanced_neighbours shared needs the training pairs in memory, and this run "
-                              "streams them: pass --stream_train off, or choose another --balanced_neighbours")
         if cfg.modality_dropout == AUTO and self.hash_stage and not self.selection and not forks_dropout(self):
             self.selection = choose_modality_dropout(cfg, self.bits, self.data, type(self), self.log)
         self.modality_dropout = (self.selection or {}).get("chosen", 0.0) if cfg.modality_dropout == AUTO \
@@ -134,9 +131,12 @@ class Solver:
         else:               # the training pairs stay on the device; lazily stored (HDF5) ones are read once
             self.train_image = torch.from_numpy(np.asarray(train.image[:self.num_train])).to(self.device)  # (N, Di)
             self.train_text = torch.from_numpy(np.asarray(train.text[:self.num_train])).to(self.device)    # (N, Dt)
-        # balanced_neighbours shared: every training pair's input features in the sides' shared space, (N, c)
-        self.shared_inputs = None if cfg.balanced_neighbours != "shared" else torch.from_numpy(training_shared_space(
-            *(side.float().cpu().numpy() for side in (self.train_image, self.train_text)), cfg.seed)).to(self.device)
+        # balanced_neighbours shared, covariance: the input cosine compares the pairs in a space fitted on
+        # the training pairs, (mean_x (Di,), mean_y (Dt,), A (Di, c), B (Dt, c)); each batch is projected as
+        # it comes (streamed runs too)
+        self.input_space = None if cfg.balanced_neighbours not in INPUT_SPACES else tuple(torch.from_numpy(
+            part).float().to(self.device) for part in fit_input_space(cfg.balanced_neighbours, train.image,
+                                                                      train.text, self.num_train, cfg.seed))
         if checkpoint is not None:
             self._load_state(checkpoint)
         self.run = RunFolder(broadcast(default_output_dir(cfg, self.bits), self.ranks), writable=self.ranks.main)
@@ -252,8 +252,9 @@ class Solver:
             fused_image, fused_text, hash_image, hash_text = self._forward(idx, step_scale)  # (B, F/2), (B, bits)
             similar = None   # (B, B) bool: the batch's neighbour pairs, from the features, never from labels
             if self.cfg.balanced_loss or self.cfg.infonce_mask_neighbours:
-                inputs = (self.shared_inputs[idx],) * 2 if self.shared_inputs is not None \
-                    else (self.train_image[idx], self.train_text[idx])           # (B, c) twice, or (B, Di), (B, Dt)
+                inputs = (self.train_image[idx], self.train_text[idx])           # (B, Di), (B, Dt)
+                if self.input_space is not None:                                 # (B, c) as both sides
+                    inputs = (project_pairs(*inputs, self.input_space),) * 2
                 similar = balanced_similarity(self.cfg.balanced_neighbours, fused_image, fused_text, *inputs,
                                               self.cfg.balanced_knn, self.cfg.balanced_feature_weight)
             loss, fused_term, hash_term = ucmfh_loss(fused_image, fused_text, hash_image, hash_text,

@@ -73,35 +73,48 @@ def relevance_map(query_codes, database_codes, relevant, k: int) -> float:
 
 
 def _fit_shared(image, text) -> tuple:
-    """(mean_x, mean_y, A, B): the top canonical directions of the (N, Di), (N, Dt) pairs (fit_cca)."""
+    """(mean_x, mean_y, A, B): the top canonical directions of the (N, Di), (N, Dt) pairs (fit_cca).
+    Each canonical variate has unit variance: the directions weigh alike, however much they vary."""
     return fit_cca(np.asarray(image), np.asarray(text), CCA_COMPONENTS, CCA_RIDGE)
 
 
-def _project_shared(image, text, fitted) -> np.ndarray:
-    """(N, c): the pairs' image and text features projected on `fitted` directions, averaged."""
+def _fit_covariance(image, text) -> tuple:
+    """(mean_x, mean_y, U, V): the top singular directions of the (N, Di), (N, Dt) pairs' cross-
+    covariance (partial least squares), not whitened: a direction keeps the variance the two sides share
+    along it, so the few strong directions (where labels tend to live) are not diluted by many weak ones."""
+    x, y = np.asarray(image, dtype=np.float64), np.asarray(text, dtype=np.float64)
+    mean_x, mean_y = x.mean(0), y.mean(0)
+    u, _, vt = np.linalg.svd((x - mean_x).T @ (y - mean_y) / max(len(x) - 1, 1), full_matrices=False)
+    c = min(CCA_COMPONENTS, x.shape[1], y.shape[1])
+    return mean_x, mean_y, u[:, :c], vt.T[:, :c]
+
+
+# balanced_neighbours value -> the fit of the space its input cosine compares the pairs in
+INPUT_SPACES = {"shared": _fit_shared, "covariance": _fit_covariance}
+
+
+def project_pairs(image, text, fitted):
+    """(N, c): (N, Di) image and (N, Dt) text features (numpy or torch, like `fitted`'s arrays) projected
+    on `fitted` directions (mean_x, mean_y, A (Di, c), B (Dt, c)), the two sides averaged."""
     mean_x, mean_y, a, b = fitted
-    return ((np.asarray(image) - mean_x) @ a + (np.asarray(text) - mean_y) @ b) / 2
+    return ((image - mean_x) @ a + (text - mean_y) @ b) / 2
 
 
 def shared_space(query_features, database_features) -> tuple:
     """(Q, c) and (N, c): each item's image and text features projected on the top canonical
     directions of the database pairs, averaged (c = CCA_COMPONENTS or fewer)."""
     fitted = _fit_shared(*database_features)
-    return _project_shared(*query_features, fitted), _project_shared(*database_features, fitted)
+    return tuple(project_pairs(np.asarray(image), np.asarray(text), fitted)
+                 for image, text in (query_features, database_features))
 
 
-def training_shared_space(image, text, seed: int) -> np.ndarray:
-    """(N, c) float32: each of N training pairs ((N, Di), (N, Dt) features) projected as shared_space
-    does, with the directions fitted on every pair or on a seeded draw of FIT_ROWS of them. The balanced
-    loss's input neighbours in this space (balanced_neighbours shared) ignore one side's own noise."""
-    rows = slice(None) if len(image) <= FIT_ROWS else \
-        np.sort(np.random.default_rng([seed, 2718]).choice(len(image), FIT_ROWS, replace=False))
-    fitted = _fit_shared(image[rows], text[rows])
-    out = np.empty((len(image), fitted[2].shape[1]), dtype=np.float32)
-    for start in range(0, len(image), FIT_ROWS):   # in parts: float64 copies of every row would not fit
-        part = slice(start, start + FIT_ROWS)
-        out[part] = _project_shared(image[part], text[part], fitted)
-    return out
+def fit_input_space(kind: str, image, text, rows: int, seed: int) -> tuple:
+    """The INPUT_SPACES[kind] directions of the first `rows` training pairs ((N, Di), (N, Dt) numpy
+    arrays or lazily read rows), fitted on every one of them or on a seeded draw of FIT_ROWS, so a run
+    over millions of pairs (streamed or not) reads and fits a bounded sample."""
+    chosen = slice(0, rows) if rows <= FIT_ROWS else \
+        np.sort(np.random.default_rng([seed, 2718]).choice(rows, FIT_ROWS, replace=False))
+    return INPUT_SPACES[kind](np.asarray(image[chosen], dtype=np.float32), np.asarray(text[chosen], dtype=np.float32))
 
 
 def bit_balance(*codes) -> float:

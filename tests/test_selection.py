@@ -10,8 +10,8 @@ from config import SELECT_CRITERIA, ConfigError, build_config, merge_checkpoint_
 from conftest import run_records, small_dataset
 from selection import choose, criteria
 from selection.choose import candidate_epochs, epochs_each, split_for_selection
-from selection.criteria import (bit_balance, held_out_contrastive, instance_retrieval, label_free_criteria, nearest,
-                                 relevance_map, shared_space, training_shared_space)
+from selection.criteria import (bit_balance, fit_input_space, held_out_contrastive, instance_retrieval,
+                                 label_free_criteria, nearest, project_pairs, relevance_map, shared_space)
 
 TINY = ["--dataset", "small", "--hash_lens", "16", "--epoch", "2", "--fusion_dim", "64", "--fusion_ff_dim", "64",
         "--hash_hidden", "32", "--batch_size", "64", "--unimodal_epochs", "1", "--eval_every", "0", "--device", "cpu"]
@@ -108,16 +108,54 @@ def test_the_training_shared_space_ignores_what_one_side_has_alone(monkeypatch):
     latent = rng.standard_normal((400, 16))
     image, text = (np.concatenate([latent @ rng.standard_normal((16, width)), 5 * rng.standard_normal((400, width))], 1)
                    for width in (32, 24))
-    projected = training_shared_space(image, text, seed=0)
-    assert projected.shape == (400, 16) and projected.dtype == np.float32
+    space = lambda kind, seed=0: project_pairs(image, text, fit_input_space(kind, image, text, 400, seed))  # noqa: E731
+    projected = space("shared")
+    assert projected.shape == (400, 16)
     assert np.allclose(projected, shared_space((image, text), (image, text))[0], atol=1e-4)   # fitted on every pair
     truth = nearest(latent, latent, 10)
     found = lambda x: (nearest(x, x, 10) & truth).sum() / truth.sum()   # noqa: E731  share of true 10-NN kept
     unit = lambda x: x / np.linalg.norm(x, axis=1, keepdims=True)       # noqa: E731
     assert found(projected) > 0.7 and found(np.concatenate([unit(image), unit(text)], 1)) < 0.4
-    monkeypatch.setattr(criteria, "FIT_ROWS", 100)      # above it: fitted on a seeded draw, projected in parts
-    first, again, other = (training_shared_space(image, text, seed=s) for s in (1, 1, 2))
-    assert first.shape == (400, 16) and np.array_equal(first, again) and not np.allclose(first, other)
+    # the cross-covariance space also drops the loud own dimensions, but keeps the random maps' uneven scales
+    assert found(space("covariance")) > found(np.concatenate([unit(image), unit(text)], 1)) + 0.05
+    monkeypatch.setattr(criteria, "FIT_ROWS", 100)      # above it: fitted on a seeded draw
+    for kind in ("shared", "covariance"):
+        first, again, other = (space(kind, seed=s) for s in (1, 1, 2))
+        assert first.shape == (400, 16) and np.array_equal(first, again) and not np.allclose(first, other)
+    # only the first `rows` pairs are drawn from: the others may be anything
+    fitted = fit_input_space("covariance", np.concatenate([image, np.full_like(image, np.nan)]),
+                             np.concatenate([text, np.full_like(text, np.nan)]), 400, seed=1)
+    assert all(np.isfinite(part).all() for part in fitted)
+
+
+def test_the_covariance_space_is_the_cross_covariance_s_top_singular_directions():
+    rng = np.random.default_rng(1)
+    image, text = rng.standard_normal((300, 20)), rng.standard_normal((300, 12))
+    image[:, :3] += 3 * text[:, :3]
+    mean_x, mean_y, u, v = fit_input_space("covariance", image, text, 300, seed=0)
+    cross = (image - image.mean(0)).T @ (text - text.mean(0)) / 299                 # (20, 12), a plain loop's
+    values = np.linalg.svd(cross, compute_uv=False)
+    assert u.shape == (20, 12) and v.shape == (12, 12)                              # min(16, 20, 12) directions
+    assert np.allclose(mean_x, image.mean(0)) and np.allclose(mean_y, text.mean(0))
+    for j in range(12):                                                             # cross @ v_j = s_j u_j
+        assert np.allclose(cross @ v[:, j], values[j] * u[:, j], atol=1e-8)
+    assert np.allclose(u.T @ u, np.eye(12), atol=1e-8)                              # not whitened: orthonormal
+
+
+def test_the_covariance_space_keeps_strong_directions_that_whitening_dilutes():
+    # label clusters in 3 strong directions, and a pair-specific part both sides share in 40 weak ones (the
+    # zoo's `instance`): CCA's variates weigh every direction alike, so its 16 are mostly the weak part
+    rng = np.random.default_rng(2)
+    cluster = rng.integers(0, 6, 600)
+    centres = 2.0 * rng.standard_normal((6, 3))
+    latent = np.concatenate([centres[cluster], 0.3 * rng.standard_normal((600, 40))], 1)   # (600, 43)
+    image, text = (latent @ rng.standard_normal((43, width)) + 0.5 * rng.standard_normal((600, width))
+                   for width in (64, 48))
+    same = cluster[:, None] == cluster[None, :]
+    precision = {kind: (nearest(p, p, 11) & same).sum() / (600 * 11)
+                 for kind in ("shared", "covariance")
+                 for p in [project_pairs(image, text, fit_input_space(kind, image, text, 600, seed=0))]}
+    assert precision["covariance"] > 0.9 and precision["shared"] < precision["covariance"] - 0.2
 
 
 def test_the_budget_and_the_held_out_draw():

@@ -144,7 +144,7 @@ def test_wiki_trains_on_real_data(tmp_path):
     assert 0.0 < result["i2t_map"] < 1.0
 
 
-@pytest.mark.parametrize("source", ["fused", "features", "both", "both plain mean", "shared"])
+@pytest.mark.parametrize("source", ["fused", "features", "both", "both plain mean", "shared", "covariance"])
 def test_the_balanced_loss_finds_neighbours_where_balanced_neighbours_says(tmp_path, data_root, monkeypatch, source):
     import losses
     seen, real = [], losses.neighbour_similarity
@@ -168,10 +168,11 @@ def test_the_balanced_loss_finds_neighbours_where_balanced_neighbours_says(tmp_p
     unit = torch.nn.functional.normalize
     image_features, text_features = (unit(torch.from_numpy(np.asarray(f, dtype=np.float32)), dim=1)
                                      for f in (train_split.image, train_split.text))
-    if source == "shared":          # the input half: each pair's shared-space features (16) as both sides
-        from selection.criteria import training_shared_space
-        projected = unit(torch.from_numpy(training_shared_space(np.asarray(train_split.image),
-                                                                np.asarray(train_split.text), seed=0)), dim=1)
+    if source in ("shared", "covariance"):   # the input half: each pair projected on the fitted space (16), twice
+        from selection.criteria import fit_input_space, project_pairs
+        sides = [np.asarray(side) for side in (train_split.image, train_split.text)]
+        fitted = fit_input_space(source, *sides, len(sides[0]), seed=0)
+        projected = unit(torch.from_numpy(project_pairs(*sides, fitted)).float(), dim=1)
         assert image.shape[1] == 64 and text.shape[1] == 2 * projected.shape[1] == 32
         both = unit(torch.cat([projected, projected], 1), dim=1)
         assert (text @ both.T).max(1).values / image.norm(dim=1) == pytest.approx((0.875 / 0.125) ** 0.5, abs=1e-4)
@@ -189,15 +190,37 @@ def test_the_balanced_loss_finds_neighbours_where_balanced_neighbours_says(tmp_p
         assert (rows @ features.T).max(1).values == pytest.approx(1.0, abs=1e-5)   # every row is a training pair's
 
 
-def test_shared_neighbours_refuse_a_streamed_run_before_any_candidate_trains(tmp_path, data_root, monkeypatch,
-                                                                             capsys):
+def test_fitted_space_neighbours_work_in_a_streamed_run(tmp_path, data_root, monkeypatch):
+    """A streamed run reads its pairs a window at a time; the fitted space is the in-memory run's, and
+    every step's input half holds projections of that window's rows."""
     import ICMR
-    monkeypatch.setattr(ICMR, "choose_modality_dropout", lambda *a, **k: pytest.fail("a candidate trained"))
-    with pytest.raises(SystemExit) as exit_info:
-        train.main(args(tmp_path, data_root, "--balanced_neighbours", "shared", "--stream_train", "on",
-                        "--modality_dropout", "auto"))
-    assert exit_info.value.code == 2
-    assert "--balanced_neighbours shared needs the training pairs in memory" in capsys.readouterr().err
+    import losses
+    seen, real, spaces, solver_init = [], losses.neighbour_similarity, [], ICMR.Solver.__init__
+
+    def spy(image, text, k):
+        seen.append(text.detach().clone())
+        return real(image, text, k)
+
+    def keep_space(self, *a, **k):
+        solver_init(self, *a, **k)
+        spaces.append((self.streamed, self.input_space))
+    monkeypatch.setattr(losses, "neighbour_similarity", spy)
+    monkeypatch.setattr(ICMR.Solver, "__init__", keep_space)
+    for stream in ("off", "on"):
+        train.main(args(tmp_path / stream, data_root, "--balanced_neighbours", "covariance", "--stream_train", stream,
+                        "--stream_block_rows", "500", "--stream_window_blocks", "1", "--epoch", "1"))
+    (in_memory, memory_space), (streamed, streamed_space) = spaces
+    assert not in_memory and streamed
+    assert all(torch.equal(a, b) for a, b in zip(memory_space, streamed_space))
+    from data import load_dataset
+    from selection.criteria import project_pairs
+    train_split = load_dataset("demo", str(data_root)).train
+    projected = project_pairs(*(torch.from_numpy(np.asarray(side)) for side in (train_split.image, train_split.text)),
+                              streamed_space)
+    both = torch.nn.functional.normalize(torch.cat([projected, projected], 1), dim=1)
+    last = seen[-1]                                      # the streamed run's last step: rows of training pairs
+    assert last.shape[1] == both.shape[1] == 32
+    assert (last @ both.T).max(1).values / last.norm(dim=1) == pytest.approx(1.0, abs=1e-4)
 
 
 @pytest.mark.parametrize("flip, balanced", [(False, "true"), (True, "true"), (False, "false")])
