@@ -153,11 +153,11 @@ def test_the_balanced_loss_finds_neighbours_where_balanced_neighbours_says(tmp_p
         seen.append((image.detach().float().clone(), text.detach().float().clone()))
         return real(image, text, k)
     monkeypatch.setattr(losses, "neighbour_similarity", spy)
-    flags = {"both": (), "both plain mean": ("--balanced_feature_weight", "0.5")}.get(
-        source, ("--balanced_neighbours", source))
+    flags = {"covariance": (), "both plain mean": ("--balanced_neighbours", "both", "--balanced_feature_weight", "0.5")
+             }.get(source, ("--balanced_neighbours", source))                  # covariance: the default
     train.main(args(tmp_path, data_root, *flags))
     saved = (tmp_path / "run" / "config.yaml").read_text()
-    assert "balanced_neighbours: " + source.split()[0] in saved   # both: the default
+    assert "balanced_neighbours: " + source.split()[0] in saved
     assert f"balanced_feature_weight: {0.5 if source == 'both plain mean' else 0.875}" in saved   # 0.875: the default
     image, text = seen[0]
     if source == "fused":        # the fused pair embeddings: fusion_dim / 2 per side
