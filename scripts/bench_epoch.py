@@ -38,7 +38,8 @@ from selection.paired_fork import fork_epochs  # noqa: E402
 from runio.logs import add_log_flags, info, setup_logging  # noqa: E402
 
 # the bench's flags that are train.py settings, passed on to the config when given (else its defaults)
-CONFIG_FLAGS = ("modality_dropout", "train_precision", "select_fork", "late_temperature", "infonce_mask_neighbours")
+CONFIG_FLAGS = ("modality_dropout", "train_precision", "select_fork", "late_temperature", "infonce_mask_neighbours",
+                "balanced_neighbours")
 REFERENCE_SECONDS = 40.8  # reference UCMFH code, same setting, this 2-core CPU: its fastest (29 Nov 2026; 57.8 s 4 Dec)
 TARGET = 6.0
 
@@ -69,6 +70,8 @@ def main(argv=None):
                         help="auto: the temperature fork's extra time too (its dropped candidates' epochs)")
     parser.add_argument("--infonce_mask_neighbours", default=None,
                         help="true or false: InfoNCE without the neighbours' negatives (default: the config default)")
+    parser.add_argument("--balanced_neighbours", default=None,
+                        help="where the balanced loss's neighbours are found (default: the config default)")
     parser.add_argument("--reference", help="a checkout of the reference UCMFH code: time it on the same pairs")
     add_log_flags(parser)
     args = parser.parse_args(argv)
@@ -97,7 +100,8 @@ def main(argv=None):
                                     "unimodal branch epoch")
     info(f"\n{args.pairs} pairs x {data.image_dim}-d, batch {args.batch_size}, {args.bits} bits, "
          f"modality_dropout {cfg.modality_dropout}, train_precision {cfg.train_precision}, "
-         f"infonce_mask_neighbours {cfg.infonce_mask_neighbours}, {torch.get_num_threads()} threads, {args.device}")
+         f"infonce_mask_neighbours {cfg.infonce_mask_neighbours}, balanced_neighbours {cfg.balanced_neighbours}, "
+         f"{torch.get_num_threads()} threads, {args.device}")
     for rate, seconds in medians.items():
         info(f"seconds per epoch at modality_dropout {rate:g} (median of {args.epochs}): {seconds:.2f}")
     if solver.branch is not None:

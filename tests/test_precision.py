@@ -78,8 +78,10 @@ def test_an_unknown_precision_names_the_choices():
 def test_bench_epoch_times_the_precision_it_is_given(capsys):
     import bench_epoch_cli
     bench_epoch_cli.main(["--pairs", "16", "--batch_size", "16", "--epochs", "1", "--bits", "16",
-                          "--modality_dropout", "0", "--train_precision", "bf16", "--infonce_mask_neighbours", "false"])
-    assert "modality_dropout 0.0, train_precision bf16, infonce_mask_neighbours False, " in capsys.readouterr().out
+                          "--modality_dropout", "0", "--train_precision", "bf16", "--infonce_mask_neighbours", "false",
+                          "--balanced_neighbours", "both"])
+    assert ("modality_dropout 0.0, train_precision bf16, infonce_mask_neighbours False, balanced_neighbours both, "
+            in capsys.readouterr().out)
 
 
 def test_bench_epoch_counts_the_temperature_forks_dropped_epochs(capsys):
