@@ -131,12 +131,13 @@ class Solver:
         else:               # the training pairs stay on the device; lazily stored (HDF5) ones are read once
             self.train_image = torch.from_numpy(np.asarray(train.image[:self.num_train])).to(self.device)  # (N, Di)
             self.train_text = torch.from_numpy(np.asarray(train.text[:self.num_train])).to(self.device)    # (N, Dt)
-        # balanced_neighbours shared, covariance: the input cosine compares the pairs in a space fitted on
-        # the training pairs, (mean_x (Di,), mean_y (Dt,), A (Di, c), B (Dt, c)); each batch is projected as
-        # it comes (streamed runs too)
-        self.input_space = None if cfg.balanced_neighbours not in INPUT_SPACES else tuple(torch.from_numpy(
-            part).float().to(self.device) for part in fit_input_space(cfg.balanced_neighbours, train.image,
-                                                                      train.text, self.num_train, cfg.seed))
+        # balanced_neighbours shared, covariance: the input cosine compares the pairs in a space fitted on the
+        # training pairs, (mean_x (Di,), mean_y (Dt,), A (Di, c), B (Dt, c)), when neighbours are used at all;
+        # each batch is projected as it comes (streamed runs too)
+        fits = cfg.balanced_neighbours in INPUT_SPACES and (cfg.balanced_loss or cfg.infonce_mask_neighbours)
+        self.input_space = None if not fits else tuple(torch.from_numpy(part).float().to(self.device) for part in
+                                                       fit_input_space(cfg.balanced_neighbours, train.image,
+                                                                       train.text, self.num_train, cfg.seed))
         if checkpoint is not None:
             self._load_state(checkpoint)
         self.run = RunFolder(broadcast(default_output_dir(cfg, self.bits), self.ranks), writable=self.ranks.main)

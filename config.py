@@ -83,7 +83,7 @@ class Config:
     balanced_loss: bool = True     # HashNet's weighted pairwise loss, unsupervised; on: the zoo (docs/zoo.md)
     balanced_knn: int = 5          # neighbours: the k most similar pairs of a batch, both ways
     balanced_neighbours: str = "covariance"  # fused, input or both cosines; input ones in a fitted space: docs/zoo.md
-    balanced_feature_weight: float = 0.875  # both: the input cosine's weight (0.875 beat 0.75: +0.39 / +0.45 val)
+    balanced_feature_weight: float = 0.875  # the input cosine's weight (0.875 beat 0.75: +0.39 / +0.45 val)
     balanced_weight: float = 0.5   # its weight in the hash-stage loss (0.5 beat 0.3, 1 and 3 on zoo validation)
     infonce_mask_neighbours: bool = True  # InfoNCE's negatives leave out those neighbours (+0.57 / +0.53 zoo val)
     train_precision: str = "fp32"  # bf16: training's matmuls in bfloat16 (autocast; weights, optimiser, losses, scores

@@ -223,6 +223,13 @@ def test_fitted_space_neighbours_work_in_a_streamed_run(tmp_path, data_root, mon
     assert (last @ both.T).max(1).values / last.norm(dim=1) == pytest.approx(1.0, abs=1e-4)
 
 
+def test_no_space_is_fitted_where_no_neighbours_are_used(tmp_path, data_root, monkeypatch):
+    import ICMR
+    monkeypatch.setattr(ICMR, "fit_input_space", lambda *a, **k: pytest.fail("a space was fitted"))
+    train.main(args(tmp_path, data_root, "--balanced_loss", "false", "--infonce_mask_neighbours", "false",
+                    "--epoch", "1"))
+
+
 @pytest.mark.parametrize("flip, balanced", [(False, "true"), (True, "true"), (False, "false")])
 def test_infonce_leaves_out_the_balanced_neighbours_when_told(tmp_path, data_root, monkeypatch, flip, balanced):
     """flip: the mask's default, then the other value; the neighbours are found without the balanced loss too."""
