@@ -140,6 +140,8 @@ def test_the_covariance_space_is_the_cross_covariance_s_top_singular_directions(
     for j in range(12):                                                             # cross @ v_j = s_j u_j
         assert np.allclose(cross @ v[:, j], values[j] * u[:, j], atol=1e-8)
     assert np.allclose(u.T @ u, np.eye(12), atol=1e-8)                              # not whitened: orthonormal
+    few = fit_input_space("covariance", image[:5], text[:5], 5, seed=0)             # rank 4 < 12 directions
+    assert all(np.isfinite(part).all() for part in few)
 
 
 def test_the_covariance_space_keeps_strong_directions_that_whitening_dilutes():
