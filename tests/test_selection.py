@@ -128,18 +128,21 @@ def test_the_training_shared_space_ignores_what_one_side_has_alone(monkeypatch):
     assert all(np.isfinite(part).all() for part in fitted)
 
 
-def test_the_covariance_space_is_the_cross_covariance_s_top_singular_directions():
+@pytest.mark.parametrize("image_wide", [True, False])   # the fit solves on the narrower side: both ways round
+def test_the_covariance_space_is_the_cross_covariance_s_top_singular_directions(image_wide):
     rng = np.random.default_rng(1)
-    image, text = rng.standard_normal((300, 20)), rng.standard_normal((300, 12))
-    image[:, :3] += 3 * text[:, :3]
+    wide, narrow = rng.standard_normal((300, 20)), rng.standard_normal((300, 12))
+    wide[:, :3] += 3 * narrow[:, :3]
+    image, text = (wide, narrow) if image_wide else (narrow, wide)
     mean_x, mean_y, u, v = fit_input_space("covariance", image, text, 300, seed=0)
-    cross = (image - image.mean(0)).T @ (text - text.mean(0)) / 299                 # (20, 12), a plain loop's
-    values = np.linalg.svd(cross, compute_uv=False)
-    assert u.shape == (20, 12) and v.shape == (12, 12)                              # min(16, 20, 12) directions
+    cross = (image - image.mean(0)).T @ (text - text.mean(0)) / 299                 # (Di, Dt), written out here
+    values = np.linalg.svd(cross, compute_uv=False)                                 # numpy's SVD as the reference
+    assert u.shape == (image.shape[1], 12) and v.shape == (text.shape[1], 12)       # min(16, 20, 12) directions
     assert np.allclose(mean_x, image.mean(0)) and np.allclose(mean_y, text.mean(0))
     for j in range(12):                                                             # cross @ v_j = s_j u_j
         assert np.allclose(cross @ v[:, j], values[j] * u[:, j], atol=1e-8)
-    assert np.allclose(u.T @ u, np.eye(12), atol=1e-8)                              # not whitened: orthonormal
+    for directions in (u, v):                                                       # not whitened: orthonormal
+        assert np.allclose(directions.T @ directions, np.eye(12), atol=1e-8)
     few = fit_input_space("covariance", image[:5], text[:5], 5, seed=0)             # rank 4 < 12 directions
     assert all(np.isfinite(part).all() for part in few)
 
