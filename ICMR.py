@@ -131,13 +131,13 @@ class Solver:
         else:               # the training pairs stay on the device; lazily stored (HDF5) ones are read once
             self.train_image = torch.from_numpy(np.asarray(train.image[:self.num_train])).to(self.device)  # (N, Di)
             self.train_text = torch.from_numpy(np.asarray(train.text[:self.num_train])).to(self.device)    # (N, Dt)
-        # balanced_neighbours shared, covariance: the input cosine compares the pairs in a space fitted on the
-        # training pairs, (mean_x (Di,), mean_y (Dt,), A (Di, c), B (Dt, c)), when neighbours are used at all;
-        # each batch is projected as it comes (streamed runs too)
+        # balanced_neighbours shared, covariance: the input cosine in a space fitted on the training pairs, (mean_x
+        # (Di,), mean_y (Dt,), A (Di, c), B (Dt, c)), if neighbours are used; each batch projected as it comes
         fits = cfg.balanced_neighbours in INPUT_SPACES and (cfg.balanced_loss or cfg.infonce_mask_neighbours)
+        sides = (train.image, train.text) if self.streamed else (self.train_image, self.train_text)   # read once
         self.input_space = None if not fits else tuple(torch.from_numpy(part).float().to(self.device) for part in
-                                                       fit_input_space(cfg.balanced_neighbours, train.image,
-                                                                       train.text, self.num_train, cfg.seed))
+                                                       fit_input_space(cfg.balanced_neighbours, *sides,
+                                                                       self.num_train, cfg.seed))
         if checkpoint is not None:
             self._load_state(checkpoint)
         self.run = RunFolder(broadcast(default_output_dir(cfg, self.bits), self.ranks), writable=self.ranks.main)

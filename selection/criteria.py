@@ -44,7 +44,7 @@ from study.baselines import fit_cca
 
 CCA_COMPONENTS = 16   # canonical directions of the shared space
 CCA_RIDGE = 0.1       # ridge relative to the mean variance: few pairs, wide features
-FIT_ROWS = 50_000     # training pairs the balanced loss's shared space is fitted on, at most
+FIT_ROWS = 50_000     # training pairs the balanced loss's input space (fit_input_space) is fitted on, at most
 TEMPERATURE = Config.temperature   # the contrastive criterion's: the training loss's default
 
 
@@ -121,11 +121,15 @@ def shared_space(query_features, database_features) -> tuple:
 
 def fit_input_space(kind: str, image, text, rows: int, seed: int) -> tuple:
     """The INPUT_SPACES[kind] directions of the first `rows` training pairs ((N, Di), (N, Dt) numpy
-    arrays or lazily read rows), fitted on every one of them or on a seeded draw of FIT_ROWS, so a run
-    over millions of pairs (streamed or not) reads and fits a bounded sample."""
+    arrays, lazily read rows, or the tensors a run already holds on its device), fitted on every one of
+    them or on a seeded draw of FIT_ROWS, so a run over millions of pairs (streamed or not) reads and
+    fits a bounded sample."""
     chosen = slice(0, rows) if rows <= FIT_ROWS else \
         np.sort(np.random.default_rng([seed, 2718]).choice(rows, FIT_ROWS, replace=False))
-    return INPUT_SPACES[kind](np.asarray(image[chosen], dtype=np.float32), np.asarray(text[chosen], dtype=np.float32))
+    taken = [side[chosen if isinstance(chosen, slice) or not torch.is_tensor(side) else torch.from_numpy(chosen)]
+             for side in (image, text)]
+    return INPUT_SPACES[kind](*(np.asarray(part.cpu() if torch.is_tensor(part) else part, dtype=np.float32)
+                                for part in taken))
 
 
 def bit_balance(*codes) -> float:

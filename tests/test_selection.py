@@ -3,6 +3,7 @@ the wiring into training (the chosen value is the one trained with), records, an
 
 import numpy as np
 import pytest
+import torch
 
 import ICMR
 import train
@@ -122,6 +123,9 @@ def test_the_training_shared_space_ignores_what_one_side_has_alone(monkeypatch):
     for kind in ("shared", "covariance"):
         first, again, other = (space(kind, seed=s) for s in (1, 1, 2))
         assert first.shape == (400, 16) and np.array_equal(first, again) and not np.allclose(first, other)
+        # the tensors a run holds give the same fit as the arrays they came from, drawn rows included
+        held = fit_input_space(kind, *(torch.from_numpy(side.astype(np.float32)) for side in (image, text)), 400, 1)
+        assert all(np.array_equal(a, b) for a, b in zip(held, fit_input_space(kind, image, text, 400, 1)))
     # only the first `rows` pairs are drawn from: the others may be anything
     fitted = fit_input_space("covariance", np.concatenate([image, np.full_like(image, np.nan)]),
                              np.concatenate([text, np.full_like(text, np.nan)]), 400, seed=1)

@@ -196,6 +196,11 @@ def test_fitted_space_neighbours_work_in_a_streamed_run(tmp_path, data_root, mon
     import ICMR
     import losses
     seen, real, spaces, solver_init = [], losses.neighbour_similarity, [], ICMR.Solver.__init__
+    fit, fitted_on = ICMR.fit_input_space, []            # in memory: the rows the run holds, not a second read
+
+    def record_fit(kind, image, text, rows, seed):
+        fitted_on.append(torch.is_tensor(image) and torch.is_tensor(text))
+        return fit(kind, image, text, rows, seed)
 
     def spy(image, text, k):
         seen.append(text.detach().clone())
@@ -206,11 +211,12 @@ def test_fitted_space_neighbours_work_in_a_streamed_run(tmp_path, data_root, mon
         spaces.append((self.streamed, self.input_space))
     monkeypatch.setattr(losses, "neighbour_similarity", spy)
     monkeypatch.setattr(ICMR.Solver, "__init__", keep_space)
+    monkeypatch.setattr(ICMR, "fit_input_space", record_fit)
     for stream in ("off", "on"):
         train.main(args(tmp_path / stream, data_root, "--balanced_neighbours", "covariance", "--stream_train", stream,
                         "--stream_block_rows", "500", "--stream_window_blocks", "1", "--epoch", "1"))
     (in_memory, memory_space), (streamed, streamed_space) = spaces
-    assert not in_memory and streamed
+    assert not in_memory and streamed and fitted_on == [True, False]
     assert all(torch.equal(a, b) for a, b in zip(memory_space, streamed_space))
     from data import load_dataset
     from selection.criteria import project_pairs
