@@ -126,8 +126,7 @@ def fit_input_space(kind: str, image, text, rows: int, seed: int) -> tuple:
     fits a bounded sample."""
     chosen = slice(0, rows) if rows <= FIT_ROWS else \
         np.sort(np.random.default_rng([seed, 2718]).choice(rows, FIT_ROWS, replace=False))
-    taken = [side[chosen if isinstance(chosen, slice) or not torch.is_tensor(side) else torch.from_numpy(chosen)]
-             for side in (image, text)]
+    taken = (side[chosen] for side in (image, text))   # torch takes a numpy index array as it is
     return INPUT_SPACES[kind](*(np.asarray(part.cpu() if torch.is_tensor(part) else part, dtype=np.float32)
                                 for part in taken))
 
