@@ -285,7 +285,8 @@ def test_a_killed_grid_takes_its_running_workers_with_it(tmp_path):
         deadline = time.monotonic() + 60
         while len(list(tmp_path.glob("started*"))) < 2 and time.monotonic() < deadline:
             time.sleep(0.05)
-        workers = [int(p.read_text()) for p in tmp_path.glob("started*")]
+        # the id from the name: the file may exist a moment before its text is written
+        workers = [int(p.name.removeprefix("started")) for p in tmp_path.glob("started*")]
         assert len(workers) == 2, "the grid's workers did not start"
         os.kill(grid.pid, signal.SIGKILL)
         grid.wait()
