@@ -276,7 +276,7 @@ def test_epoch_records_the_spread_of_its_step_losses(tmp_path, data_root, monkey
 
 def test_dataset_configs_carry_the_validated_scale_max_per_length(tmp_path, data_root):
     for dataset in ("demo", "wiki", "mirflickr", "nus-wide", "mscoco", "zoo-labeltext"):
-        assert build_config(["--dataset", dataset]).scale_max == {16: 8.0, 32: 10.0, 64: 10.0, 128: 20.0}
+        assert build_config(["--dataset", dataset]).scale_max == {16: 8.0, 32: 10.0, 64: 20.0, 128: 20.0}
     [result] = train.main([*run_args(tmp_path, data_root), "--epoch", "2"])      # demo at 16 bits
     assert result["scale_max"] == 8.0 == result["eval_scale"]
 
