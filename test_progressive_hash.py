@@ -192,7 +192,7 @@ def parse_args(argv):
     parser.add_argument("--epochs", help="training epochs to simulate (default: the config's, 20 from configs/demo.yaml)")
     parser.add_argument("--scale_min", help="scale at the start (default: the config's, 1.0)")
     parser.add_argument("--scale_max", help="scale at the end: a number, or one per code length such as "
-                                            "16:10,32:12,64:15 (default: the config's, 10.0)")
+                                            "16:10,32:12,64:15 (default: the config's for --bits; demo: 20 at 64 bits)")
     parser.add_argument("--schedule", help=f"one of {', '.join(SCALE_SCHEDULES)} (default: the config's, linear)")
     parser.add_argument("--bits", type=positive_int, default=64, help="code length (default 64)")
     parser.add_argument("--iters_per_epoch", type=positive_int, default=40,

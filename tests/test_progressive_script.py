@@ -102,8 +102,8 @@ def test_histograms_of_a_real_run_are_drawn_instead_of_the_toy(tmp_path, capsys,
     assert png_size(written["visualization"])[0] > 800 and png_size(written["scale_comparison"])[0] > 800
     out = capsys.readouterr().out
     assert f"wrote {written['visualization']}" in out
-    # no schedule options: the default config (configs/demo.yaml: 20 epochs, linear 1 -> 10)
-    assert "Scale from 1.0 to 10.0" in out and "epoch  1/20  scale   1.00" in out and "epoch 20/20  scale  10.00" in out
+    # no schedule options: the default config (configs/demo.yaml: 20 epochs, linear 1 -> 20 at 64 bits)
+    assert "Scale from 1.0 to 20.0" in out and "epoch  1/20  scale   1.00" in out and "epoch 20/20  scale  20.00" in out
     # one panel per snapshot, titled with its epoch, progress, scale and saturated shares
     fig = demo.histogram_figure(demo.read_histogram_file(tmp_path / "run"), str(source))
     titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
