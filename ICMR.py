@@ -136,8 +136,8 @@ class Solver:
         fits = cfg.balanced_neighbours in INPUT_SPACES and (cfg.balanced_loss or cfg.infonce_mask_neighbours)
         sides = (train.image, train.text) if self.streamed else (self.train_image, self.train_text)   # read once
         self.input_space = None if not fits else tuple(torch.from_numpy(part).float().to(self.device) for part in
-                                                       fit_input_space(cfg.balanced_neighbours, *sides,
-                                                                       self.num_train, cfg.seed))
+                                                       fit_input_space(cfg.balanced_neighbours, *sides, self.num_train,
+                                                                       cfg.seed, cfg.balanced_directions))
         if checkpoint is not None:
             self._load_state(checkpoint)
         self.run = RunFolder(broadcast(default_output_dir(cfg, self.bits), self.ranks), writable=self.ranks.main)

@@ -31,7 +31,7 @@ EVAL_SEQUENCES = ("item", "batch")     # what the transformer sees as one sequen
 TIE_ORDERS = ("index", "unstable")     # order of items at equal Hamming distance
 BALANCED_NEIGHBOURS = ("both", "fused", "features", "shared", "covariance")  # what the balanced loss finds neighbours in
 ADDED_KEYS = {"balanced_neighbours": "fused", "balanced_feature_weight": 0.5,   # what older checkpoints
-              "infonce_mask_neighbours": False}                                # trained with
+              "infonce_mask_neighbours": False, "balanced_directions": 16}     # trained with
 AUTO = "auto"                          # a setting chosen per dataset at training time (selection/)
 # selection/criteria.py's label-free criteria
 SELECT_CRITERIA = ("consensus", "shared", "cluster", "image_knn", "text_knn", "balance", "instance", "contrastive")
@@ -84,6 +84,7 @@ class Config:
     balanced_knn: int = 5          # neighbours: the k most similar pairs of a batch, both ways
     balanced_neighbours: str = "covariance"  # fused, input or both cosines; input ones in a fitted space: docs/zoo.md
     balanced_feature_weight: float = 0.875  # the input cosine's weight (0.875 beat 0.75: +0.39 / +0.45 val)
+    balanced_directions: int = 16  # shared/covariance: the input space's directions (zoo val: 8 beat 16, stop 46)
     balanced_weight: float = 0.5   # its weight in the hash-stage loss (0.5 beat 0.3, 1 and 3 on zoo validation)
     infonce_mask_neighbours: bool = True  # InfoNCE's negatives leave out those neighbours (+0.57 / +0.53 zoo val)
     train_precision: str = "fp32"  # bf16: training's matmuls in bfloat16 (autocast; weights, optimiser, losses, scores
@@ -116,8 +117,7 @@ class Config:
     # --- progressive hash learning (HashNet's continuation) ---
     use_progressive_hash: bool = True
     scale_min: float = 1.0         # tanh(1*x): continuous codes at the start
-    scale_max: float = DEFAULT_SCALE_MAX  # tanh(10*x): nearly binary at the end; one number, or per code length
-                                   # ({16: 10, 64: 15}; on the command line 16:10,64:15; unnamed: 10)
+    scale_max: float = DEFAULT_SCALE_MAX  # tanh(10*x) at the end; or per code length: {16: 10, 64: 15}, 16:10,64:15
     scale_schedule: str = "linear"
     hashnet_gamma: float = 0.005   # hashnet schedule: scale_min * (1 + gamma*iter)^power ...
     hashnet_power: float = 0.5
@@ -263,7 +263,7 @@ def validate(cfg: Config) -> Config:
         raise ConfigError(f"--hash_lens: {cfg.hash_lens} repeats a length (its runs would share a folder)")
     for key in ("epoch", "batch_size", "fusion_dim", "fusion_layers", "fusion_heads",
                 "fusion_ff_dim", "hash_hidden", "eval_batch_size", "hashnet_step_size", "stream_block_rows",
-                "stream_window_blocks"):
+                "stream_window_blocks", "balanced_directions"):
         if getattr(cfg, key) < 1:
             raise ConfigError(f"--{key}: must be at least 1, got {getattr(cfg, key)}")
     for key in ("eval_every", "save_every", "map_k", "seed", "balanced_knn", "train_limit", "val_queries"):

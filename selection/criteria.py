@@ -72,14 +72,14 @@ def relevance_map(query_codes, database_codes, relevant, k: int) -> float:
                           for q, d in ((q_image, d_text), (q_text, d_image))]))
 
 
-def _fit_shared(image, text) -> tuple:
-    """(mean_x, mean_y, A, B): the top canonical directions of the (N, Di), (N, Dt) pairs (fit_cca).
-    Each canonical variate has unit variance: the directions weigh alike, however much they vary."""
-    return fit_cca(np.asarray(image), np.asarray(text), CCA_COMPONENTS, CCA_RIDGE)
+def _fit_shared(image, text, directions: int = CCA_COMPONENTS) -> tuple:
+    """(mean_x, mean_y, A, B): the top `directions` canonical directions of the (N, Di), (N, Dt) pairs
+    (fit_cca). Each canonical variate has unit variance: the directions weigh alike, however much they vary."""
+    return fit_cca(np.asarray(image), np.asarray(text), directions, CCA_RIDGE)
 
 
-def _fit_covariance(image, text) -> tuple:
-    """(mean_x, mean_y, U, V): the top singular directions of the (N, Di), (N, Dt) pairs' cross-
+def _fit_covariance(image, text, directions: int = CCA_COMPONENTS) -> tuple:
+    """(mean_x, mean_y, U, V): the top `directions` singular directions of the (N, Di), (N, Dt) pairs' cross-
     covariance (partial least squares), not whitened: a direction keeps the variance the two sides share
     along it, so the few strong directions (where labels tend to live) are not diluted by many weak ones.
     In torch, float64: every Solver fits one, and numpy's BLAS would start a second pool of threads
@@ -87,7 +87,7 @@ def _fit_covariance(image, text) -> tuple:
     x, y = (torch.as_tensor(np.asarray(side), dtype=torch.float64) for side in (image, text))
     mean_x, mean_y = x.mean(0), y.mean(0)
     cross = (x - mean_x).T @ (y - mean_y) / max(len(x) - 1, 1)                     # (Di, Dt)
-    c = min(CCA_COMPONENTS, *cross.shape)
+    c = min(directions, *cross.shape)
     # the narrower side's Gram matrix: its eigenvectors are that side's singular directions, and the
     # other side's follow as cross^T u / s (one symmetric eigensolve: about 3x faster than an SVD)
     wide = cross if cross.shape[0] <= cross.shape[1] else cross.T
@@ -119,16 +119,16 @@ def shared_space(query_features, database_features) -> tuple:
                  for image, text in (query_features, database_features))
 
 
-def fit_input_space(kind: str, image, text, rows: int, seed: int) -> tuple:
-    """The INPUT_SPACES[kind] directions of the first `rows` training pairs ((N, Di), (N, Dt) numpy
-    arrays, lazily read rows, or the tensors a run already holds on its device), fitted on every one of
-    them or on a seeded draw of FIT_ROWS, so a run over millions of pairs (streamed or not) reads and
-    fits a bounded sample."""
+def fit_input_space(kind: str, image, text, rows: int, seed: int, directions: int = CCA_COMPONENTS) -> tuple:
+    """The top `directions` (config balanced_directions) INPUT_SPACES[kind] directions of the first `rows`
+    training pairs ((N, Di), (N, Dt) numpy arrays, lazily read rows, or the tensors a run already holds on
+    its device), fitted on every one of them or on a seeded draw of FIT_ROWS, so a run over millions of
+    pairs (streamed or not) reads and fits a bounded sample."""
     chosen = slice(0, rows) if rows <= FIT_ROWS else \
         np.sort(np.random.default_rng([seed, 2718]).choice(rows, FIT_ROWS, replace=False))
     taken = (side[chosen] for side in (image, text))   # torch takes a numpy index array as it is
     return INPUT_SPACES[kind](*(np.asarray(part.cpu() if torch.is_tensor(part) else part, dtype=np.float32)
-                                for part in taken))
+                                for part in taken), directions)
 
 
 def bit_balance(*codes) -> float:

@@ -277,3 +277,17 @@ def test_annealed_modality_dropout_falls_to_zero_on_schedule(tmp_path, monkeypat
     found = [float(np.mean(seen[epoch])) for epoch in range(3)]
     assert found[0] == 1.0 and found[2] == shares[2]
     assert found[1] == pytest.approx(shares[1], abs=0.15)
+
+
+def test_balanced_directions_sets_how_many_directions_the_input_space_keeps():
+    rng = np.random.default_rng(3)
+    image, text = rng.standard_normal((300, 20)), rng.standard_normal((300, 12))
+    text[:, :3] += image[:, :3]
+    full = fit_input_space("covariance", image, text, 300, seed=0)                  # min(16, 20, 12) = 12
+    five = fit_input_space("covariance", image, text, 300, seed=0, directions=5)
+    assert full[2].shape == (20, 12) and five[2].shape == (20, 5) and five[3].shape == (12, 5)
+    assert np.allclose(five[2], full[2][:, :5]) and np.allclose(five[3], full[3][:, :5])  # the top 5 of the 12
+    assert fit_input_space("shared", image, text, 300, seed=0, directions=5)[2].shape == (20, 5)
+    assert build_config(["--balanced_directions", "8"]).balanced_directions == 8
+    with pytest.raises(ConfigError, match="--balanced_directions: must be at least 1, got 0"):
+        build_config(["--balanced_directions", "0"])

@@ -144,7 +144,8 @@ def test_wiki_trains_on_real_data(tmp_path):
     assert 0.0 < result["i2t_map"] < 1.0
 
 
-@pytest.mark.parametrize("source", ["fused", "features", "both", "both plain mean", "shared", "covariance"])
+@pytest.mark.parametrize("source", ["fused", "features", "both", "both plain mean", "shared", "covariance",
+                                    "covariance 4 directions"])
 def test_the_balanced_loss_finds_neighbours_where_balanced_neighbours_says(tmp_path, data_root, monkeypatch, source):
     import losses
     seen, real = [], losses.neighbour_similarity
@@ -153,8 +154,8 @@ def test_the_balanced_loss_finds_neighbours_where_balanced_neighbours_says(tmp_p
         seen.append((image.detach().float().clone(), text.detach().float().clone()))
         return real(image, text, k)
     monkeypatch.setattr(losses, "neighbour_similarity", spy)
-    flags = {"covariance": (), "both plain mean": ("--balanced_neighbours", "both", "--balanced_feature_weight", "0.5")
-             }.get(source, ("--balanced_neighbours", source))                  # covariance: the default
+    flags = {"covariance": (), "both plain mean": ("--balanced_neighbours", "both", "--balanced_feature_weight", "0.5"),
+             "covariance 4 directions": ("--balanced_directions", "4")}.get(source, ("--balanced_neighbours", source))
     train.main(args(tmp_path, data_root, *flags))
     saved = (tmp_path / "run" / "config.yaml").read_text()
     assert "balanced_neighbours: " + source.split()[0] in saved
@@ -168,12 +169,14 @@ def test_the_balanced_loss_finds_neighbours_where_balanced_neighbours_says(tmp_p
     unit = torch.nn.functional.normalize
     image_features, text_features = (unit(torch.from_numpy(np.asarray(f, dtype=np.float32)), dim=1)
                                      for f in (train_split.image, train_split.text))
-    if source in ("shared", "covariance"):   # the input half: each pair projected on the fitted space (16), twice
-        from selection.criteria import fit_input_space, project_pairs
+    if source.split()[0] in ("shared", "covariance"):   # the input half: each pair projected on the fitted space
+        from selection.criteria import fit_input_space, project_pairs    # (16 directions, or as told), twice
+        directions = 4 if "directions" in source else 16
+        assert f"balanced_directions: {directions}" in saved
         sides = [np.asarray(side) for side in (train_split.image, train_split.text)]
-        fitted = fit_input_space(source, *sides, len(sides[0]), seed=0)
+        fitted = fit_input_space(source.split()[0], *sides, len(sides[0]), seed=0, directions=directions)
         projected = unit(torch.from_numpy(project_pairs(*sides, fitted)).float(), dim=1)
-        assert image.shape[1] == 64 and text.shape[1] == 2 * projected.shape[1] == 32
+        assert image.shape[1] == 64 and text.shape[1] == 2 * projected.shape[1] == 2 * directions
         both = unit(torch.cat([projected, projected], 1), dim=1)
         assert (text @ both.T).max(1).values / image.norm(dim=1) == pytest.approx((0.875 / 0.125) ** 0.5, abs=1e-4)
         return
@@ -198,9 +201,9 @@ def test_fitted_space_neighbours_work_in_a_streamed_run(tmp_path, data_root, mon
     seen, real, spaces, solver_init = [], losses.neighbour_similarity, [], ICMR.Solver.__init__
     fit, fitted_on = ICMR.fit_input_space, []            # in memory: the rows the run holds, not a second read
 
-    def record_fit(kind, image, text, rows, seed):
+    def record_fit(kind, image, text, rows, seed, directions):
         fitted_on.append(torch.is_tensor(image) and torch.is_tensor(text))
-        return fit(kind, image, text, rows, seed)
+        return fit(kind, image, text, rows, seed, directions)
 
     def spy(image, text, k):
         seen.append(text.detach().clone())
