@@ -292,4 +292,5 @@ def test_balanced_directions_sets_how_many_directions_the_input_space_keeps():
     with pytest.raises(ConfigError, match="--balanced_directions: must be at least 1, got 0"):
         build_config(["--balanced_directions", "0"])
     saved = {k: v for k, v in to_dict(build_config([])).items() if k != "balanced_directions"}  # saved before the key
-    assert merge_checkpoint_config(build_config(["--balanced_directions", "8"]), saved, "old.pth").balanced_directions == 16
+    merged = merge_checkpoint_config(build_config(["--balanced_directions", "8"]), saved, "old.pth")
+    assert merged.balanced_directions == 16
