@@ -58,7 +58,8 @@ def neighbour_space(source: str, fused_image, fused_text, image_features, text_f
     as one unit vector scaled by the square root of its weight, so that a pair's cosine is
     (1 - feature_weight) x its fused cosine + feature_weight x its input cosine (0.5: the mean). shared
     and covariance: as both, the caller passing the pairs projected on a space fitted on the training
-    pairs (criteria.fit_input_space) as both sides, (B, c) each, so the input cosine is theirs."""
+    pairs (criteria.fit_input_space) as both sides, (B, c) each (c: balanced_directions or fewer), so the
+    input cosine is theirs."""
     fused = (fused_image, fused_text)
     if source == "fused":   # the features are not needed: no work on them in every training step
         return fused
