@@ -84,7 +84,7 @@ class Config:
     balanced_knn: int = 5          # neighbours: the k most similar pairs of a batch, both ways
     balanced_neighbours: str = "covariance"  # fused, input or both cosines; input ones in a fitted space: docs/zoo.md
     balanced_feature_weight: float = 0.875  # the input cosine's weight (0.875 beat 0.75: +0.39 / +0.45 val)
-    balanced_directions: int = 16  # shared/covariance: the input space's directions (zoo val: 8 beat 16, stop 46)
+    balanced_directions: int = 8   # shared/covariance: the input space's directions (8 beat 16 on zoo val, stop 46)
     balanced_weight: float = 0.5   # its weight in the hash-stage loss (0.5 beat 0.3, 1 and 3 on zoo validation)
     infonce_mask_neighbours: bool = True  # InfoNCE's negatives leave out those neighbours (+0.57 / +0.53 zoo val)
     train_precision: str = "fp32"  # bf16: training's matmuls in bfloat16 (autocast; weights, optimiser, losses, scores

@@ -288,9 +288,11 @@ def test_balanced_directions_sets_how_many_directions_the_input_space_keeps():
     assert full[2].shape == (20, 12) and five[2].shape == (20, 5) and five[3].shape == (12, 5)
     assert np.allclose(five[2], full[2][:, :5]) and np.allclose(five[3], full[3][:, :5])  # the top 5 of the 12
     assert fit_input_space("shared", image, text, 300, seed=0, directions=5)[2].shape == (20, 5)
-    assert build_config(["--balanced_directions", "8"]).balanced_directions == 8
+    assert build_config(["--balanced_directions", "12"]).balanced_directions == 12
+    for dataset in ("demo", "zoo-fewlabels"):   # the default, chosen on zoo validation at stop 46 (docs/zoo.md)
+        assert build_config(["--dataset", dataset]).balanced_directions == 8
     with pytest.raises(ConfigError, match="--balanced_directions: must be at least 1, got 0"):
         build_config(["--balanced_directions", "0"])
     saved = {k: v for k, v in to_dict(build_config([])).items() if k != "balanced_directions"}  # saved before the key
-    merged = merge_checkpoint_config(build_config(["--balanced_directions", "8"]), saved, "old.pth")
+    merged = merge_checkpoint_config(build_config([]), saved, "old.pth")
     assert merged.balanced_directions == 16

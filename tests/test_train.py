@@ -170,8 +170,8 @@ def test_the_balanced_loss_finds_neighbours_where_balanced_neighbours_says(tmp_p
     image_features, text_features = (unit(torch.from_numpy(np.asarray(f, dtype=np.float32)), dim=1)
                                      for f in (train_split.image, train_split.text))
     if source.split()[0] in ("shared", "covariance"):   # the input half: each pair projected on the fitted space
-        from selection.criteria import fit_input_space, project_pairs    # (16 directions, or as told), twice
-        directions = 4 if "directions" in source else 16
+        from selection.criteria import fit_input_space, project_pairs    # (8 directions, or as told), twice
+        directions = 4 if "directions" in source else 8
         assert f"balanced_directions: {directions}" in saved
         sides = [np.asarray(side) for side in (train_split.image, train_split.text)]
         fitted = fit_input_space(source.split()[0], *sides, len(sides[0]), seed=0, directions=directions)
