@@ -37,7 +37,8 @@ AUTO = "auto"                          # a setting chosen per dataset at trainin
 SELECT_CRITERIA = ("consensus", "shared", "cluster", "image_knn", "text_knn", "balance", "instance", "contrastive")
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 PRESET_DIR = CONFIG_DIR / "presets"
-DEFAULT_SCALE_MAX = 10.0               # Config.scale_max, and a scale_max map's value for unnamed lengths
+DEFAULT_SCALE_MAX = 10.0               # a scale_max map's value for the code lengths it does not name
+SCALE_MAX_PER_LENGTH = {16: 8.0, 32: 10.0, 64: 20.0, 128: 20.0}  # zoo validation mAP@50 (docs/zoo.md, stops 45-46)
 
 
 class ConfigError(ValueError):
@@ -54,8 +55,7 @@ class Config:
     data_root: str = field(default="data", metadata=RUN)   # datasets live in <data_root>/<dataset>/
     wiki_text: str = "lda"         # wiki only: 10-d LDA topics (chosen on validation) or 1000-d tf-idf
     train_limit: int = 0           # train on the first N pairs only (UCMFH: 4992); 0 = every pair
-    val_queries: int = field(default=0, metadata=RUN)  # hold out N database items as validation queries
-                                                       # (scored as val_*; choose settings on these)
+    val_queries: int = field(default=0, metadata=RUN)  # hold out N database items as validation queries (val_*)
     preset: str = field(default="", metadata=RUN)      # a named set of values: ucmfh = the reference code
     # --- what to run ---
     task: str = field(default="train_hash", metadata=RUN)  # train_real | train_hash | test_real | test_hash (or 0-3)
@@ -117,7 +117,8 @@ class Config:
     # --- progressive hash learning (HashNet's continuation) ---
     use_progressive_hash: bool = True
     scale_min: float = 1.0         # tanh(1*x): continuous codes at the start
-    scale_max: float = DEFAULT_SCALE_MAX  # tanh(10*x) at the end; or per code length: {16: 10, 64: 15}, 16:10,64:15
+    scale_max: float | dict = field(default_factory=lambda: dict(SCALE_MAX_PER_LENGTH))  # tanh(scale_max*x) at the
+                                   # end: one number, or per code length ({16: 10, 64: 15} or 16:10,64:15)
     scale_schedule: str = "linear"
     hashnet_gamma: float = 0.005   # hashnet schedule: scale_min * (1 + gamma*iter)^power ...
     hashnet_power: float = 0.5
@@ -198,8 +199,7 @@ def _parse_scale_max(value):
 
 
 def scale_max_for(scale_max, bits):
-    """The scale_max of a `bits`-bit model: the number itself, or the mapping's value for `bits`;
-    a length the mapping does not name gets Config's default (10)."""
+    """A `bits`-bit model's scale_max: the number, or the map's value for `bits` (unnamed: DEFAULT_SCALE_MAX)."""
     if not isinstance(scale_max, dict):
         return float(scale_max)
     return float(scale_max.get(bits, DEFAULT_SCALE_MAX))

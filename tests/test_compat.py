@@ -11,7 +11,7 @@ import yaml
 
 import evaluate
 import train
-from config import Config, ConfigError, build_config
+from config import Config, ConfigError, build_config, scale_max_for
 from conftest import run_records
 from data import DataError
 from data.splits import hold_out_queries, whole_batches
@@ -274,9 +274,11 @@ def test_epoch_records_the_spread_of_its_step_losses(tmp_path, data_root, monkey
     assert record["loss_step_std"] == pytest.approx(float(np.std(losses, ddof=1)), rel=1e-5)
 
 
-def test_dataset_configs_carry_the_validated_scale_max_per_length(tmp_path, data_root):
-    for dataset in ("demo", "wiki", "mirflickr", "nus-wide", "mscoco", "zoo-labeltext"):
+def test_every_dataset_gets_the_validated_scale_max_per_length(tmp_path, data_root):
+    # the map is Config's default, so a folder without a config (a user's own features) gets it too
+    for dataset in ("demo", "wiki", "mirflickr", "nus-wide", "mscoco", "zoo-labeltext", "my_clip_features"):
         assert build_config(["--dataset", dataset]).scale_max == {16: 8.0, 32: 10.0, 64: 20.0, 128: 20.0}
+    assert scale_max_for(build_config([]).scale_max, 48) == 10.0     # a length the map does not name
     [result] = train.main([*run_args(tmp_path, data_root), "--epoch", "2"])      # demo at 16 bits
     assert result["scale_max"] == 8.0 == result["eval_scale"]
 
