@@ -39,7 +39,7 @@ def _method_settings(args) -> list:
             out.append({"use_progressive_hash": False, **loss})
         if "on" in args.progressive:
             out += [{"use_progressive_hash": True, "scale_schedule": schedule, **loss,
-                     **({"scale_max": scale_max} if scale_max else {})}   # None: the dataset config's
+                     **({"scale_max": scale_max} if scale_max else {})}   # None: the config's (per length)
                     for schedule in args.schedules for scale_max in args.scale_max]
     return [(method_label(s), s, None if not s["use_progressive_hash"] else method_label(
         {"use_progressive_hash": False, "balanced_loss": s.get("balanced_loss")})) for s in out]

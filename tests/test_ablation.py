@@ -135,7 +135,7 @@ def test_vary_axis_crosses_settings_and_compares_at_equal_values(tmp_path):
     folder, argv, *_ = runs[2]
     assert folder == tmp_path / "demo" / "8bit" / "progressive-linear_modality_dropout=0_lr_hash=0.001" / "seed0"
     assert "--modality_dropout=0" in argv and "--lr_hash=0.001" in argv
-    assert not any(a.startswith("--scale_max") for a in argv)     # the dataset config's map applies
+    assert not any(a.startswith("--scale_max") for a in argv)     # the default map applies
     args = ablation_cli.parse_args(["--dataset", "demo", "--scale_max", "8", "16:8,64:12", "--out", str(tmp_path)])
     assert [label for label, _, _ in ablation.settings(args)] == ["plain", "progressive-linear-smax8",
                                                                   "progressive-linear-smax16:8,64:12"]

@@ -228,7 +228,7 @@ def test_fitted_space_neighbours_work_in_a_streamed_run(tmp_path, data_root, mon
                               streamed_space)
     both = torch.nn.functional.normalize(torch.cat([projected, projected], 1), dim=1)
     last = seen[-1]                                      # the streamed run's last step: rows of training pairs
-    assert last.shape[1] == both.shape[1] == 32
+    assert last.shape[1] == both.shape[1] == 2 * 8    # balanced_directions 8 (the default), twice
     assert (last @ both.T).max(1).values / last.norm(dim=1) == pytest.approx(1.0, abs=1e-4)
 
 
