@@ -69,7 +69,7 @@ def parse_args(argv):
     p.add_argument("--progressive", nargs="+", choices=("on", "off"), default=["on", "off"])
     p.add_argument("--schedules", nargs="+", choices=SCALE_SCHEDULES, default=["linear"])
     p.add_argument("--scale_max", nargs="+", default=[None],
-                   help="values, or per-length maps like 16:10,64:15 (default: the dataset config's)")
+                   help="values, or per-length maps like 16:10,64:15 (default: the config's per-length map)")
     p.add_argument("--balanced", nargs="+", choices=("on", "off"),
                    help="the balanced loss off, on or both (default: train.py's default, on; labels then say nothing)")
     p.add_argument("--vary", action="append", type=vary_axis, default=[], metavar="KEY=V1,V2",
