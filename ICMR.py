@@ -41,10 +41,9 @@ def _quiet(*_args, **_kwargs) -> None: """The log of ranks other than 0."""
 
 
 class Solver:
-    """Trains one model: the fusion transformer (train_real) or it and the hash heads of `bits`
-    bits (train_hash), on data.train; resumes from its checkpoint with cfg.resume. Under torchrun
-    each process trains its part of every global batch (parallel/ranks.py) and rank 0 alone logs
-    and writes."""
+    """Trains one model: the fusion transformer (train_real) or it and the hash heads of `bits` bits (train_hash),
+    on data.train; resumes from its checkpoint with cfg.resume. Under torchrun each process trains its part of
+    every global batch (parallel/ranks.py) and rank 0 alone logs and writes."""
 
     def __init__(self, cfg, bits: int | None = None, data=None, log=print, selection: dict | None = None):
         if cfg.task not in ("train_real", "train_hash"):
@@ -133,7 +132,8 @@ class Solver:
             self.train_text = torch.from_numpy(np.asarray(train.text[:self.num_train])).to(self.device)    # (N, Dt)
         # balanced_neighbours shared, covariance: the input cosine in a space fitted on the training pairs, (mean_x
         # (Di,), mean_y (Dt,), A (Di, c), B (Dt, c)), if neighbours are used; each batch projected as it comes
-        fits = cfg.balanced_neighbours in INPUT_SPACES and (cfg.balanced_loss or cfg.infonce_mask_neighbours)
+        fits = cfg.balanced_neighbours in INPUT_SPACES and any((cfg.balanced_loss, cfg.infonce_mask_neighbours,
+                                                                cfg.unimodal_balanced))
         sides = (train.image, train.text) if self.streamed else (self.train_image, self.train_text)   # read once
         self.input_space = None if not fits else tuple(torch.from_numpy(part).float().to(self.device) for part in
                                                        fit_input_space(cfg.balanced_neighbours, *sides, self.num_train,
@@ -195,11 +195,9 @@ class Solver:
 
     # ----- one epoch -----
     def _batches(self):
-        """Shuffled index batches over every training pair into self.train_image / train_text; the
-        last one may be short (and is dropped with train_drop_last). Streamed (stream_train), the
-        pairs are read a window of stream_window_blocks blocks at a time, blocks in shuffled order,
-        and batched a window at a time (data.streaming.stream_epoch): batches are full across
-        window edges, so an epoch runs as many steps as in memory."""
+        """Shuffled index batches over every training pair into self.train_image / train_text; the last one may be
+        short (dropped with train_drop_last). Streamed (stream_train): a window of stream_window_blocks shuffled blocks
+        at a time (data.streaming.stream_epoch), batches full across window edges, as many steps as in memory."""
         if not self.streamed:
             order = torch.randperm(len(self.train_image), generator=self.shuffle_generator)
             trained = self.paired_fork and self.paired_fork.rows(self)   # (N,) bool: the dropout fork's rows
@@ -216,11 +214,10 @@ class Solver:
             self.train_image = self.train_text = None            # the last window goes before the next comes
 
     def _forward(self, idx, scale=None):
-        """The model's float32 outputs for the global batch of training rows `idx` (B,), with modality
-        dropout: each pair is encoded one side at a time (image alone, text alone) with probability
-        self.modality_dropout (cfg.modality_dropout, or auto's choice; with modality_dropout_anneal a > 0
-        falling linearly to 0 at progress a): how the unimodal placeholders are learned. Each rank
-        encodes its part of the batch; the outputs come back whole."""
+        """The model's float32 outputs for the global batch of training rows `idx` (B,), with modality dropout: each
+        pair encoded one side at a time with probability self.modality_dropout (cfg's, or auto's choice; with
+        modality_dropout_anneal a > 0 falling linearly to 0 at progress a), how the unimodal placeholders are
+        learned. Each rank encodes its part of the batch; the outputs come back whole."""
         anneal = self.cfg.modality_dropout_anneal
         rate = self.modality_dropout * (max(0.0, 1 - training_progress(self.epoch, self.cfg.epoch) / anneal)
                                         if anneal else 1.0)
@@ -242,6 +239,13 @@ class Solver:
         for optimizer in self._optimizers():
             optimizer.step()
 
+    def _neighbours(self, idx, fused_image, fused_text) -> torch.Tensor:
+        """(B, B) bool: the neighbour pairs of the global batch `idx` (B,) in balanced_neighbours' space."""
+        inputs = (self.train_image[idx], self.train_text[idx])           # (B, Di), (B, Dt), or (B, c) as both sides:
+        inputs = inputs if self.input_space is None else (project_pairs(*inputs, self.input_space),) * 2
+        return balanced_similarity(self.cfg.balanced_neighbours, fused_image, fused_text, *inputs,
+                                   self.cfg.balanced_knn, self.cfg.balanced_feature_weight)
+
     def trainhash(self, scale) -> dict:
         """One epoch of the hash stage. `scale`: a float, or a function of the iteration
         (HashNet's per-iteration schedule). Returns the epoch's loss and code statistics."""
@@ -251,13 +255,8 @@ class Solver:
         for idx in progress(self._batches(), desc=f"epoch {self.epoch + 1}", leave=False):
             step_scale = scale_at(self.iteration)
             fused_image, fused_text, hash_image, hash_text = self._forward(idx, step_scale)  # (B, F/2), (B, bits)
-            similar = None   # (B, B) bool: the batch's neighbour pairs, from the features, never from labels
-            if self.cfg.balanced_loss or self.cfg.infonce_mask_neighbours:
-                inputs = (self.train_image[idx], self.train_text[idx])           # (B, Di), (B, Dt)
-                if self.input_space is not None:                                 # (B, c) as both sides
-                    inputs = (project_pairs(*inputs, self.input_space),) * 2
-                similar = balanced_similarity(self.cfg.balanced_neighbours, fused_image, fused_text, *inputs,
-                                              self.cfg.balanced_knn, self.cfg.balanced_feature_weight)
+            similar = self._neighbours(idx, fused_image, fused_text) \
+                if self.cfg.balanced_loss or self.cfg.infonce_mask_neighbours else None   # from features, not labels
             loss, fused_term, hash_term = ucmfh_loss(fused_image, fused_text, hash_image, hash_text,
                                                      self.temperature, self.cfg.hash_loss_weight,
                                                      similar if self.cfg.infonce_mask_neighbours else None)
@@ -274,8 +273,7 @@ class Solver:
         return stats.result()
 
     def train_paired(self, scale) -> dict:
-        """One paired epoch (hash or real-valued stage), then the learning-rate schedule's epoch step
-        (with lr_step batch it steps in trainhash)."""
+        """One paired epoch (hash or real-valued stage), then the LR schedule's step (lr_step batch: in trainhash)."""
         if not self.hash_stage:
             return self.trainreal()
         stats = self.trainhash(scale)
@@ -284,15 +282,14 @@ class Solver:
         return stats
 
     def trainbranch(self, mode: str) -> dict:
-        """One epoch of the unimodal branch (config unimodal_epochs). The main network is frozen;
-        every pair is encoded one side at a time by the branch, with the main network's loss plus
-        unimodal_distill x the squared gap to the frozen network's paired codes, both at the branch's
-        scale (ScaleSchedule.branch_at in `mode`). Returns the epoch's losses and scale."""
+        """One epoch of the unimodal branch (unimodal_epochs), the main network frozen: each pair encoded one side at
+        a time by the branch, with the main network's loss + unimodal_distill x the squared gap to its paired codes
+        (+ unimodal_balanced x the balanced loss), at the branch's scale (ScaleSchedule.branch_at in `mode`)."""
         weight, cfg = self.cfg.unimodal_distill, self.cfg
         scale = self.schedule.branch_at(self.epoch - cfg.epoch, cfg.unimodal_epochs, mode)
         self.model.eval()
         self.branch.train()
-        sums, rows = dict.fromkeys(("loss", "fused_loss", "hash_loss", "distill_loss"), 0.0), 0
+        sums, rows = {}, 0
         for idx in progress(self._batches(), desc=f"unimodal {self.epoch + 1 - self.cfg.epoch}", leave=False):
             mine = local_part(idx, self.ranks)
             image, text = self.train_image[mine], self.train_text[mine]
@@ -306,14 +303,17 @@ class Solver:
             loss, fused_term, hash_term = ucmfh_loss(fused_image, fused_text, hash_image, hash_text,
                                                      self.temperature, self.cfg.hash_loss_weight)
             distill = (distillation_loss(hash_image, teacher[0]) + distillation_loss(hash_text, teacher[1])) / 2
-            loss = loss + weight * distill
+            terms = {"fused_loss": fused_term, "hash_loss": hash_term, "distill_loss": distill}
+            if cfg.unimodal_balanced:   # HashNet's loss between the one-side codes, the paired stage's neighbours
+                terms["balanced_loss"] = balanced_pairwise_loss(hash_image, hash_text,
+                                                                self._neighbours(idx, fused_image, fused_text))
+            loss = loss + weight * distill + cfg.unimodal_balanced * terms.get("balanced_loss", 0.0)
             self._step(loss)
             if self.branch_average is not None:
                 self.branch_average.update()
             with torch.no_grad():
-                for key, value in (("loss", loss), ("fused_loss", fused_term), ("hash_loss", hash_term),
-                                   ("distill_loss", distill)):
-                    sums[key] += value * len(idx)
+                for key, value in {"loss": loss, **terms}.items():
+                    sums[key] = sums.get(key, 0.0) + value * len(idx)
             rows, self.iteration = rows + len(idx), self.iteration + 1
         return {**{key: float(value) / rows for key, value in sums.items()}, "scale": scale}
 
@@ -329,8 +329,8 @@ class Solver:
 
     # ----- evaluation -----
     def evaluate(self, final=False) -> dict:
-        """Scores on the query set (evaluate.score_model); the final one also writes codes.npz and
-        curves.json when save_codes is set. Empty for a set without labels: nothing to score against."""
+        """Scores on the query set (evaluate.score_model; the final one writes codes.npz, curves.json with save_codes).
+        Empty for a set without labels: nothing to score against."""
         if not self.data.labelled:
             return {}
         return score_model(self.model, self.data, self.cfg, final=final,

@@ -101,6 +101,7 @@ class Config:
     unimodal_epochs: int = 5       # > 0: then a unimodal branch (a copy of the network for one-side inputs) trains
                                    # this many epochs, distilled from the frozen paired codes (docs/training.md)
     unimodal_distill: float = 1.0  # the branch's distillation weight (squared gap to paired codes; 1 beat 0 on val)
+    unimodal_balanced: float = 0.0  # > 0: the branch adds the balanced loss between its one-side codes, this weight
     unimodal_average: float = 0.25  # the branch is scored with a moving average of its weights over about this
                                     # share of its steps; 0: its last weights (0.25 beat 0 and 0.6 on val; docs/zoo.md)
     unimodal_scale: str = "final"  # the branch's (and its teacher's) scale: final (test-time), plain (1), ramp (up
@@ -266,7 +267,8 @@ def validate(cfg: Config) -> Config:
                 "stream_window_blocks", "balanced_directions"):
         if getattr(cfg, key) < 1:
             raise ConfigError(f"--{key}: must be at least 1, got {getattr(cfg, key)}")
-    for key in ("eval_every", "save_every", "map_k", "seed", "balanced_knn", "train_limit", "val_queries"):
+    for key in ("eval_every", "save_every", "map_k", "seed", "balanced_knn", "train_limit", "val_queries",
+                "unimodal_epochs", "unimodal_distill", "unimodal_balanced"):
         if getattr(cfg, key) < 0:
             raise ConfigError(f"--{key}: must be 0 or more, got {getattr(cfg, key)}")
     for key in ("lr_fusion", "lr_hash", "temperature"):
@@ -300,9 +302,6 @@ def validate(cfg: Config) -> Config:
                           f"{late} and {at}")
     if cfg.unimodal_select_epochs < 1:
         raise ConfigError(f"--unimodal_select_epochs: must be >= 1, got {cfg.unimodal_select_epochs}")
-    if cfg.unimodal_epochs < 0 or cfg.unimodal_distill < 0:
-        raise ConfigError(f"--unimodal_epochs/--unimodal_distill: must be >= 0, got {cfg.unimodal_epochs}, "
-                          f"{cfg.unimodal_distill}")
     for key in ("fusion_dropout", "hash_dropout"):
         if not 0 <= getattr(cfg, key) < 1:
             raise ConfigError(f"--{key}: must be in [0, 1), got {getattr(cfg, key)}")

@@ -53,6 +53,7 @@ def test_config_file_and_its_errors(tmp_path):
     (["--lr_hash", "0"], "--lr_hash: must be positive"),
     (["--lr_fusion", "-1e-4"], "--lr_fusion: must be positive"),
     (["--temperature", "0"], "--temperature: must be positive"),
+    (["--unimodal_balanced", "-1"], "--unimodal_balanced: must be 0 or more, got -1.0"),
     (["--device", "cuda:abc"], "--device: 'cuda:abc' is not one of auto, cpu, cuda, cuda:N"),
     (["--hash_lens", "16", "16"], "--hash_lens: [16, 16] repeats a length"),
     (["--adam_betas", "0.5", "1.5"], "--adam_betas: expected two numbers in [0, 1)"),

@@ -144,3 +144,29 @@ def test_eval_sequence_batch_feeds_the_branch_each_batch_as_one_sequence_too(tmp
         with torch.no_grad():
             torch.testing.assert_close(image[rows], branch.encode_image(torch.from_numpy(split.image[rows]), 1.0))
             torch.testing.assert_close(text[rows], branch.encode_text(torch.from_numpy(split.text[rows]), 1.0))
+
+
+def test_unimodal_balanced_adds_the_balanced_loss_between_the_one_side_codes(tmp_path, runs):
+    """unimodal_balanced w: the branch's loss adds w x HashNet's balanced loss between its image-alone
+    and text-alone codes (the paired stage's neighbours); the paired path is as it was, one-side codes move."""
+    base_path, _, branch = runs
+    [weighted] = train.main(_args(tmp_path, "weighted", "--unimodal_epochs", "2", "--eval_every", "3",
+                                  "--unimodal_balanced", "2"))
+    for key in PAIRED:
+        assert weighted[key] == branch[key], key
+    assert any(weighted[key] != branch[key] for key in UNIMODAL)
+    records = [json.loads(line) for line in (tmp_path / "weighted" / "metrics.jsonl").read_text().splitlines()]
+    assert ["distill_loss" in r and "balanced_loss" in r for r in records] == [False, False, False, True, True]
+    for record in records[3:]:
+        assert record["loss"] == pytest.approx(record["fused_loss"] + 0.5 * record["hash_loss"]
+                                               + record["distill_loss"] + 2 * record["balanced_loss"], rel=1e-5)
+    plain = [json.loads(line) for line in (base_path / "branch" / "metrics.jsonl").read_text().splitlines()]
+    assert all("balanced_loss" not in r for r in plain[3:])      # 0, the default: the branch's loss as before
+
+
+def test_unimodal_balanced_alone_still_fits_the_input_space(tmp_path):
+    """The covariance space is fitted when only the branch's balanced loss needs neighbours."""
+    off = ("--balanced_loss", "false", "--infonce_mask_neighbours", "false")
+    for weight, fitted in (("0", False), ("1", True)):
+        cfg = build_config(_args(tmp_path, f"fit{weight}", *off, "--unimodal_epochs", "1", "--unimodal_balanced", weight))
+        assert (Solver(cfg, bits=16, log=lambda *_: None).input_space is not None) == fitted
