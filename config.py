@@ -31,7 +31,7 @@ EVAL_SEQUENCES = ("item", "batch")     # what the transformer sees as one sequen
 TIE_ORDERS = ("index", "unstable")     # order of items at equal Hamming distance
 BALANCED_NEIGHBOURS = ("both", "fused", "features", "shared", "covariance")  # what the balanced loss finds neighbours in
 ADDED_KEYS = {"balanced_neighbours": "fused", "balanced_feature_weight": 0.5,   # what older checkpoints
-              "infonce_mask_neighbours": False, "balanced_directions": 16}     # trained with
+              "infonce_mask_neighbours": False, "balanced_directions": 16, "unimodal_balanced": 0.0}  # trained with
 AUTO = "auto"                          # a setting chosen per dataset at training time (selection/)
 # selection/criteria.py's label-free criteria
 SELECT_CRITERIA = ("consensus", "shared", "cluster", "image_knn", "text_knn", "balance", "instance", "contrastive")
@@ -101,7 +101,7 @@ class Config:
     unimodal_epochs: int = 5       # > 0: then a unimodal branch (a copy of the network for one-side inputs) trains
                                    # this many epochs, distilled from the frozen paired codes (docs/training.md)
     unimodal_distill: float = 1.0  # the branch's distillation weight (squared gap to paired codes; 1 beat 0 on val)
-    unimodal_balanced: float = 0.0  # > 0: the branch adds the balanced loss between its one-side codes, this weight
+    unimodal_balanced: float = 1.0  # the balanced loss's weight on the branch's one-side codes (1 beat 0, 0.5 on val)
     unimodal_average: float = 0.25  # the branch is scored with a moving average of its weights over about this
                                     # share of its steps; 0: its last weights (0.25 beat 0 and 0.6 on val; docs/zoo.md)
     unimodal_scale: str = "final"  # the branch's (and its teacher's) scale: final (test-time), plain (1), ramp (up

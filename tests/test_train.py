@@ -236,7 +236,7 @@ def test_no_space_is_fitted_where_no_neighbours_are_used(tmp_path, data_root, mo
     import ICMR
     monkeypatch.setattr(ICMR, "fit_input_space", lambda *a, **k: pytest.fail("a space was fitted"))
     train.main(args(tmp_path, data_root, "--balanced_loss", "false", "--infonce_mask_neighbours", "false",
-                    "--epoch", "1"))
+                    "--unimodal_balanced", "0", "--epoch", "1"))
 
 
 @pytest.mark.parametrize("flip, balanced", [(False, "true"), (True, "true"), (False, "false")])
@@ -257,6 +257,7 @@ def test_infonce_leaves_out_the_balanced_neighbours_when_told(tmp_path, data_roo
     monkeypatch.setattr(losses, "contrastive_loss", contrastive_spy)
     on = Config().infonce_mask_neighbours != flip
     train.main(args(tmp_path, data_root, "--epoch", "1", "--unimodal_epochs", "1", "--balanced_loss", balanced,
+                    "--unimodal_balanced", "0",      # the branch's own neighbours: tests/test_unimodal_branch.py
                     *(("--infonce_mask_neighbours", str(on)) if flip else ())))
     assert f"infonce_mask_neighbours: {str(on).lower()}" in (tmp_path / "run" / "config.yaml").read_text()
     paired = passed[:2 * len(neighbours)]            # the paired steps: a fused and a hash term each
