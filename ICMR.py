@@ -304,7 +304,7 @@ class Solver:
                                                      self.temperature, self.cfg.hash_loss_weight)
             distill = (distillation_loss(hash_image, teacher[0]) + distillation_loss(hash_text, teacher[1])) / 2
             terms = {"fused_loss": fused_term, "hash_loss": hash_term, "distill_loss": distill}
-            if cfg.unimodal_balanced:   # HashNet's loss between the one-side codes, the paired stage's neighbours
+            if cfg.unimodal_balanced:   # HashNet's loss between the one-side codes; neighbours as the paired stage's
                 terms["balanced_loss"] = balanced_pairwise_loss(hash_image, hash_text,
                                                                 self._neighbours(idx, fused_image, fused_text))
             loss = loss + weight * distill + cfg.unimodal_balanced * terms.get("balanced_loss", 0.0)
