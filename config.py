@@ -101,7 +101,7 @@ class Config:
     unimodal_epochs: int = 5       # > 0: then a unimodal branch (a copy of the network for one-side inputs) trains
                                    # this many epochs, distilled from the frozen paired codes (docs/training.md)
     unimodal_distill: float = 1.0  # the branch's distillation weight (squared gap to paired codes; 1 beat 0 on val)
-    unimodal_balanced: float = 1.0  # the balanced loss's weight on the branch's one-side codes (1 beat 0, 0.5 on val)
+    unimodal_balanced: float = 1.0  # the balanced loss's weight on the branch's one-side codes (1 beat 0, .5, 2 on val)
     unimodal_average: float = 0.25  # the branch is scored with a moving average of its weights over about this
                                     # share of its steps; 0: its last weights (0.25 beat 0 and 0.6 on val; docs/zoo.md)
     unimodal_scale: str = "final"  # the branch's (and its teacher's) scale: final (test-time), plain (1), ramp (up
