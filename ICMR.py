@@ -133,7 +133,7 @@ class Solver:
         # balanced_neighbours shared, covariance: the input cosine in a space fitted on the training pairs, (mean_x
         # (Di,), mean_y (Dt,), A (Di, c), B (Dt, c)), if neighbours are used; each batch projected as it comes
         fits = cfg.balanced_neighbours in INPUT_SPACES and any((cfg.balanced_loss, cfg.infonce_mask_neighbours,
-                                                                cfg.unimodal_balanced))
+                                                                cfg.unimodal_balanced and self.branch is not None))
         sides = (train.image, train.text) if self.streamed else (self.train_image, self.train_text)   # read once
         self.input_space = None if not fits else tuple(torch.from_numpy(part).float().to(self.device) for part in
                                                        fit_input_space(cfg.balanced_neighbours, *sides, self.num_train,

@@ -165,11 +165,12 @@ def test_unimodal_balanced_0_trains_the_branch_without_the_balanced_loss(tmp_pat
 
 
 def test_unimodal_balanced_alone_still_fits_the_input_space(tmp_path):
-    """The covariance space is fitted when only the branch's balanced loss needs neighbours."""
+    """The covariance space is fitted when only the branch's balanced loss needs neighbours, and not without a branch."""
     off = ("--balanced_loss", "false", "--infonce_mask_neighbours", "false")
-    for weight, fitted in (("0", False), ("1", True)):
-        cfg = build_config(_args(tmp_path, f"fit{weight}", *off, "--unimodal_epochs", "1", "--unimodal_balanced", weight))
-        assert (Solver(cfg, bits=16, log=lambda *_: None).input_space is not None) == fitted
+    for weight, epochs, fitted in (("0", "1", False), ("1", "1", True), ("1", "0", False)):
+        cfg = build_config(_args(tmp_path, f"fit{weight}{epochs}", *off, "--unimodal_epochs", epochs,
+                                 "--unimodal_balanced", weight))
+        assert (Solver(cfg, bits=16, log=lambda *_: None).input_space is not None) == fitted, (weight, epochs)
 
 
 def test_unimodal_balanced_is_1_by_default_and_0_for_a_checkpoint_saved_before_the_key():
