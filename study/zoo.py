@@ -184,8 +184,17 @@ def selection_rows(cells) -> list:
                    for c in record["candidates"] if seed in settings.get(f"modality_dropout={c:g}", {})}
             best = max(val, key=val.get) if val else None
             out.append({"set": name, "seed": seed, "chosen": record["chosen"], "best_by_validation": best,
-                        "agrees": best == record["chosen"], "values": record["values"]})
+                        "agrees": None if best is None else best == record["chosen"], "values": record["values"]})
     return out
+
+
+def agreement_note(rows) -> str:
+    """How often selection_rows' choices match the labelled pick, over the runs that have one: a grid
+    or family without fixed-value runs of the candidates has nothing to compare with (not 0%)."""
+    compared = [r["agrees"] for r in rows if r["agrees"] is not None]
+    if not compared:
+        return "no fixed-value runs of its candidates to compare with"
+    return f"{np.mean(compared):.0%} of {len(compared)} agree with labelled validation"
 
 
 def per_run_pick_rows(cells, found: dict) -> list:
@@ -350,8 +359,7 @@ def write_zoo_report(out, data_roots: dict | None = None) -> dict:
                                  *(" / ".join(f"{v * 100:+.1f}" for v in r["sets"][n]) if n in r["sets"] else ""
                                    for n in names)] for r in report["per_run_pick"]])]
     if report["selection"]:
-        agree = np.mean([r["agrees"] for r in report["selection"]])
-        lines += ["", f"## The default's choices ({agree:.0%} agree with labelled validation)", "",
+        lines += ["", f"## The default's choices ({agreement_note(report['selection'])})", "",
                   format_table(["set", "seed", "chosen", "best by validation", "criterion values"],
                                [[r["set"], r["seed"], f"{r['chosen']:g}", "" if r["best_by_validation"] is None
                                  else f"{r['best_by_validation']:g}", " ".join(f"{v:.4f}" for v in r["values"])]
