@@ -61,7 +61,8 @@ def parse_args(argv):
     p.add_argument("--bits", nargs="+", type=int, help="default: 16 32 64; with --zoo, 16")
     p.add_argument("--zoo", action="store_true",
                    help="the development zoo (docs/zoo.md): the defaults and each --vary value as a one-key change "
-                        "of them, on every zoo set; then the regret and leave-one-set-out tables (zoo.md)")
+                        "of them (no --vary: modality_dropout=0,0.25,0.5,0.75), on every zoo set; then the regret "
+                        "and leave-one-set-out tables (zoo.md)")
     p.add_argument("--wiki_root", default="../shared/data",
                    help="with --zoo: the folder holding wiki/ (skipped where it is absent)")
     p.add_argument("--val_queries", type=int, default=300, help="with --zoo: validation queries per set")

@@ -170,6 +170,13 @@ def test_wiki_reads_data_root_outside_a_zoo_grid_and_wiki_root_inside_one():
     assert ablation.data_root_of(zoo, "wiki") == "/wiki_here" and ablation.data_root_of(zoo, "demo") == "/somewhere"
 
 
+def test_a_zoo_grid_without_vary_varies_the_modality_dropout_and_with_it_only_what_is_asked():
+    bare = ablation.settings(ablation_cli.parse_args(["--zoo", "--dataset", "demo"]))
+    assert [label for label, *_ in bare] == ["default", *(f"modality_dropout={v}" for v in ("0", "0.25", "0.5", "0.75"))]
+    asked = ablation.settings(ablation_cli.parse_args(["--zoo", "--dataset", "demo", "--vary", "temperature=0.3"]))
+    assert [label for label, *_ in asked] == ["default", "temperature=0.3"]
+
+
 def test_the_zoo_report_reads_every_set_in_the_folder_from_its_root(tmp_path):
     # a grid of zoo-fewlabels added to a folder that holds wiki from an earlier call: wiki from --wiki_root
     (tmp_path / "wiki" / "16bit").mkdir(parents=True)
