@@ -173,7 +173,8 @@ def criterion_rows(cells, found: dict) -> list:
 
 def selection_rows(cells) -> list:
     """Per set and seed where the default ran auto: what it chose, and which of its candidates the
-    labelled validation mAP (mean of the four figures) of the fixed-setting runs prefers."""
+    labelled validation mAP (mean of the four figures) of the fixed-setting runs prefers (None, and
+    `agrees` None, where the grid has no such runs)."""
     out = []
     for name, settings in sorted(cells.items()):
         for seed, run in sorted(settings.get(DEFAULT, {}).items()):
