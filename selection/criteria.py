@@ -120,10 +120,11 @@ def shared_space(query_features, database_features) -> tuple:
 
 
 def fit_input_space(kind: str, image, text, rows: int, seed: int, directions: int = CCA_COMPONENTS) -> tuple:
-    """The top `directions` (config balanced_directions) INPUT_SPACES[kind] directions of the first `rows`
+    """The top `directions` INPUT_SPACES[kind] directions of the first `rows`
     training pairs ((N, Di), (N, Dt) numpy arrays, lazily read rows, or the tensors a run already holds on
     its device), fitted on every one of them or on a seeded draw of FIT_ROWS, so a run over millions of
-    pairs (streamed or not) reads and fits a bounded sample."""
+    pairs (streamed or not) reads and fits a bounded sample. Training passes its balanced_directions (8 by
+    default); the default here, CCA_COMPONENTS, is the count of the `shared` criterion's space."""
     chosen = slice(0, rows) if rows <= FIT_ROWS else \
         np.sort(np.random.default_rng([seed, 2718]).choice(rows, FIT_ROWS, replace=False))
     taken = (side[chosen] for side in (image, text))   # torch takes a numpy index array as it is
