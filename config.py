@@ -98,8 +98,8 @@ class Config:
     select_budget: float = 0.5     # auto's candidates share this part of a training's epochs (rate r: 1 + r each)
     select_fork: float = 0.0       # > 0: auto's candidates: a fork of this share of the paired epochs (paired_fork.py)
     select_holdout: float = 0.1    # share of training pairs held out to score the candidates (0: the fork's train)
-    unimodal_epochs: int = 5       # > 0: then a unimodal branch (a copy of the network for one-side inputs) trains
-                                   # this many epochs, distilled from the frozen paired codes (docs/training.md)
+    unimodal_epochs: int = 10      # > 0: a unimodal branch (a copy of the network for one-side inputs) trains this
+                                   # many epochs, distilled from the frozen paired codes (10 beat 5 on val; docs/zoo.md)
     unimodal_distill: float = 1.0  # the branch's distillation weight (squared gap to paired codes; 1 beat 0 on val)
     unimodal_balanced: float = 1.0  # the balanced loss's weight on the branch's one-side codes (1 beat 0, .5, 2 on val)
     unimodal_average: float = 0.25  # the branch is scored with a moving average of its weights over about this
