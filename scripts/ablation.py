@@ -38,6 +38,9 @@ from study.ladder import LADDERS  # noqa: E402
 from runio.logs import LOGGER, add_log_flags, info, setup_logging  # noqa: E402
 
 
+ZOO_VARY = ("modality_dropout", ["0", "0.25", "0.5", "0.75"])   # the zoo grid's axis when no --vary is given
+
+
 def vary_axis(text):
     """KEY=V1,V2,... -> (KEY, [V1, V2, ...]), each value checked as train.py would read it."""
     key, equals, values = text.partition("=")
@@ -61,7 +64,7 @@ def parse_args(argv):
     p.add_argument("--bits", nargs="+", type=int, help="default: 16 32 64; with --zoo, 16")
     p.add_argument("--zoo", action="store_true",
                    help="the development zoo (docs/zoo.md): the defaults and each --vary value as a one-key change "
-                        "of them (no --vary: modality_dropout=0,0.25,0.5,0.75), on every zoo set; then the regret "
+                        f"of them (no --vary: {ZOO_VARY[0]}={','.join(ZOO_VARY[1])}), on every zoo set; then the regret "
                         "and leave-one-set-out tables (zoo.md)")
     p.add_argument("--wiki_root", default="../shared/data",
                    help="with --zoo: the folder holding wiki/ (skipped where it is absent)")
@@ -98,7 +101,7 @@ def parse_args(argv):
             info(f"note: {Path(args.wiki_root) / 'wiki'} not found: the zoo runs without wiki")
         args.dataset = args.dataset or [*ZOO, "demo", *(["wiki"] if wiki_here else [])]
         args.bits = args.bits or [16]
-        args.vary = args.vary or [("modality_dropout", ["0", "0.25", "0.5", "0.75"])]
+        args.vary = args.vary or [ZOO_VARY]
         # every set trains 10 epochs (flags after -- win) and holds out validation queries to choose on
         args.train_flags = ["--epoch", "10", "--val_queries", str(args.val_queries), *train_flags]
     args.dataset = [canonical_dataset_name(d) for d in args.dataset or ["demo"]]
