@@ -292,3 +292,24 @@ def test_scoring_a_checkpoint_with_too_many_val_queries_is_one_line(trained, dat
         evaluate.main(["--checkpoint", result["checkpoint"], "--data_root", str(data_root),
                        "--val_queries", "5000", "--output_dir", str(tmp_path / "scored")])
     assert exit_info.value.code == 2 and "--val_queries: 5000" in capsys.readouterr().err
+
+
+def test_ladder_docs_switch_table_matches_the_preset_and_the_defaults():
+    """docs/ablation-ladder.md's table of the preset's switches: a row per key of configs/presets/ucmfh.yaml,
+    its `ucmfh` cell the preset's value and its `default` cell Config's (first word of each cell)."""
+    page = (ROOT / "docs" / "ablation-ladder.md").read_text()
+    section = page.split("## The UCMFH-compatible mode", 1)[1].split("\n## ", 1)[0]
+    rows = {m.group(1): (m.group(2), m.group(3))
+            for m in re.finditer(r"^\| `(\w+)` \| ([^|]+) \| ([^|]+) \|", section, re.M)}
+    preset = yaml.safe_load((ROOT / "configs" / "presets" / "ucmfh.yaml").read_text())
+    assert sorted(rows) == sorted(preset)
+
+    def shown(value):
+        return str(value).lower() if isinstance(value, bool) else f"{value:g}" if isinstance(value, float) else str(value)
+
+    def first_word(cell):
+        return cell.split()[0].strip("`,")
+    defaults = Config()
+    for key, (ucmfh_cell, default_cell) in rows.items():
+        assert first_word(ucmfh_cell) == shown(preset[key]), (key, ucmfh_cell)
+        assert first_word(default_cell) == shown(getattr(defaults, key)), (key, default_cell)
