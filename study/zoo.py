@@ -98,6 +98,9 @@ def _regret(settings: dict, chosen: str, protocol: str) -> dict:
     return {"regret": mean, "std": std, "low": mean - half, "high": mean + half}
 
 
+NO_REGRET = dict.fromkeys(("regret", "std", "low", "high"))   # no setting to score (written as blank)
+
+
 def _put(row: dict, prefix: str, protocol: str, found: dict) -> None:
     """Store _regret's values in a report row as <prefix><protocol>_regret, _std, _low and _high."""
     row.update({f"{prefix}{protocol}_{key}": value for key, value in found.items()})
@@ -112,7 +115,8 @@ def leave_one_out_rows(cells) -> list:
         common = [s for s in settings if all(s in o for o in others)]
         elsewhere = {s: np.mean([_validation_score(o[s]) for o in others]) for s in common} if others else {}
         ranked = sorted(elsewhere, key=elsewhere.get, reverse=True)
-        chosen = ranked[0] if ranked else DEFAULT
+        # one set alone: nothing to choose on, so the default stands where the grid has one
+        chosen = ranked[0] if ranked else DEFAULT if DEFAULT in settings else None
         row = {"set": name, "chosen_elsewhere": chosen}
         if len(ranked) > 1:   # how close the choice was: a margin inside the seeds' noise is a coin flip
             row["runner_up"], row["margin"] = ranked[1], float(elsewhere[ranked[0]] - elsewhere[ranked[1]])
@@ -121,7 +125,7 @@ def leave_one_out_rows(cells) -> list:
         own = {s: _validation_score(runs) for s, runs in settings.items()}
         row["chosen_on_itself"] = _best(own)
         for protocol in PROTOCOL_FIGURES:
-            _put(row, "", protocol, _regret(settings, chosen, protocol))
+            _put(row, "", protocol, _regret(settings, chosen, protocol) if chosen else NO_REGRET)
             _put(row, "itself_", protocol, _regret(settings, row["chosen_on_itself"], protocol))
             if DEFAULT in settings:
                 _put(row, "default_", protocol, _regret(settings, DEFAULT, protocol))
@@ -318,13 +322,13 @@ def write_zoo_report(out, data_roots: dict | None = None) -> dict:
              "", "## Regret of the default (best setting on the set minus the default)", "",
              format_table(["set", "figure", "best setting", "best", "default", "regret"],
                           [[r["set"], r["figure"], r["best_setting"], _fmt(r["best"]), _fmt(r["default"]),
-                            f"{r['regret'] * 100:+.1f}"] for r in report["regret"]]),
+                            _fmt(r["regret"], 0.0).split(" ±")[0]] for r in report["regret"]]),
              "", f"## Leave one set out (points of mAP, mean ± std over seeds; the default's with the {INTERVAL:.0%} "
                  "interval of its mean, the best setting taken as given)", "",
              format_table(["held-out set", "chosen on the others", "margin over the runner-up (validation points)",
                            "paired regret", "unimodal regret", "default: paired regret", "default: unimodal regret",
                            "chosen on the set itself (labels): setting, paired regret, unimodal regret"],
-                          [[r["set"], r["chosen_elsewhere"], f"{r['margin'] * 100:.2f} ({r['runner_up']})"
+                          [[r["set"], r["chosen_elsewhere"] or "", f"{r['margin'] * 100:.2f} ({r['runner_up']})"
                             if "margin" in r else "", _fmt(r["paired_regret"], r["paired_std"]),
                             _fmt(r["unimodal_regret"], r["unimodal_std"]),
                             _fmt_interval(r, "default_paired_"), _fmt_interval(r, "default_unimodal_"),

@@ -246,3 +246,22 @@ def test_the_zoo_sets_script_describes_the_sets(capsys):
         zoo_sets_cli.main(["--sets", "zoo-nope"])
     [row] = zoo_sets_cli.main(["--sets", "zoo-random-2", "--json"])       # a random set too, with its overlap
     assert row["description"].startswith("drawn from the zoo's prior (seed 2)") and 0 < row["cross_modal_overlap"] < 1
+
+
+def test_a_report_of_one_set_without_a_default_leaves_the_choice_blank(tmp_path):
+    """One set and two named settings (no `default`, as zoo_family's --take may give): nothing to
+    choose on the other sets, so the leave-one-out row names no choice and no regret, and the
+    report is still written (it raised KeyError before)."""
+    for method, seed, test in (("a", 0, 0.50), ("a", 1, 0.52), ("b", 0, 0.60), ("b", 1, 0.61)):
+        run = tmp_path / "x" / "16bit" / method / f"seed{seed}"
+        run.mkdir(parents=True)
+        (run / "results.json").write_text(json.dumps({"dataset": "x", "bits": 16, "seed": seed, **_scores(test, 0.5)}))
+        (run / "grid.json").write_text(json.dumps({"method": method, "dataset": "x", "bits": 16, "seed": seed}))
+    [row] = report.write_zoo_report(tmp_path)["leave_one_out"]
+    assert row["chosen_elsewhere"] is None and row["paired_regret"] is None and "default_paired_regret" not in row
+    assert row["chosen_on_itself"] == "a" and row["itself_paired_regret"] == pytest.approx(0.095)
+    text = (tmp_path / "zoo.md").read_text()
+    assert "| x | i2t_map | b | 0.605 |  |  |" in text          # no default: no default score, no regret
+    loo = text.split("## Leave one set out", 1)[1]
+    line = next(t for t in loo.splitlines() if t.startswith("| x |"))
+    assert line.startswith("| x |  |") and "None" not in line and "nan" not in text
