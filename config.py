@@ -95,11 +95,12 @@ class Config:
                                    # last epoch); 0: constant. It limits what a wrong auto choice costs (docs/zoo.md)
     select_candidates: list = field(default_factory=lambda: [0.0, 0.75])  # auto's candidate values
     select_criterion: str = "shared"      # auto's label-free criterion (selection/criteria.py; docs/zoo.md)
-    select_budget: float = 0.5     # auto's candidates share this part of a training's epochs (rate r: 1 + r each)
+    select_budget: float = 0.375   # auto's candidates share this part of a training's epochs (rate r: 1 + r each);
+                                   # 0.5 until the branch doubled: 0.375 keeps them 4 epochs on the zoo, 6 on demo
     select_fork: float = 0.0       # > 0: auto's candidates: a fork of this share of the paired epochs (paired_fork.py)
     select_holdout: float = 0.1    # share of training pairs held out to score the candidates (0: the fork's train)
-    unimodal_epochs: int = 10      # > 0: a unimodal branch (a copy of the network for one-side inputs) trains this
-                                   # many epochs, distilled from the frozen paired codes (10 beat 5 on val; docs/zoo.md)
+    unimodal_epochs: int = 20      # > 0: a unimodal branch (a copy of the network for one-side inputs) trains this
+                                   # many epochs, distilled from the frozen paired codes (20 beat 10, 10 beat 5 on val)
     unimodal_distill: float = 1.0  # the branch's distillation weight (squared gap to paired codes; 1 beat 0 on val)
     unimodal_balanced: float = 1.0  # the balanced loss's weight on the branch's one-side codes (1 beat 0, .5, 2 on val)
     unimodal_average: float = 0.25  # the branch is scored with a moving average of its weights over about this

@@ -211,6 +211,6 @@ def test_bench_epoch_times_the_reference_on_the_same_pairs(tmp_path, capsys):
     assert "seconds per unimodal-branch epoch (median of 1" in out
     for rate in ("0", "0.75"):   # auto's candidates, each timed; the selection's cost from them
         assert f"seconds per epoch at modality_dropout {rate} (median of 1)" in out
-    assert "auto's selection for a 100-epoch run: 2 candidates x 22 epochs on 90% of the pairs" in out
+    assert "auto's selection for a 100-epoch run: 2 candidates x 18 epochs on 90% of the pairs" in out
     assert out.count("reference epoch ") == 1 and "reference UCMFH code (measured now)" in out
     assert "x faster (target: at least 6x" in out

@@ -168,7 +168,7 @@ def test_the_covariance_space_keeps_strong_directions_that_whitening_dilutes():
 
 
 def test_the_budget_and_the_held_out_draw():
-    cfg = build_config(["--epoch", "20", "--unimodal_epochs", "5"])
+    cfg = build_config(["--epoch", "20", "--unimodal_epochs", "5", "--select_budget", "0.5"])
     epochs = candidate_epochs(cfg, [0.0, 0.75])
     # at most +0.5x in tokens encoded: an epoch at 0.75 encodes 1.75 times the pairs' tokens
     assert epochs == 5 and (1 + 1.75) * epochs * (1 - cfg.select_holdout) <= cfg.select_budget * 25
