@@ -234,9 +234,9 @@ def per_run_pick_rows(cells, found: dict) -> list:
 
 
 def format_table(headers, rows) -> str:
-    """A Markdown table."""
+    """A Markdown table; a missing cell (None) is blank."""
     lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
-    return "\n".join(lines + ["| " + " | ".join(str(c) for c in row) + " |" for row in rows])
+    return "\n".join(lines + ["| " + " | ".join("" if c is None else str(c) for c in row) + " |" for row in rows])
 
 
 def simulated_auto(settings: dict, criterion: str) -> dict:
@@ -328,7 +328,7 @@ def write_zoo_report(out, data_roots: dict | None = None) -> dict:
              format_table(["held-out set", "chosen on the others", "margin over the runner-up (validation points)",
                            "paired regret", "unimodal regret", "default: paired regret", "default: unimodal regret",
                            "chosen on the set itself (labels): setting, paired regret, unimodal regret"],
-                          [[r["set"], r["chosen_elsewhere"] or "", f"{r['margin'] * 100:.2f} ({r['runner_up']})"
+                          [[r["set"], r["chosen_elsewhere"], f"{r['margin'] * 100:.2f} ({r['runner_up']})"
                             if "margin" in r else "", _fmt(r["paired_regret"], r["paired_std"]),
                             _fmt(r["unimodal_regret"], r["unimodal_std"]),
                             _fmt_interval(r, "default_paired_"), _fmt_interval(r, "default_unimodal_"),

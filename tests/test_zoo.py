@@ -94,6 +94,15 @@ def _scores(test, val):
     return {**dict.fromkeys(keys, test), **{f"val_{k}": val for k in keys}}
 
 
+def _write_grid(root, runs):
+    """A grid folder of set x at 16 bits: results.json and grid.json per (method, seed, test score)."""
+    for method, seed, test in runs:
+        run = root / "x" / "16bit" / method / f"seed{seed}"
+        run.mkdir(parents=True)
+        (run / "results.json").write_text(json.dumps({"dataset": "x", "bits": 16, "seed": seed, **_scores(test, 0.5)}))
+        (run / "grid.json").write_text(json.dumps({"method": method, "dataset": "x", "bits": 16, "seed": seed}))
+
+
 def test_choices_follow_validation_and_regret_is_best_minus_chosen():
     # set a: setting "b" is best on test but "c" on validation; set z: "c" is best on both
     rows = [_run("default", s, **_scores(0.50 + s / 100, 0.5)) for s in (0, 1)]
@@ -167,11 +176,7 @@ def test_the_default_regret_is_written_with_its_interval_when_there_is_one():
 def test_the_report_writes_the_default_regret_interval(tmp_path):
     """A grid folder of two settings x two seeds (results.json and grid.json only): the markdown
     leave-one-out row holds the default's regret with its interval, as the json has it."""
-    for method, seed, test in (("default", 0, 0.50), ("default", 1, 0.52), ("b", 0, 0.60), ("b", 1, 0.61)):
-        run = tmp_path / "x" / "16bit" / method / f"seed{seed}"
-        run.mkdir(parents=True)
-        (run / "results.json").write_text(json.dumps({"dataset": "x", "bits": 16, "seed": seed, **_scores(test, 0.5)}))
-        (run / "grid.json").write_text(json.dumps({"method": method, "dataset": "x", "bits": 16, "seed": seed}))
+    _write_grid(tmp_path, (("default", 0, 0.50), ("default", 1, 0.52), ("b", 0, 0.60), ("b", 1, 0.61)))
     found = report.write_zoo_report(tmp_path)
     [row] = found["leave_one_out"]
     half = 6.313751514675043 * np.std([0.10, 0.09], ddof=1) / np.sqrt(2)
@@ -252,11 +257,7 @@ def test_a_report_of_one_set_without_a_default_leaves_the_choice_blank(tmp_path)
     """One set and two named settings (no `default`, as zoo_family's --take may give): nothing to
     choose on the other sets, so the leave-one-out row names no choice and no regret, and the
     report is still written (it raised KeyError before)."""
-    for method, seed, test in (("a", 0, 0.50), ("a", 1, 0.52), ("b", 0, 0.60), ("b", 1, 0.61)):
-        run = tmp_path / "x" / "16bit" / method / f"seed{seed}"
-        run.mkdir(parents=True)
-        (run / "results.json").write_text(json.dumps({"dataset": "x", "bits": 16, "seed": seed, **_scores(test, 0.5)}))
-        (run / "grid.json").write_text(json.dumps({"method": method, "dataset": "x", "bits": 16, "seed": seed}))
+    _write_grid(tmp_path, (("a", 0, 0.50), ("a", 1, 0.52), ("b", 0, 0.60), ("b", 1, 0.61)))
     [row] = report.write_zoo_report(tmp_path)["leave_one_out"]
     assert row["chosen_elsewhere"] is None and row["paired_regret"] is None and "default_paired_regret" not in row
     assert row["chosen_on_itself"] == "a" and row["itself_paired_regret"] == pytest.approx(0.095)
