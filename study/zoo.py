@@ -322,7 +322,7 @@ def write_zoo_report(out, data_roots: dict | None = None) -> dict:
              "", "## Regret of the default (best setting on the set minus the default)", "",
              format_table(["set", "figure", "best setting", "best", "default", "regret"],
                           [[r["set"], r["figure"], r["best_setting"], _fmt(r["best"]), _fmt(r["default"]),
-                            "" if np.isnan(r["regret"]) else f"{r['regret'] * 100:+.1f}"] for r in report["regret"]]),
+                            _fmt(r["regret"], 0.0).split(" ±")[0]] for r in report["regret"]]),
              "", f"## Leave one set out (points of mAP, mean ± std over seeds; the default's with the {INTERVAL:.0%} "
                  "interval of its mean, the best setting taken as given)", "",
              format_table(["held-out set", "chosen on the others", "margin over the runner-up (validation points)",
