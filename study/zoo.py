@@ -295,10 +295,13 @@ def pooled_rows(cells) -> list:
     return out
 
 
-def _fmt(value, std=None) -> str:
+def _fmt(value, std=None, points=False) -> str:
+    """A score to 3 decimals, or a difference in signed points (± its std if given); blank if None or NaN."""
     if value is None or (isinstance(value, float) and np.isnan(value)):
         return ""
-    return f"{value * 100:+.1f} ± {std * 100:.1f}" if std is not None else f"{value:.3f}"
+    if std is None:
+        return f"{value * 100:+.1f}" if points else f"{value:.3f}"
+    return f"{value * 100:+.1f} ± {std * 100:.1f}"
 
 
 def _fmt_interval(row: dict, prefix: str) -> str:
@@ -322,7 +325,7 @@ def write_zoo_report(out, data_roots: dict | None = None) -> dict:
              "", "## Regret of the default (best setting on the set minus the default)", "",
              format_table(["set", "figure", "best setting", "best", "default", "regret"],
                           [[r["set"], r["figure"], r["best_setting"], _fmt(r["best"]), _fmt(r["default"]),
-                            _fmt(r["regret"], 0.0).split(" ±")[0]] for r in report["regret"]]),
+                            _fmt(r["regret"], points=True)] for r in report["regret"]]),
              "", f"## Leave one set out (points of mAP, mean ± std over seeds; the default's with the {INTERVAL:.0%} "
                  "interval of its mean, the best setting taken as given)", "",
              format_table(["held-out set", "chosen on the others", "margin over the runner-up (validation points)",

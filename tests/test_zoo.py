@@ -181,8 +181,11 @@ def test_the_report_writes_the_default_regret_interval(tmp_path):
     [row] = found["leave_one_out"]
     half = 6.313751514675043 * np.std([0.10, 0.09], ddof=1) / np.sqrt(2)
     assert (row["default_paired_low"], row["default_paired_high"]) == pytest.approx((0.095 - half, 0.095 + half))
-    line = next(t for t in (tmp_path / "zoo.md").read_text().splitlines() if t.startswith("| x | default"))
+    lines = (tmp_path / "zoo.md").read_text().splitlines()
+    line = next(t for t in lines if t.startswith("| x | default"))
     assert f"+9.5 ± 0.7 [{(0.095 - half) * 100:+.1f}, {(0.095 + half) * 100:+.1f}]" in line
+    regret = next(r for r in found["regret"] if r["figure"] == "i2t_map")   # the regret table: signed points
+    assert next(t for t in lines if t.startswith("| x | i2t_map")).endswith(f"| {regret['regret'] * 100:+.1f} |")
 
 
 def test_per_run_pick_keeps_the_run_each_score_prefers_and_compares_it_with_the_default():
