@@ -150,3 +150,17 @@ def test_docs_prose_gives_the_branch_and_demo_lengths_of_the_defaults():
         numbers = [int(n) for n in found.groups()]
         expected = [demo_epochs, branch] if len(numbers) == 2 else [branch]
         assert numbers == expected, f"{place} says {numbers}, the defaults are {expected}"
+
+
+def test_docs_give_each_configs_epoch_count():
+    """training.md's `epoch` row names each dataset config's epoch count: wiki's moved from 30 to 10
+    at stop 54, and the docs must move with it."""
+    import re
+
+    import yaml
+    from conftest import ROOT
+    row = next(line for line in (ROOT / "docs" / "training.md").read_text().splitlines() if line.startswith("| `epoch` |"))
+    stated = dict(re.findall(r"([a-z-]+) (\d+)", row.split("configs:")[1]))
+    configs = {path.stem: yaml.safe_load(path.read_text()) for path in (ROOT / "configs").glob("*.yaml")}
+    named = {name: config["epoch"] for name, config in configs.items() if "epoch" in config}
+    assert {name: int(n) for name, n in stated.items()} == named, row
