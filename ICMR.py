@@ -98,8 +98,7 @@ class Solver:
                                                  betas=tuple(cfg.adam_betas), **fused)
         if self.hash_stage:
             head_params = [*self.model.image_head.parameters(), *self.model.text_head.parameters()]
-            self.optimizer_hash = torch.optim.Adam(head_params, lr=cfg.lr_hash, betas=tuple(cfg.adam_betas),
-                                                   **fused)
+            self.optimizer_hash = torch.optim.Adam(head_params, lr=cfg.lr_hash, betas=tuple(cfg.adam_betas), **fused)
             # UCMFH's head schedule; milestones count epochs (lr_step epoch) or batches (batch, as UCMFH)
             self.lr_scheduler = torch.optim.lr_scheduler.MultiStepLR(
                 self.optimizer_hash, milestones=cfg.lr_milestones, gamma=cfg.lr_gamma)
@@ -259,7 +258,8 @@ class Solver:
                 if self.cfg.balanced_loss or self.cfg.infonce_mask_neighbours else None   # from features, not labels
             loss, fused_term, hash_term = ucmfh_loss(fused_image, fused_text, hash_image, hash_text,
                                                      self.temperature, self.cfg.hash_loss_weight,
-                                                     similar if self.cfg.infonce_mask_neighbours else None)
+                                                     similar if self.cfg.infonce_mask_neighbours else None,
+                                                     self.cfg.fused_temperature, self.cfg.hash_loss_sign)
             terms = [("loss", loss), ("fused_loss", fused_term), ("hash_loss", hash_term)]
             if self.cfg.balanced_loss:  # HashNet's pairwise loss: neighbours similar, the rest not
                 balanced_term = balanced_pairwise_loss(hash_image, hash_text, similar)

@@ -80,6 +80,8 @@ class Config:
                                    # branch's too); auto: 0.6/1/2 x temperature, forked, one kept without labels; 0: off
     late_temperature_at: float = 0.6  # share of the paired epochs before the switch (0.6: docs/zoo.md's measurement)
     hash_loss_weight: float = 0.5  # loss = fused-embedding loss + weight * hash-output loss
+    fused_temperature: float = 0.0  # > 0: the fused-embedding loss's temperature (0: temperature); paired stage only
+    hash_loss_sign: bool = False   # the hash-output loss compares sign codes (straight-through gradient); paired stage
     balanced_loss: bool = True     # HashNet's weighted pairwise loss, unsupervised; on: the zoo (docs/zoo.md)
     balanced_knn: int = 5          # neighbours: the k most similar pairs of a batch, both ways
     balanced_neighbours: str = "covariance"  # fused, input or both cosines; input ones in a fitted space: docs/zoo.md
@@ -265,11 +267,11 @@ def validate(cfg: Config) -> Config:
         raise ConfigError(f"--hash_lens: {cfg.hash_lens} repeats a length (its runs would share a folder)")
     for key in ("epoch", "batch_size", "fusion_dim", "fusion_layers", "fusion_heads",
                 "fusion_ff_dim", "hash_hidden", "eval_batch_size", "hashnet_step_size", "stream_block_rows",
-                "stream_window_blocks", "balanced_directions"):
+                "stream_window_blocks", "balanced_directions", "unimodal_select_epochs"):
         if getattr(cfg, key) < 1:
             raise ConfigError(f"--{key}: must be at least 1, got {getattr(cfg, key)}")
     for key in ("eval_every", "save_every", "map_k", "seed", "balanced_knn", "train_limit", "val_queries",
-                "unimodal_epochs", "unimodal_distill", "unimodal_balanced"):
+                "unimodal_epochs", "unimodal_distill", "unimodal_balanced", "fused_temperature"):
         if getattr(cfg, key) < 0:
             raise ConfigError(f"--{key}: must be 0 or more, got {getattr(cfg, key)}")
     for key in ("lr_fusion", "lr_hash", "temperature"):
@@ -301,8 +303,6 @@ def validate(cfg: Config) -> Config:
     if late != AUTO and not late >= 0 or not 0 < at < 1:
         raise ConfigError(f"--late_temperature/--late_temperature_at: need auto or >= 0 and 0 < at < 1, got "
                           f"{late} and {at}")
-    if cfg.unimodal_select_epochs < 1:
-        raise ConfigError(f"--unimodal_select_epochs: must be >= 1, got {cfg.unimodal_select_epochs}")
     for key in ("fusion_dropout", "hash_dropout"):
         if not 0 <= getattr(cfg, key) < 1:
             raise ConfigError(f"--{key}: must be in [0, 1), got {getattr(cfg, key)}")

@@ -31,10 +31,20 @@ def contrastive_loss(image_emb: torch.Tensor, text_emb: torch.Tensor, temperatur
     return F.cross_entropy(logits, partner)
 
 
-def ucmfh_loss(fused_image, fused_text, hash_image, hash_text, temperature=0.5, hash_weight=0.5, not_negative=None):
+def straight_through_sign(h: torch.Tensor) -> torch.Tensor:
+    """sign(h) in the forward pass, h's gradient unchanged in the backward pass (straight-through)."""
+    return h + (torch.sign(h) - h).detach()
+
+
+def ucmfh_loss(fused_image, fused_text, hash_image, hash_text, temperature=0.5, hash_weight=0.5, not_negative=None,
+               fused_temperature=0.0, sign_codes=False):
     """Hash-stage loss: loss(fused embeddings) + hash_weight * loss(hash outputs), both without the
-    negatives that `not_negative` (B, B) rules out (contrastive_loss). Returns (total, fused_term, hash_term)."""
-    fused_term = contrastive_loss(fused_image, fused_text, temperature, not_negative)
+    negatives that `not_negative` (B, B) rules out (contrastive_loss). fused_temperature > 0: the fused
+    term's temperature (0: `temperature`). sign_codes: the hash term compares sign(h), the codes that
+    retrieval ranks, with a straight-through gradient. Returns (total, fused_term, hash_term)."""
+    fused_term = contrastive_loss(fused_image, fused_text, fused_temperature or temperature, not_negative)
+    if sign_codes:
+        hash_image, hash_text = straight_through_sign(hash_image), straight_through_sign(hash_text)
     hash_term = contrastive_loss(hash_image, hash_text, temperature, not_negative)
     return fused_term + hash_weight * hash_term, fused_term, hash_term
 

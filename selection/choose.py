@@ -8,8 +8,10 @@ user without labels cannot find out which by scoring, so the run finds out itsel
 1. hold out `select_holdout` of the training pairs (a fixed draw per seed);
 2. train one short candidate per value of `select_candidates` on the rest
    (`select_budget` x the default training's epochs, shared among them, an
-   epoch at rate r counting 1 + r; a constant rate, no unimodal branch, no
-   scoring, nothing kept but the codes);
+   epoch at rate r counting 1 + r; a constant rate, no unimodal branch, UCMFH's
+   two InfoNCE terms (no late_temperature, fused_temperature or hash_loss_sign;
+   the sign term flipped zoo-complementary's choice: docs/zoo-log.md, stop 55),
+   no scoring, nothing kept but the codes);
 3. score each by the label-free criterion `select_criterion` (selection/criteria.py):
    the held-out pairs' codes against the candidate's training pairs' codes;
 4. keep the best (ties go to the first listed), and train the real run with it on every pair.
@@ -117,7 +119,8 @@ def choose_modality_dropout(cfg, bits: int, data, trainer, log=print) -> dict:
         for index, rate in enumerate(candidates):
             short = dataclasses.replace(
                 cfg, modality_dropout=rate, modality_dropout_anneal=0.0, epoch=epochs, unimodal_epochs=0,
-                late_temperature=0.0, train_limit=0, val_queries=0, resume=False, eval_every=0, save_every=0,
+                late_temperature=0.0, fused_temperature=0.0, hash_loss_sign=False,   # UCMFH's two loss terms
+                train_limit=0, val_queries=0, resume=False, eval_every=0, save_every=0,
                 output_dir=f"{scratch}/candidate{index}", checkpoint_dir=f"{scratch}/checkpoints{index}",
                 record_histograms=False, save_codes=False, lr_milestones=[], tensorboard=False)
             solver = trainer(short, bits=bits, data=candidate_data, log=lambda *_: None)

@@ -90,7 +90,7 @@ def test_no_fork_where_every_mode_trains_at_scale_one(tmp_path):
 
 
 def test_unimodal_select_epochs_must_be_positive():
-    with pytest.raises(ConfigError, match="--unimodal_select_epochs: must be >= 1, got 0"):
+    with pytest.raises(ConfigError, match="--unimodal_select_epochs: must be at least 1, got 0"):
         build_config(["--unimodal_select_epochs", "0"])
     with pytest.raises(ConfigError, match="unimodal_scale: .*auto, final, plain, ramp"):
         build_config(["--unimodal_scale", "steep"])
