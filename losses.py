@@ -32,8 +32,9 @@ def contrastive_loss(image_emb: torch.Tensor, text_emb: torch.Tensor, temperatur
 
 
 def straight_through_sign(h: torch.Tensor) -> torch.Tensor:
-    """sign(h) in the forward pass, h's gradient unchanged in the backward pass (straight-through)."""
-    return h + (torch.sign(h) - h).detach()
+    """The codes retrieval ranks (h >= 0 -> +1, else -1, as metrics/inputs.signs) in the forward pass,
+    h's gradient unchanged in the backward pass (straight-through)."""
+    return h + (torch.where(h >= 0, 1.0, -1.0).to(h.dtype) - h).detach()
 
 
 def ucmfh_loss(fused_image, fused_text, hash_image, hash_text, temperature=0.5, hash_weight=0.5, not_negative=None,
