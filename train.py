@@ -28,10 +28,11 @@ from runio.tables import score_table
 
 def emulated_bf16(cfg) -> bool:
     """True when --train_precision bf16 would run emulated: training on an x86 CPU without avx512_bf16
-    or AMX bf16, where PyTorch has no bfloat16 kernels (one zoo epoch took 152 s against 8 s in fp32
-    on a 2-core AMD EPYC without them). Elsewhere (CUDA, other CPUs, an older torch) it cannot tell: False."""
+    or AMX bf16, whose bfloat16 matrix products PyTorch emulates (one zoo epoch took 152 s against 8 s in
+    fp32 on a 2-core AMD EPYC without them). Elsewhere (CUDA, other CPUs, an older torch) it cannot tell: False."""
     capabilities = getattr(torch.cpu, "get_capabilities", None)
-    if cfg.train_precision != "bf16" or capabilities is None or resolve_device(cfg.device).type != "cpu":
+    if (cfg.train_precision != "bf16" or not cfg.task.startswith("train_") or capabilities is None
+            or resolve_device(cfg.device).type != "cpu"):
         return False
     found = capabilities()
     return found.get("architecture") == "x86_64" and not (found.get("avx512_bf16") or found.get("amx_bf16"))

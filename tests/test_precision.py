@@ -103,19 +103,23 @@ def test_bench_epoch_refuses_an_unknown_precision_in_one_line(capsys):
     assert last.endswith(": error: --train_precision: 'fp16' is not one of fp32, bf16")
 
 
-@pytest.mark.parametrize("precision, found, warned", [
-    ("bf16", {"architecture": "x86_64", "avx512_bf16": False, "amx_bf16": False}, True),
-    ("bf16", {"architecture": "x86_64", "avx512_bf16": True, "amx_bf16": False}, False),
-    ("bf16", {"architecture": "x86_64", "avx512_bf16": False, "amx_bf16": True}, False),
-    ("bf16", {"architecture": "aarch64"}, False),
-    ("fp32", {"architecture": "x86_64", "avx512_bf16": False, "amx_bf16": False}, False)])
-def test_bf16_on_a_cpu_that_would_emulate_it_warns_in_one_line(precision, found, warned, monkeypatch, capsys):
+NO_BF16 = {"architecture": "x86_64", "avx512_bf16": False, "amx_bf16": False}
+
+
+@pytest.mark.parametrize("precision, found, task, warned", [
+    ("bf16", NO_BF16, "train_hash", True),
+    ("bf16", {**NO_BF16, "avx512_bf16": True}, "train_hash", False),
+    ("bf16", {**NO_BF16, "amx_bf16": True}, "train_hash", False),
+    ("bf16", {"architecture": "aarch64"}, "train_hash", False),
+    ("bf16", NO_BF16, "test_hash", False),           # scoring runs in float32 whatever the setting
+    ("fp32", NO_BF16, "train_hash", False)])
+def test_bf16_on_a_cpu_that_would_emulate_it_warns_in_one_line(precision, found, task, warned, monkeypatch, capsys):
     def stop(*_):   # the warning comes before the data are read; stop there
         raise train.DataError("stopped after the warning")
     monkeypatch.setattr(torch.cpu, "get_capabilities", lambda: found)
     monkeypatch.setattr(train, "load_dataset", stop)
     with pytest.raises(SystemExit):
-        train.main(["--dataset", "demo", "--device", "cpu", "--train_precision", precision])
+        train.main(["--dataset", "demo", "--device", "cpu", "--train_precision", precision, "--task", task])
     lines = capsys.readouterr().err.splitlines()
     assert lines[-1] == "error: stopped after the warning"
     warning = ("warning: --train_precision bf16: this CPU has no bfloat16 instructions (avx512_bf16 or AMX), so "
