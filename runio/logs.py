@@ -16,8 +16,6 @@ import sys
 
 from tqdm import tqdm
 
-from parallel.ranks import launched_rank
-
 LOGGER = logging.getLogger("ucmfh")
 SILENT = logging.CRITICAL + 1       # above every level: nothing is shown
 _STATE = {"quiet": False, "verbose": False, "rank": 0}
@@ -38,6 +36,8 @@ class StandardStreams(logging.Handler):
 def setup_logging(quiet: bool = False, verbose: bool = False, rank: int | None = None) -> None:
     """Set the level of the project's lines: INFO, WARNING with `quiet`, DEBUG with `verbose`;
     nothing at all on a rank other than 0 (`rank`; default: the one torchrun set)."""
+    from parallel.ranks import launched_rank   # here, not at the top: torch stays out of light imports (study.workers)
+
     rank = launched_rank() if rank is None else rank
     _STATE.update(quiet=quiet, verbose=verbose, rank=rank)
     if not any(isinstance(h, StandardStreams) for h in LOGGER.handlers):

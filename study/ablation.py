@@ -10,23 +10,19 @@ checkpoint instead of training. The command line is scripts/ablation.py.
 from __future__ import annotations
 
 import contextlib
-import functools
 import itertools
-import multiprocessing
 import os
 import shutil
-import threading
-import time
-from concurrent.futures import ProcessPoolExecutor
 
 from config import CHECKPOINT_KEYS, build_config, to_dict
 from data import load_dataset
 from metrics.curves import write_curves
 from runio.atomic import atomic_write_json
-from runio.logs import info, logging_kept, progress
+from runio.logs import info, logging_kept
 from study.claims import write_claims
 from study.ladder import rung_settings
 from study.summary import console_table, method_label, write_summary
+from study.workers import run_in_processes
 
 
 def _method_settings(args) -> list:
@@ -143,31 +139,6 @@ def run_one(folder, argv, dataset, bits, record, data_root, threads, keep_checkp
     return folder
 
 
-def _end_with_grid(grid_pid: int, run, *item):
-    """`run(*item)` in a grid's worker, which ends itself once the grid's process is gone. A worker
-    outlives a killed grid (SIGTERM or SIGKILL) and would go on training and writing into a run folder
-    its user may be deleting; a later grid would then skip that run as done (5 December 2026)."""
-    def watch():
-        while os.getppid() == grid_pid:   # an orphan is re-parented, so its parent id changes
-            time.sleep(0.5)
-        os._exit(1)
-
-    threading.Thread(target=watch, daemon=True).start()
-    return run(*item)
-
-
-def _run_all(work, jobs, run=None) -> list:
-    """`run` (run_one) of every item of `work`, in `jobs` processes. Each run gets a fresh process
-    (spawned, one task per child): a worker that trained run after run grew to 7-12 GB of memory and
-    was killed on a 23 GB machine (docs/zoo.md); a fresh process costs about 2 s of imports."""
-    run = run or run_one
-    if jobs > 1 and len(work) > 1:
-        with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"), max_tasks_per_child=1) as pool:
-            guarded = functools.partial(_end_with_grid, os.getpid(), run)
-            return list(progress(pool.map(guarded, *zip(*work)), total=len(work), desc="runs"))
-    return [run(*item) for item in progress(work, desc="runs")]
-
-
 def run_grid(args) -> list:
     """Train every missing run of the grid (args as scripts/ablation.py parses them), in --jobs
     processes, trainings first, then the re-scorings of their checkpoints; then curves.json where
@@ -183,8 +154,8 @@ def run_grid(args) -> list:
     work = [(folder, argv, dataset, bits, record, data_root_of(args, dataset), threads,
              args.keep_checkpoints or str(folder) in sources) for folder, argv, dataset, bits, record in todo]
     rescoring = [w for w in work if w[4] and "scored_checkpoint_of" in w[4]]
-    _run_all([w for w in work if w not in rescoring], args.jobs)
-    _run_all(rescoring, args.jobs)
+    run_in_processes([w for w in work if w not in rescoring], args.jobs, run_one)
+    run_in_processes(rescoring, args.jobs, run_one)
     if not args.keep_checkpoints:
         for folder, *_ in runs:
             shutil.rmtree(folder / "checkpoints", ignore_errors=True)
