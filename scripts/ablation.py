@@ -83,7 +83,7 @@ def parse_args(argv):
     p.add_argument("--data_root", default="data")
     p.add_argument("--out", help="grid folder (default runs/ablation_<datasets>)")
     p.add_argument("--jobs", type=int, default=1, help="runs in parallel processes (threads are shared out)")
-    p.add_argument("--threads", type=int, help="torch threads per run (default: CPU cores / jobs)")
+    p.add_argument("--threads", type=int, help="torch threads per run (default: CPU cores / jobs; with --jobs 1, this process's)")
     p.add_argument("--keep_checkpoints", action="store_true")
     p.add_argument("--no_plots", action="store_true", help="skip `scripts/plot.py all` at the end")
     add_log_flags(p)

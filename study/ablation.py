@@ -22,7 +22,7 @@ from runio.logs import info, logging_kept
 from study.claims import write_claims
 from study.ladder import rung_settings
 from study.summary import console_table, method_label, write_summary
-from study.workers import run_in_processes
+from study.workers import run_in_processes, torch_threads
 
 
 def _method_settings(args) -> list:
@@ -117,16 +117,14 @@ def share_trainings(runs) -> list:
 def run_one(folder, argv, dataset, bits, record, data_root, threads, keep_checkpoint=True):
     """One training, re-scoring or CCA baseline, its console output kept in <folder>/train.log.
     keep_checkpoint False: its checkpoint is deleted once it is scored (no other run re-scores it)."""
-    import torch
-
     import train
     from study.baselines import cca_scores
 
-    torch.set_num_threads(threads)
     folder.mkdir(parents=True, exist_ok=True)
     if record:
         atomic_write_json(folder / "grid.json", record)
-    with open(folder / "train.log", "w") as log, contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
+    with open(folder / "train.log", "w") as log, contextlib.redirect_stdout(log), contextlib.redirect_stderr(log), \
+            torch_threads(threads):
         if argv is None:
             scores = cca_scores(load_dataset(dataset, data_root), bits)
             atomic_write_json(folder / "results.json", {"dataset": dataset, "bits": bits, "method": "cca",
@@ -147,7 +145,8 @@ def run_grid(args) -> list:
     runs = share_trainings(grid(args))
     todo = [r for r in runs if not (r[0] / "results.json").is_file()]
     info(f"{len(runs)} runs in the grid, {len(runs) - len(todo)} already done, {len(todo)} to run -> {args.out}")
-    threads = getattr(args, "threads", None) or max(1, (os.cpu_count() or 1) // max(1, args.jobs))
+    # spawned runs share the cores out; with one job the runs are made here, at this process's count
+    threads = getattr(args, "threads", None) or (max(1, (os.cpu_count() or 1) // args.jobs) if args.jobs > 1 else None)
     # a checkpoint is kept only while a re-scoring run needs it (or with --keep_checkpoints): a zoo
     # model's is 0.5 GB, and a grid that kept them all to its end filled the disk (docs/zoo.md)
     sources = {record["scored_checkpoint_of"] for *_, record in runs if record and "scored_checkpoint_of" in record}

@@ -41,6 +41,7 @@ from data import canonical_dataset_name, load_dataset
 from runio.atomic import atomic_write_json, atomic_write_text
 from runio.tables import format_table
 from study.summary import mean_std
+from study.workers import torch_threads
 
 SIDES = ("reference", "compatible")
 REFERENCE_FILES = ("ICMR.py", "load_dataset.py")
@@ -205,16 +206,13 @@ def run_compatible(dataset: str, data_root, bits: int, seed: int, epoch: int, th
     """One training of this project in UCMFH-compatible mode, its output in <folder>/train.log
     (train.py writes results.json there); its checkpoints are deleted afterwards. RunFailed
     (naming the log) when train.py exits."""
-    import torch
-
     import train
 
-    if threads:
-        torch.set_num_threads(threads)
     folder.mkdir(parents=True, exist_ok=True)
     log_path = folder / "train.log"
     try:
-        with open(log_path, "w") as log, contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
+        with open(log_path, "w") as log, contextlib.redirect_stdout(log), contextlib.redirect_stderr(log), \
+                torch_threads(threads):
             train.main(compatible_argv(dataset, data_root, bits, seed, epoch, folder))
     except SystemExit as err:   # train.py's one-line errors (bad option or data) exit
         raise RunFailed(f"the compatible run ({bits} bits, seed {seed}) failed (exit status {err.code}): "

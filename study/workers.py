@@ -5,6 +5,7 @@ what its run needs: a training imports torch itself, and a test's stand-in run s
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import multiprocessing
 import os
@@ -13,6 +14,23 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 
 from runio.logs import progress
+
+
+@contextlib.contextmanager
+def torch_threads(count: int | None):
+    """torch's intra-op threads set to `count` for the block (None: left as they are), then put back.
+    A run made in the caller's own process (--jobs 1, a test, the compatible side of
+    compare_reference) left its count behind: a test worker kept at one thread went on with two,
+    beside the other worker on a 2-core machine."""
+    import torch   # here: a spawned worker imports this module before its run needs torch
+
+    before = torch.get_num_threads()
+    if count:
+        torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def end_with_grid(grid_pid: int, run, *item):

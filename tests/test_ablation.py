@@ -273,6 +273,21 @@ def test_parallel_runs_each_get_a_fresh_process():
     assert len(set(process_ids)) == 3 and os.getpid() not in process_ids
 
 
+@pytest.mark.parametrize("threads", [3, None])
+def test_a_run_made_here_trains_at_its_thread_count_and_puts_the_count_back(tmp_path, monkeypatch, threads):
+    """--jobs 1 makes the runs in the grid's own process: a run left torch at its count afterwards
+    (a test worker kept at one thread went on with two). None, the default with one job: as it is."""
+    import torch
+
+    import train
+
+    seen = []
+    monkeypatch.setattr(train, "main", lambda argv: seen.append(torch.get_num_threads()))
+    before = torch.get_num_threads()
+    ablation.run_one(tmp_path / "run", ["--epoch", "1"], "demo", 16, None, str(tmp_path), threads)
+    assert seen == [threads or before] and torch.get_num_threads() == before
+
+
 def test_a_worker_imports_nothing_heavy_before_its_run():
     """A spawned worker unpickles study.workers.end_with_grid first: with torch, numpy and scipy
     behind it, each worker took 4-5 s to start, and the fresh-process and killed-grid tests 21 s (now 3)."""
