@@ -16,16 +16,17 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-import pytest
-
 # One worker per core: each keeps to one thread, and so do the processes its tests start (torchrun,
 # scripts); two-thread workers on two cores spin against each other and took longer than one process
-# (measured 150 s against 105 s for the suite).
+# (measured 150 s against 105 s for the suite). Set before numpy loads: OpenBLAS reads its count once,
+# when it loads, and numpy's BLAS ran two threads in each worker while this came after the import.
 XDIST_WORKER = bool(os.environ.get("PYTEST_XDIST_WORKER"))
 if XDIST_WORKER:
-    for variable in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
+    for variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
         os.environ.setdefault(variable, "1")
+
+import numpy as np  # noqa: E402 (after the thread counts above)
+import pytest  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
