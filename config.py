@@ -30,8 +30,8 @@ TRAIN_PRECISIONS = ("fp32", "bf16")   # the training passes' matmuls (Config.tra
 EVAL_SEQUENCES = ("item", "batch")     # what the transformer sees as one sequence when scoring
 TIE_ORDERS = ("index", "unstable")     # order of items at equal Hamming distance
 BALANCED_NEIGHBOURS = ("both", "fused", "features", "shared", "covariance")  # what the balanced loss finds neighbours in
-ADDED_KEYS = {"balanced_neighbours": "fused", "balanced_feature_weight": 0.5,   # what older checkpoints
-              "infonce_mask_neighbours": False, "balanced_directions": 16, "unimodal_balanced": 0.0}  # trained with
+ADDED_KEYS = {"balanced_neighbours": "fused", "balanced_feature_weight": 0.5,   # what older checkpoints trained with
+              "infonce_mask_neighbours": False, "balanced_directions": 16, "unimodal_balanced": 0.0, "val_unseen": False}
 AUTO = "auto"                          # a setting chosen per dataset at training time (selection/)
 # selection/criteria.py's label-free criteria
 SELECT_CRITERIA = ("consensus", "shared", "cluster", "image_knn", "text_knn", "balance", "instance", "contrastive")
@@ -56,6 +56,7 @@ class Config:
     wiki_text: str = "lda"         # wiki only: 10-d LDA topics (chosen on validation) or 1000-d tf-idf
     train_limit: int = 0           # train on the first N pairs only (UCMFH: 4992); 0 = every pair
     val_queries: int = field(default=0, metadata=RUN)  # hold out N database items as validation queries (val_*)
+    val_unseen: bool = False       # and leave their pairs out of training, as test queries are (docs/evaluation.md)
     preset: str = field(default="", metadata=RUN)      # a named set of values: ucmfh = the reference code
     # --- what to run ---
     task: str = field(default="train_hash", metadata=RUN)  # train_real | train_hash | test_real | test_hash (or 0-3)
@@ -135,8 +136,7 @@ class Config:
     eval_sequence: str = field(default="item", metadata=RUN)   # item: one sequence each; batch: a batch is one (UCMFH)
     eval_drop_last: bool = field(default=False, metadata=RUN)  # score only whole eval batches (UCMFH)
     tie_order: str = field(default="index", metadata=RUN)      # index | unstable (UCMFH's np.argsort)
-    record_histograms: bool = field(default=False, metadata=RUN)  # histograms.json: query-set hash outputs
-                                                                  # at 0/20/40/60/80/100% of training
+    record_histograms: bool = field(default=False, metadata=RUN)  # histograms.json: query outputs, 0-100% of training
     save_codes: bool = field(default=False, metadata=RUN)  # codes.npz: final continuous outputs + curves.json
     tensorboard: bool | str = field(default=AUTO, metadata=RUN)  # metrics.jsonl's records as TensorBoard events
                                    # in <run folder>/tensorboard/; auto: on when installed as package ucmfh-ph

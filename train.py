@@ -19,6 +19,7 @@ import torch
 
 from config import ConfigError, build_config, resolve_device, to_dict
 from data import DataError, load_dataset
+from data.splits import without_validation_pairs
 from evaluate import score_checkpoint
 from ICMR import Solver
 from parallel import init_from_env, shutdown
@@ -44,6 +45,13 @@ def run(cfg, log=info) -> list:
         LOGGER.warning("warning: --train_precision bf16: this CPU has no bfloat16 instructions (avx512_bf16 or "
                        "AMX), so training runs emulated, many times slower than --train_precision fp32")
     data = load_dataset(cfg.dataset, cfg.data_root, cfg.wiki_text)
+    if cfg.val_unseen and cfg.task.startswith("train_"):
+        if not cfg.val_queries:
+            raise ConfigError("--val_unseen true leaves the validation queries' pairs out of training: "
+                              "it needs --val_queries N")
+        data, left_out = without_validation_pairs(data, cfg.val_queries)
+        log(f"--val_unseen: {left_out} of the {cfg.val_queries} validation queries were training pairs, "
+            "left out of training")
     sizes = (f"{len(data.query)} queries, {len(data.retrieval)} database items" if data.labelled
              else f"no labels (training and indexing only; {len(data.retrieval)} database items)")
     log(f"{data.name}: {len(data.train)} training pairs, {sizes}; image {data.image_dim}-d, "
