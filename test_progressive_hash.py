@@ -39,6 +39,7 @@ from model import HashHead
 from schedules import ScaleSchedule, training_progress
 from study import plots
 from study.run_files import PlotInputError, read_histograms
+from study.workers import torch_threads
 
 SATURATED = 0.95   # the training log's threshold ('saturated' in metrics.jsonl: share of |h| > 0.95)
 SEED = 0
@@ -83,12 +84,8 @@ def toy_histograms(cfg, bits: int) -> dict:
     """Train two small hash heads (model.HashHead) with UCMFH's contrastive loss on synthetic paired
     features for cfg.epoch epochs, the scale following cfg's schedule, and histogram the held-out
     outputs after the stage epochs at that epoch's last scale. Returns histograms.json's format."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # a model this small only waits on more threads (ten times slower on a busy CPU)
-    try:
+    with torch_threads(1):  # a model this small only waits on more threads (ten times slower on a busy CPU)
         return _train_toy(cfg, bits)
-    finally:
-        torch.set_num_threads(threads)
 
 
 def _train_toy(cfg, bits: int) -> dict:
