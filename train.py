@@ -44,11 +44,12 @@ def run(cfg, log=info) -> list:
     if emulated_bf16(cfg):
         LOGGER.warning("warning: --train_precision bf16: this CPU has no bfloat16 instructions (avx512_bf16 or "
                        "AMX), so training runs emulated, many times slower than --train_precision fp32")
+    leave_out = cfg.val_unseen and cfg.task.startswith("train_")
+    if leave_out and not cfg.val_queries:   # refused before any data are read
+        raise ConfigError("--val_unseen true leaves the validation queries' pairs out of training: "
+                          "it needs --val_queries N")
     data = load_dataset(cfg.dataset, cfg.data_root, cfg.wiki_text)
-    if cfg.val_unseen and cfg.task.startswith("train_"):
-        if not cfg.val_queries:
-            raise ConfigError("--val_unseen true leaves the validation queries' pairs out of training: "
-                              "it needs --val_queries N")
+    if leave_out:
         data, left_out = without_validation_pairs(data, cfg.val_queries)
         log(f"--val_unseen: {left_out} of the {cfg.val_queries} validation queries were training pairs, "
             "left out of training")
