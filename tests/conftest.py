@@ -1,12 +1,13 @@
 """Shared test setup: the repo root on sys.path, few threads, fixed seeds, the numba cache warmed once.
 
 Under pytest-xdist (`-n auto`, the README's command) the controller process only hands tests out:
-this file keeps its imports light (torch and open_clip load in the workers, in the fixtures below),
-so that the workers start sooner.
+this file keeps its imports light (torch loads in the workers, in the fixtures below; open_clip only
+in a process that runs a test needing it), so that the workers start sooner.
 """
 import contextlib
 import gc
 import importlib.abc
+import importlib.machinery
 import importlib.util
 import os
 import pickle
@@ -75,17 +76,11 @@ def pytest_unconfigure(config):
 
 @pytest.fixture(scope="session", autouse=True)
 def _session():
-    """Once per process that runs tests: one thread per xdist worker, the tiny open_clip architecture
-    registered, and the numba cache (see WARM_UP) in place."""
+    """Once per process that runs tests: one thread per xdist worker and the numba cache (see
+    WARM_UP) in place."""
     import torch
 
     torch.set_num_threads(1 if XDIST_WORKER else min(2, torch.get_num_threads()))
-    try:
-        import open_clip
-
-        open_clip.add_model_config(ROOT / "tests" / "fixtures" / f"{TINY_CLIP}.json")
-    except ImportError:   # the tests that need open_clip skip themselves
-        pass
     flag = os.environ.get(WARMED_FLAG)
     if _warming is not None:                        # one process, no workers: wait here
         _warming.wait()
@@ -114,6 +109,30 @@ class _ScriptFinder(importlib.abc.MetaPathFinder):
 
 
 sys.meta_path.append(_ScriptFinder())
+
+
+class _TinyClipOnImport(importlib.abc.MetaPathFinder):
+    """Registers TINY_CLIP when open_clip loads, in whichever process that is. open_clip (with
+    torchvision and timm) takes 3 s to import, so a worker that runs none of its tests never loads it
+    (the modules that need it skip by `OPEN_CLIP_MISSING`, not by importing it)."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name != "open_clip":
+            return None
+        spec = importlib.machinery.PathFinder.find_spec(name, path)
+        if spec is None or spec.loader is None:
+            return spec
+        load = spec.loader.exec_module      # a loader of this spec's own: wrapping it touches no other
+
+        def load_and_register(module):
+            load(module)
+            module.add_model_config(ROOT / "tests" / "fixtures" / f"{TINY_CLIP}.json")
+        spec.loader.exec_module = load_and_register
+        return spec
+
+
+sys.meta_path.insert(0, _TinyClipOnImport())
+OPEN_CLIP_MISSING = pytest.mark.skipif(importlib.util.find_spec("open_clip") is None, reason="needs open_clip")
 
 
 def small_dataset(folder):

@@ -7,15 +7,15 @@ import numpy as np
 import pytest
 
 pytest.importorskip("uvicorn")
-pytest.importorskip("open_clip")
 
-from conftest import served  # noqa: E402
+from conftest import OPEN_CLIP_MISSING, served  # noqa: E402
 from hashindex.index_file import load_index  # noqa: E402
 from hashindex.query import SearchEngine  # noqa: E402
 from webui.app import create_app  # noqa: E402
 
 import bench_serve_cli as bench  # noqa: E402
 
+pytestmark = OPEN_CLIP_MISSING
 SMALL_MODEL = {"fusion_dim": 64, "fusion_ff_dim": 64, "hash_hidden": 32}
 
 

@@ -8,14 +8,14 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import TINY_CLIP
+from conftest import OPEN_CLIP_MISSING, TINY_CLIP
 from data import DataError, load_dataset
 from data.clip_encoder import ClipEncoder, sha256_of
 from data.export import write_feature_dataset
 from data.extract import extract_features
 from data.raw import RawDataset, RawItem, make_splits
 
-open_clip = pytest.importorskip("open_clip")
+pytestmark = OPEN_CLIP_MISSING
 
 
 @pytest.fixture(scope="module")
