@@ -204,8 +204,15 @@ def pytest_collection_finish(session):
     gc.freeze()
 
 
+# the files whose tests load open_clip (3 s to import in a process): queued right after the slow files,
+# which `-n auto` hands to the first worker, so that the other worker, which steals from the end of
+# the first's queue, seldom needs open_clip at all (tests/test_browser.py and test_distributed.py load it too)
+OPEN_CLIP_FILES = ("test_extract.py", "test_search.py", "test_serve.py", "test_bench_serve.py", "test_faults.py")
+
+
 def pytest_collection_modifyitems(items):
-    items.sort(key=lambda item: item.path.name not in SLOW_FILES)   # stable: each file keeps its order
+    # stable: each file keeps its order
+    items.sort(key=lambda item: (item.path.name not in SLOW_FILES, item.path.name not in OPEN_CLIP_FILES))
 
 
 class Crash(Exception):
