@@ -132,6 +132,12 @@ def hold_out_queries(retrieval: FeatureSplit, count: int) -> tuple:
             select_rows(retrieval, rest, "database without the validation queries"))
 
 
+def _pair_keys(images, texts) -> list:
+    """One key per row of (N, Di) images and (N, Dt) texts, both read as float32: equal keys, equal pairs."""
+    images, texts = np.asarray(images, dtype=np.float32), np.asarray(texts, dtype=np.float32)
+    return [image.tobytes() + text.tobytes() for image, text in zip(images, texts)]
+
+
 def without_validation_pairs(data: DatasetSplits, count: int, block: int = 65536) -> tuple:
     """(data whose training pairs leave out every pair equal, image and text row alike, to one of the
     `count` validation queries (validation_rows), how many were left out). A test query is never a
@@ -139,14 +145,11 @@ def without_validation_pairs(data: DatasetSplits, count: int, block: int = 65536
     is its training set; about half of a zoo set's), and scores far higher for it (docs/evaluation.md).
     The training rows are read a block at a time; nothing is copied but the index of the kept rows."""
     chosen, _ = validation_rows(data.retrieval, count)
-    held = take_rows(data.retrieval, chosen, "validation queries")
-    held_pairs = {image.tobytes() + text.tobytes() for image, text in zip(held.image, held.text)}
+    held_pairs = set(_pair_keys(data.retrieval.image[chosen], data.retrieval.text[chosen]))
     kept = []                                                               # (M,) training row indices
     for start in range(0, len(data.train), block):
-        images, texts = (np.asarray(side[start:start + block], dtype=np.float32) for side in (data.train.image,
-                                                                                              data.train.text))
-        kept += [start + i for i, (image, text) in enumerate(zip(images, texts))
-                 if image.tobytes() + text.tobytes() not in held_pairs]
+        keys = _pair_keys(data.train.image[start:start + block], data.train.text[start:start + block])
+        kept += [start + i for i, key in enumerate(keys) if key not in held_pairs]
     dropped = len(data.train) - len(kept)
     if not dropped:
         return data, 0
