@@ -1,10 +1,9 @@
 """The Solver: UCMFH's training stages, with progressive hash learning.
 
-Stages (`task`): train_real trains the fusion transformer alone; train_hash trains it with the
-two hash heads, whose outputs are tanh(scale * x) with a scale that grows over training
-(schedules.py). Every `eval_every` epochs and at the end the model is scored by evaluate.score_model
-(both protocols: `paired`, UCMFH's, and `unimodal`); the scores are reported, never used to pick a
-model. The test stages (test_real, test_hash) score a checkpoint: evaluate.score_checkpoint.
+Stages (`task`): train_real trains the fusion transformer alone; train_hash trains it with the two hash heads, whose
+outputs are tanh(scale * x) with a scale that grows over training (schedules.py). Every `eval_every` epochs and at
+the end evaluate.score_model scores both protocols (`paired`, UCMFH's, and `unimodal`), reported and never used to
+pick a model. The test stages (test_real, test_hash) score a checkpoint: evaluate.score_checkpoint.
 """
 from __future__ import annotations
 
@@ -58,10 +57,8 @@ class Solver:
         self.checkpoint_path = checkpoint_file(cfg, self.bits)
         checkpoint = None
         if cfg.resume:
-            if not self.checkpoint_path.is_file():
-                raise ConfigError(f"{self.checkpoint_path}: checkpoint not found (--resume continues a run that "
-                                  f"saved one; drop --resume to start afresh, or set --checkpoint_dir)")
-            checkpoint = read_checkpoint(self.checkpoint_path, self.device)
+            checkpoint = read_checkpoint(self.checkpoint_path, self.device, "--resume continues a run that saved "
+                                         "one; drop --resume to start afresh, or set --checkpoint_dir")
             cfg = merge_checkpoint_config(cfg, saved_config(checkpoint, self.checkpoint_path), self.checkpoint_path)
         self.cfg = cfg
         # modality_dropout auto: the choice made before (a resumed run's checkpoint), made now by separate
@@ -119,7 +116,7 @@ class Solver:
         self.trained_parameters = [p for optimizer in self._optimizers() for group in optimizer.param_groups
                                    for p in group["params"]]
         self.epoch, self.iteration, self.train_seconds = 0, 0, 0.0
-        self.last_scores: dict = {}
+        self.last_scores, self.paired_scores = {}, {}   # the latest scores; the frozen paired network's
         self.branch_choice, self.branch_fork = None, None   # unimodal_scale auto (selection/branch_scale.py)
         self.temperature_choice, self.paired_fork = None, None   # late_temperature auto; a fork (selection/)
         self.temperature = cfg.temperature                  # the InfoNCE temperature now (late_temperature)
@@ -329,12 +326,15 @@ class Solver:
 
     # ----- evaluation -----
     def evaluate(self, final=False) -> dict:
-        """Scores on the query set (evaluate.score_model; the final one writes codes.npz, curves.json with save_codes).
-        Empty for a set without labels: nothing to score against."""
+        """Scores on the query set (evaluate.score_model; the final one writes codes.npz, curves.json with save_codes),
+        empty for a set without labels. While the branch trains, the frozen paired network is scored once."""
         if not self.data.labelled:
             return {}
-        return score_model(self.model, self.data, self.cfg, final=final,
-                           codes_dir=self.run.path if final and self.cfg.save_codes else None)
+        if final or self.branch is None or self.epoch < self.cfg.epoch:
+            return score_model(self.model, self.data, self.cfg, final=final,
+                               codes_dir=self.run.path if final and self.cfg.save_codes else None)
+        self.paired_scores = self.paired_scores or score_model(self.model, self.data, self.cfg, protocols=("paired",))
+        return {**self.paired_scores, **score_model(self.model, self.data, self.cfg, protocols=("unimodal",))}
 
     # ----- the stage -----
     def train(self) -> dict:

@@ -143,7 +143,7 @@ def retrieval_metrics(query, database, query_labels, database_labels, k=50,
 
 # --- scoring a model ---
 
-def score_model(model, data, cfg, final: bool = False, codes_dir=None) -> dict:
+def score_model(model, data, cfg, final: bool = False, codes_dir=None, protocols=None) -> dict:
     """I2T (query images against database texts) and T2I scores of `model` on data.query against
     data.retrieval, both protocols, at the model's test-time scale: Hamming ranking of hash codes,
     cosine ranking of fused embeddings for a model without heads. cfg gives map_k (0: the whole
@@ -151,16 +151,17 @@ def score_model(model, data, cfg, final: bool = False, codes_dir=None) -> dict:
     keys) and UCMFH's switches eval_sequence, eval_drop_last, tie_order. A final scoring of a hash
     model adds the tie-aware mAP and the continuous outputs' mAP@K (cosine before sign: the
     quantisation gap), and with codes_dir writes codes.npz and curves.json there. Under torchrun
-    every rank encodes a share of the splits and rank 0 scores; every rank returns its scores."""
+    every rank encodes a share of the splits and rank 0 scores; every rank returns its scores.
+    protocols: the model.PROTOCOLS to encode and score (None: every one; codes.npz needs them all)."""
     ranks, query, database = current(), data.query, data.retrieval
     if cfg.eval_drop_last:
         query, database = whole_batches(query, cfg.eval_batch_size), whole_batches(database, cfg.eval_batch_size)
-    encode = sharded_encoder(model, cfg.eval_batch_size, cfg.eval_sequence, ranks)
+    encode = sharded_encoder(model, cfg.eval_batch_size, cfg.eval_sequence, ranks, protocols)
     database_codes, query_codes, scores = encode(database), encode(query), None
     if cfg.val_queries:
         chosen, rest = validation_rows(data.retrieval, cfg.val_queries)
         if cfg.eval_sequence == "item" and not cfg.eval_drop_last:   # batch-free codes: reuse the database's
-            val_query, val_database = ({p: tuple(side[rows] for side in database_codes[p]) for p in PROTOCOLS}
+            val_query, val_database = ({p: tuple(side[rows] for side in sides) for p, sides in database_codes.items()}
                                        for rows in (chosen, rest))
         else:
             val_query, val_database = map(encode, hold_out_queries(data.retrieval, cfg.val_queries))
@@ -181,8 +182,8 @@ def _score_codes(model, query_codes, database_codes, query_labels, database_labe
     """(scores with keys prefixed `prefix`, the outputs by name) of encoded queries against a database."""
     extra, scores, codes = final and model.hashing, {}, {}
     want = METRICS + TIE_METRICS if extra else METRICS
-    for protocol, name_prefix in PROTOCOLS.items():
-        (query_image, query_text), (db_image, db_text) = query_codes[protocol], database_codes[protocol]
+    for protocol, (query_image, query_text) in query_codes.items():      # the protocols encoded, in order
+        name_prefix, (db_image, db_text) = PROTOCOLS[protocol], database_codes[protocol]
         codes.update({f"{name_prefix}{name}": value.numpy() for name, value in (
             ("query_image", query_image), ("query_text", query_text), ("database_image", db_image),
             ("database_text", db_text))})

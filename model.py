@@ -231,15 +231,16 @@ class CrossModalHasher(nn.Module):
             text_out.append(text_codes.cpu())
         return torch.cat(image_out), torch.cat(text_out)
 
-    def encode_protocols(self, split, batch_size: int, sequence: str = "item") -> dict:
-        """protocol -> encode_split(split, protocol, batch_size) for every protocol. sequence "batch"
-        feeds each batch as ONE sequence (UCMFH's evaluation; config eval_sequence) to every network
-        that encodes it, the unimodal branch's included; "item" does not."""
+    def encode_protocols(self, split, batch_size: int, sequence: str = "item", protocols=None) -> dict:
+        """protocol -> encode_split(split, protocol, batch_size) for each of `protocols` (None: every
+        one). sequence "batch" feeds each batch as ONE sequence (UCMFH's evaluation; config
+        eval_sequence) to every network that encodes it, the unimodal branch's included; "item" does not."""
         fusions = [module for module in self.modules() if isinstance(module, FuseTransEncoder)]
         for fusion in fusions:
             fusion.batch_as_sequence = sequence == "batch"
         try:
-            return {protocol: self.encode_split(split, protocol, batch_size) for protocol in PROTOCOLS}
+            return {protocol: self.encode_split(split, protocol, batch_size)
+                    for protocol in protocols or PROTOCOLS}
         finally:
             for fusion in fusions:
                 fusion.batch_as_sequence = False

@@ -17,12 +17,13 @@ from schedules import ScaleSchedule
 PLACEHOLDER_KEYS = ("image_placeholder", "text_placeholder")
 
 
-def read_checkpoint(path, device="cpu") -> dict:
+def read_checkpoint(path, device="cpu", hint: str = "") -> dict:
     """A checkpoint file written by the Solver, loaded with weights_only=True (no code from the file
-    runs). Raises ConfigError (one line naming the file) when it is missing or unreadable."""
+    runs). Raises ConfigError (one line naming the file, and `hint` on what to do when it is missing)
+    when it is missing or unreadable."""
     path = Path(path)
     if not path.is_file():
-        raise ConfigError(f"{path}: checkpoint not found")
+        raise ConfigError(f"{path}: checkpoint not found" + (f" ({hint})" if hint else ""))
     try:
         return torch.load(path, map_location=device, weights_only=True)
     except Exception as err:  # truncated, foreign or not a checkpoint at all

@@ -83,7 +83,7 @@ class BatchEncoder(torch.nn.Module):
         super().__init__()
         self.weight = torch.nn.Parameter(torch.ones(1))
 
-    def encode_protocols(self, split, batch_size, sequence):
+    def encode_protocols(self, split, batch_size, sequence, protocols=None):
         image = torch.cat([torch.from_numpy(np.asarray(split.image[start:start + batch_size]))
                            for start in range(0, len(split), batch_size)])
         return {"paired": (image, image + 1)}

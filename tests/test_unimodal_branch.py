@@ -7,6 +7,7 @@ import pytest
 import torch
 
 import evaluate
+import ICMR
 import train
 from config import build_config, merge_checkpoint_config, to_dict
 from conftest import small_dataset, train_until_crash
@@ -83,6 +84,26 @@ def test_scores_before_the_branch_trains_take_one_side_codes_from_the_paired_net
     assert UNIMODAL[0] in branch[2] and branch[2]["epoch"] == plain[2]["epoch"] == 3
     for key in PAIRED + UNIMODAL:
         assert branch[2][key] == plain[2][key], key
+
+
+def test_while_the_branch_trains_the_frozen_paired_network_is_scored_once(tmp_path, monkeypatch):
+    """eval_every 1: after the last paired epoch the paired network cannot change, so its scores are
+    computed once and reused; every record still holds what a whole scoring would give."""
+    calls, whole, score_model = [], [], ICMR.score_model
+
+    def spy(model, data, cfg, final=False, codes_dir=None, protocols=None):
+        calls.append(protocols)
+        if protocols == ("unimodal",):
+            whole.append(score_model(model, data, cfg))     # the scoring the two parts stand in for
+        return score_model(model, data, cfg, final=final, codes_dir=codes_dir, protocols=protocols)
+
+    monkeypatch.setattr(ICMR, "score_model", spy)
+    train.main(_args(tmp_path, "each", "--epoch", "2", "--unimodal_epochs", "2", "--eval_every", "1"))
+    assert calls == [None, ("paired",), ("unimodal",), ("unimodal",), None]   # epochs 1, 2, 2, 3, 4 (final)
+    records = [json.loads(line) for line in (tmp_path / "each" / "metrics.jsonl").read_text().splitlines()]
+    assert len(whole) == 2 and set(whole[0]) >= set(PAIRED + UNIMODAL)
+    for record, expected in zip(records[1:3], whole):
+        assert {key: record[key] for key in expected} == expected
 
 
 def test_a_checkpoint_saved_before_the_branch_trains_encodes_one_side_with_the_paired_network(tmp_path):
