@@ -145,14 +145,13 @@ def retrieval_metrics(query, database, query_labels, database_labels, k=50,
 
 def score_model(model, data, cfg, final: bool = False, codes_dir=None, protocols=None) -> dict:
     """I2T (query images against database texts) and T2I scores of `model` on data.query against
-    data.retrieval, both protocols, at the model's test-time scale: Hamming ranking of hash codes,
-    cosine ranking of fused embeddings for a model without heads. cfg gives map_k (0: the whole
-    ranking), eval_batch_size, val_queries (held-out database items scored against the rest: val_*
-    keys) and UCMFH's switches eval_sequence, eval_drop_last, tie_order. A final scoring of a hash
-    model adds the tie-aware mAP and the continuous outputs' mAP@K (cosine before sign: the
-    quantisation gap), and with codes_dir writes codes.npz and curves.json there. Under torchrun
-    every rank encodes a share of the splits and rank 0 scores; every rank returns its scores.
-    protocols: the model.PROTOCOLS to encode and score (None: every one; codes.npz needs them all)."""
+    data.retrieval, in `protocols` (None: both; codes.npz needs both), at the model's test-time scale:
+    Hamming ranking of hash codes, cosine ranking of fused embeddings for a model without heads. cfg
+    gives map_k (0: the whole ranking), eval_batch_size, val_queries (held-out database items scored
+    against the rest: val_* keys) and UCMFH's switches eval_sequence, eval_drop_last, tie_order. A final
+    scoring of a hash model adds the tie-aware mAP and the continuous outputs' mAP@K (cosine before
+    sign: the quantisation gap), and with codes_dir writes codes.npz and curves.json there. Under
+    torchrun every rank encodes a share of the splits and rank 0 scores; every rank returns its scores."""
     ranks, query, database = current(), data.query, data.retrieval
     if cfg.eval_drop_last:
         query, database = whole_batches(query, cfg.eval_batch_size), whole_batches(database, cfg.eval_batch_size)

@@ -33,6 +33,20 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 WIKI_DIR = ROOT.parent / "shared" / "data" / "wiki"
 
+
+def project_files(root: Path, name: str) -> list:
+    """The files named like `name` (a glob of the last parts: "*.py", "__init__.py") under `root`,
+    without what git ignores there: a clone, a venv or a run kept in runs/ or checkpoints/ is not part
+    of the project. Outside a git checkout (tests' own trees): every match."""
+    if (root / ".git").exists():
+        try:
+            listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+                                    cwd=root, capture_output=True, check=True).stdout.decode().split("\0")
+            return sorted(root / p for p in listed if p and Path(p).match(name) and (root / p).is_file())
+        except (OSError, subprocess.CalledProcessError):   # no git here: the plain walk below
+            pass
+    return sorted(root.rglob(name))
+
 # A two-layer open_clip architecture with ViT-B-32's interface (224-px images, 77 tokens, 512-d
 # features), registered under this name (by `_session` below) so CLI tests pass it as --clip_model:
 # random weights build and encode in milliseconds. One test keeps the default ViT-B-32 (test_extract.py).

@@ -1,11 +1,13 @@
 """The house rules of the layout: a small root, documented packages, no import cycle, short files."""
 import ast
+import shutil
+import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, project_files
 
 LIBRARY = ("data", "hashindex", "metrics", "parallel", "runio", "selection", "study")   # packages of the library
 MAX_LINES = 420                                                  # "about 400"
@@ -15,7 +17,7 @@ def project_modules(root: Path) -> dict:
     """Dotted module name -> file, for the root .py files and every package below `root`
     (scripts/ and tests/ are entry points and test code, not modules of the project)."""
     modules = {}
-    for path in sorted(root.rglob("*.py")):
+    for path in project_files(root, "*.py"):
         parts = path.relative_to(root).with_suffix("").parts
         if parts[0] in ("scripts", "tests") or any(p.startswith(".") for p in parts):
             continue
@@ -100,6 +102,20 @@ def test_the_cycle_check_finds_cycles_through_local_and_relative_imports(tmp_pat
                                  ["top", "pkg.a", "pkg.b", "top"])
     (tmp_path / "pkg" / "b.py").write_text("def f():\n    pass\n")
     assert find_cycle(import_graph(tmp_path)) is None
+
+
+@pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
+def test_the_checks_walk_the_project_not_what_git_ignores(tmp_path):
+    """A clone or a venv kept in runs/ made the layout and package checks read its files (a stop's grid
+    ran from a clone in runs/, and its modules counted as the project's)."""
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    (tmp_path / ".gitignore").write_text("runs/\n")
+    for name in ("top.py", "pkg/__init__.py", "runs/clone/pkg/__init__.py", "runs/clone/other.py"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text("")
+    assert project_files(tmp_path, "*.py") == [tmp_path / "pkg/__init__.py", tmp_path / "top.py"]
+    assert project_files(tmp_path, "__init__.py") == [tmp_path / "pkg/__init__.py"]
+    assert set(project_modules(tmp_path)) == {"pkg", "top"}
 
 
 def test_the_root_holds_the_core_and_every_package_says_what_it_is():

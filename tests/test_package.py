@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, project_files
 
 tomllib = pytest.importorskip("tomllib")
 import cli  # noqa: E402
@@ -67,7 +67,7 @@ def test_the_wheel_holds_every_package_and_every_file_read_at_run_time():
         return ROOT.joinpath(*package.split(".")[1:])
 
     packages = set(setup["packages"])
-    found = {"ucmfh_ph." + ".".join(p.parent.relative_to(ROOT).parts) for p in ROOT.rglob("__init__.py")
+    found = {"ucmfh_ph." + ".".join(p.parent.relative_to(ROOT).parts) for p in project_files(ROOT, "__init__.py")
              if p.parent.relative_to(ROOT).parts[0] not in ("tests",)}
     assert found | {"ucmfh_ph", "ucmfh_ph.scripts"} == packages, "pyproject.toml's packages"
     shipped = {path.resolve() for package, globs in setup["package-data"].items() for glob in globs
