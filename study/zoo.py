@@ -311,6 +311,17 @@ def _fmt_interval(row: dict, prefix: str) -> str:
     return text + (f" [{low * 100:+.1f}, {high * 100:+.1f}]" if text and low is not None else "")
 
 
+def missing_rows(cells) -> list:
+    """Per set lacking runs the grid has elsewhere (a setting, or a seed of one): the set and what it
+    lacks, so a grid still running, or one whose runs failed, is read as partial: its regrets then
+    compare only the runs there are, and the leave-one-out choice the settings every other set has."""
+    seeds = {seed for sets in cells.values() for runs in sets.values() for seed in runs}
+    settings = sorted({setting for sets in cells.values() for setting in sets})
+    return [{"set": name, "missing": {s: sorted(seeds - set(sets.get(s, {}))) for s in settings
+                                      if seeds - set(sets.get(s, {}))}}
+            for name, sets in sorted(cells.items()) if any(seeds - set(sets.get(s, {})) for s in settings)]
+
+
 def write_zoo_report(out, data_roots: dict | None = None) -> dict:
     """Write <out>/zoo.md and <out>/zoo.json from the grid's runs; return the zoo.json content."""
     out = Path(out)
@@ -319,9 +330,12 @@ def write_zoo_report(out, data_roots: dict | None = None) -> dict:
     report = {"regret": regret_rows(cells), "leave_one_out": leave_one_out_rows(cells),
               "criterion_correlation": criterion_rows(cells, found), "selection": selection_rows(cells),
               "criterion_leave_one_out": criterion_choice_rows(cells), "default_against": pooled_rows(cells),
-              "per_run_pick": per_run_pick_rows(cells, found)}
+              "per_run_pick": per_run_pick_rows(cells, found), "missing": missing_rows(cells)}
     atomic_write_json(out / "zoo.json", report)
     lines = ["# Zoo report", "", "Scores: mAP@K on the test queries, mean over seeds. Choices: validation queries only.",
+             *(["", "**Incomplete grid**, so its regrets and choices are partial: " + "; ".join(
+                 f"{r['set']} lacks runs of {len(r['missing'])} of the {len({s for c in cells.values() for s in c})}"
+                 " settings" for r in report["missing"]) + "."] if report["missing"] else []),
              "", "## Regret of the default (best setting on the set minus the default)", "",
              format_table(["set", "figure", "best setting", "best", "default", "regret"],
                           [[r["set"], r["figure"], r["best_setting"], _fmt(r["best"]), _fmt(r["default"]),

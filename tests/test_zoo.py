@@ -182,6 +182,7 @@ def test_the_report_writes_the_default_regret_interval(tmp_path):
     half = 6.313751514675043 * np.std([0.10, 0.09], ddof=1) / np.sqrt(2)
     assert (row["default_paired_low"], row["default_paired_high"]) == pytest.approx((0.095 - half, 0.095 + half))
     lines = (tmp_path / "zoo.md").read_text().splitlines()
+    assert found["missing"] == [] and not any("Incomplete" in t for t in lines)     # every setting at every seed
     line = next(t for t in lines if t.startswith("| x | default"))
     assert f"+9.5 ± 0.7 [{(0.095 - half) * 100:+.1f}, {(0.095 + half) * 100:+.1f}]" in line
     regret = next(r for r in found["regret"] if r["figure"] == "i2t_map")   # the regret table: signed points
@@ -254,6 +255,19 @@ def test_the_zoo_sets_script_describes_the_sets(capsys):
         zoo_sets_cli.main(["--sets", "zoo-nope"])
     [row] = zoo_sets_cli.main(["--sets", "zoo-random-2", "--json"])       # a random set too, with its overlap
     assert row["description"].startswith("drawn from the zoo's prior (seed 2)") and 0 < row["cross_modal_overlap"] < 1
+
+
+def test_a_grid_with_missing_runs_says_so_and_a_whole_one_does_not(tmp_path):
+    """A family still training (or with failed runs): set z has no run of setting b and only seed 0
+    of the default. Its regret of 0 and the choice among the settings every set has would otherwise
+    read as results."""
+    rows = [_run(m, s, **_scores(0.5, 0.5)) for m in ("default", "b") for s in (0, 1)]
+    rows += [{**_run("default", 0, **_scores(0.5, 0.5)), "dataset": "z"}]
+    assert report.missing_rows(report._cells(rows)) == [{"set": "z", "missing": {"b": [0, 1], "default": [1]}}]
+    assert report.missing_rows(report._cells(rows[:4])) == []
+    _write_grid(tmp_path, (("default", 0, 0.50), ("default", 1, 0.52), ("b", 0, 0.60)))
+    text = (tmp_path / "zoo.md").read_text() if report.write_zoo_report(tmp_path)["missing"] else ""
+    assert "**Incomplete grid**, so its regrets and choices are partial: x lacks runs of 1 of the 2 settings." in text
 
 
 def test_a_report_of_one_set_without_a_default_leaves_the_choice_blank(tmp_path):
