@@ -317,9 +317,9 @@ def missing_rows(cells) -> list:
     compare only the runs there are, and the leave-one-out choice the settings every other set has."""
     seeds = {seed for sets in cells.values() for runs in sets.values() for seed in runs}
     settings = sorted({setting for sets in cells.values() for setting in sets})
-    return [{"set": name, "missing": {s: sorted(seeds - set(sets.get(s, {}))) for s in settings
-                                      if seeds - set(sets.get(s, {}))}}
-            for name, sets in sorted(cells.items()) if any(seeds - set(sets.get(s, {})) for s in settings)]
+    lacking = {name: {s: sorted(absent) for s in settings if (absent := seeds - set(sets.get(s, {})))}
+               for name, sets in sorted(cells.items())}
+    return [{"set": name, "missing": found} for name, found in lacking.items() if found]
 
 
 def write_zoo_report(out, data_roots: dict | None = None) -> dict:
@@ -332,10 +332,11 @@ def write_zoo_report(out, data_roots: dict | None = None) -> dict:
               "criterion_leave_one_out": criterion_choice_rows(cells), "default_against": pooled_rows(cells),
               "per_run_pick": per_run_pick_rows(cells, found), "missing": missing_rows(cells)}
     atomic_write_json(out / "zoo.json", report)
+    settings = len({setting for sets in cells.values() for setting in sets})
     lines = ["# Zoo report", "", "Scores: mAP@K on the test queries, mean over seeds. Choices: validation queries only.",
              *(["", "**Incomplete grid**, so its regrets and choices are partial: " + "; ".join(
-                 f"{r['set']} lacks runs of {len(r['missing'])} of the {len({s for c in cells.values() for s in c})}"
-                 " settings" for r in report["missing"]) + "."] if report["missing"] else []),
+                 f"{r['set']} lacks runs of {len(r['missing'])} of the {settings} settings"
+                 for r in report["missing"]) + "."] if report["missing"] else []),
              "", "## Regret of the default (best setting on the set minus the default)", "",
              format_table(["set", "figure", "best setting", "best", "default", "regret"],
                           [[r["set"], r["figure"], r["best_setting"], _fmt(r["best"]), _fmt(r["default"]),

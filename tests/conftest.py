@@ -48,7 +48,7 @@ def project_files(root: Path, name: str) -> list:
     return sorted(root.rglob(name))
 
 # A two-layer open_clip architecture with ViT-B-32's interface (224-px images, 77 tokens, 512-d
-# features), registered under this name (by `_session` below) so CLI tests pass it as --clip_model:
+# features), registered under this name (by `_TinyClipOnImport` below) so CLI tests pass it as --clip_model:
 # random weights build and encode in milliseconds. One test keeps the default ViT-B-32 (test_extract.py).
 TINY_CLIP = "test-tiny-clip"
 
