@@ -1,4 +1,4 @@
-"""Plain-text tables of scores, as train.py, evaluate.py and the scripts print them."""
+"""Tables of scores: plain text, as train.py, evaluate.py and the scripts print them, and Markdown for reports."""
 from __future__ import annotations
 
 
@@ -11,6 +11,12 @@ def format_table(rows: list, columns: list) -> str:
     lines = ["  ".join(c.rjust(w) for c, w in zip(line, widths)) for line in cells]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
+
+
+def markdown_table(headers: list, rows: list) -> str:
+    """A Markdown table of `rows` (lists of cells, in the order of `headers`); a missing cell (None) is blank."""
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    return "\n".join(lines + ["| " + " | ".join("" if c is None else str(c) for c in row) + " |" for row in rows])
 
 
 # paired = UCMFH's protocol (codes from the pair); unimodal = image alone / text alone

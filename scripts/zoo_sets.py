@@ -18,7 +18,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from data.zoo import zoo_spec  # noqa: E402
-from study.zoo import describe_sets, format_table  # noqa: E402
+from runio.tables import markdown_table  # noqa: E402
+from study.zoo_sets import describe_sets  # noqa: E402
 
 
 def _zoo_set(name: str) -> str:
@@ -40,7 +41,7 @@ def main(argv=None) -> list:
     if args.json:
         print(json.dumps(rows, indent=1))
     else:
-        print(format_table(["set", "image / text dims", "labels", "per item", "chance", "image→image",
+        print(markdown_table(["set", "image / text dims", "labels", "per item", "chance", "image→image",
                             "text→text", "least-squares I2T", "10-NN overlap"],
                            [[r["set"], f"{r['image_dim']} / {r['text_dim']}", r["labels"], f"{r['cardinality']:.2f}",
                              f"{r['chance']:.2f}", f"{r['image_to_image']:.3f}", f"{r['text_to_text']:.3f}",

@@ -32,6 +32,7 @@ from config import SELECT_CRITERIA as CRITERIA
 from data import load_dataset
 from data.splits import validation_rows
 from runio.atomic import atomic_write_json, atomic_write_text
+from runio.tables import markdown_table
 from selection.criteria import feature_relevance, label_free_criteria
 from study.summary import collect_results
 
@@ -233,12 +234,6 @@ def per_run_pick_rows(cells, found: dict) -> list:
     return out
 
 
-def format_table(headers, rows) -> str:
-    """A Markdown table; a missing cell (None) is blank."""
-    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
-    return "\n".join(lines + ["| " + " | ".join("" if c is None else str(c) for c in row) + " |" for row in rows])
-
-
 def simulated_auto(settings: dict, criterion: str) -> dict:
     """{seed: the fixed-value run auto would have trained} when it picks by `criterion` among the
     candidate values its runs recorded (all_criteria): auto trains with the value it chooses, so its
@@ -338,82 +333,55 @@ def write_zoo_report(out, data_roots: dict | None = None) -> dict:
                  f"{r['set']} lacks runs of {len(r['missing'])} of the {settings} settings"
                  for r in report["missing"]) + "."] if report["missing"] else []),
              "", "## Regret of the default (best setting on the set minus the default)", "",
-             format_table(["set", "figure", "best setting", "best", "default", "regret"],
-                          [[r["set"], r["figure"], r["best_setting"], _fmt(r["best"]), _fmt(r["default"]),
-                            _fmt(r["regret"], points=True)] for r in report["regret"]]),
+             markdown_table(["set", "figure", "best setting", "best", "default", "regret"],
+                            [[r["set"], r["figure"], r["best_setting"], _fmt(r["best"]), _fmt(r["default"]),
+                              _fmt(r["regret"], points=True)] for r in report["regret"]]),
              "", f"## Leave one set out (points of mAP, mean ± std over seeds; the default's with the {INTERVAL:.0%} "
                  "interval of its mean, the best setting taken as given)", "",
-             format_table(["held-out set", "chosen on the others", "margin over the runner-up (validation points)",
-                           "paired regret", "unimodal regret", "default: paired regret", "default: unimodal regret",
-                           "chosen on the set itself (labels): setting, paired regret, unimodal regret"],
-                          [[r["set"], r["chosen_elsewhere"], f"{r['margin'] * 100:.2f} ({r['runner_up']})"
-                            if "margin" in r else "", _fmt(r["paired_regret"], r["paired_std"]),
-                            _fmt(r["unimodal_regret"], r["unimodal_std"]),
-                            _fmt_interval(r, "default_paired_"), _fmt_interval(r, "default_unimodal_"),
-                            f"{r['chosen_on_itself']}: {_fmt(r['itself_paired_regret'], r['itself_paired_std'])}, "
-                            f"{_fmt(r['itself_unimodal_regret'], r['itself_unimodal_std'])}"]
-                           for r in report["leave_one_out"]]),
+             markdown_table(["held-out set", "chosen on the others", "margin over the runner-up (validation points)",
+                             "paired regret", "unimodal regret", "default: paired regret", "default: unimodal regret",
+                             "chosen on the set itself (labels): setting, paired regret, unimodal regret"],
+                            [[r["set"], r["chosen_elsewhere"], f"{r['margin'] * 100:.2f} ({r['runner_up']})"
+                              if "margin" in r else "", _fmt(r["paired_regret"], r["paired_std"]),
+                              _fmt(r["unimodal_regret"], r["unimodal_std"]),
+                              _fmt_interval(r, "default_paired_"), _fmt_interval(r, "default_unimodal_"),
+                              f"{r['chosen_on_itself']}: {_fmt(r['itself_paired_regret'], r['itself_paired_std'])}, "
+                              f"{_fmt(r['itself_unimodal_regret'], r['itself_unimodal_std'])}"]
+                             for r in report["leave_one_out"]]),
              "", "## Label-free criteria against labelled validation mAP (Spearman's rho over runs)", "",
-             format_table(["set", "runs", *CRITERIA], [[r["set"], r["runs"], *(f"{r[c]:+.2f}" for c in CRITERIA)]
-                                                      for r in report["criterion_correlation"]])]
+             markdown_table(["set", "runs", *CRITERIA], [[r["set"], r["runs"], *(f"{r[c]:+.2f}" for c in CRITERIA)]
+                                                        for r in report["criterion_correlation"]])]
     pooled = [r for r in report["default_against"] if len(r) > 1]
     if pooled:
         keys = [k for _, k in FIGURES]
         cell = lambda d: "" if d is None else f"{d['delta'] * 100:+.1f}" + (  # noqa: E731
             "" if d["p"] is None else f" (p={d['p']:.3f})")
         lines += ["", "## The default against each other setting, over every set and seed (points; paired t-test)",
-                  "", format_table(["default minus", "pairs", *keys, *("val " + k for k in keys)],
-                                   [[r["setting"], max(v["pairs"] for k, v in r.items() if k != "setting"),
-                                     *(cell(r.get(k)) for k in keys), *(cell(r.get("val_" + k)) for k in keys)]
-                                    for r in pooled])]
+                  "", markdown_table(["default minus", "pairs", *keys, *("val " + k for k in keys)],
+                                     [[r["setting"], max(v["pairs"] for k, v in r.items() if k != "setting"),
+                                       *(cell(r.get(k)) for k in keys), *(cell(r.get("val_" + k)) for k in keys)]
+                                      for r in pooled])]
     if report["criterion_leave_one_out"]:
         lines += ["", "## auto's criterion chosen leave-one-set-out (points of mAP, mean ± std over seeds)", "",
-                  format_table(["held-out set", "criterion chosen on the others", "paired regret", "unimodal regret"],
-                               [[r["set"], r["criterion_chosen_elsewhere"], _fmt(r["paired_regret"], r["paired_std"]),
-                                 _fmt(r["unimodal_regret"], r["unimodal_std"])] for r in report["criterion_leave_one_out"]])]
+                  markdown_table(["held-out set", "criterion chosen on the others", "paired regret", "unimodal regret"],
+                                 [[r["set"], r["criterion_chosen_elsewhere"], _fmt(r["paired_regret"], r["paired_std"]),
+                                   _fmt(r["unimodal_regret"], r["unimodal_std"])]
+                                  for r in report["criterion_leave_one_out"]])]
     if report["per_run_pick"]:
         names = sorted(report["per_run_pick"][0]["sets"])
         pct = lambda v, p=None: f"{v * 100:+.2f}" + ("" if p is None else f" (p={p:.3f})")  # noqa: E731
         lines += ["", "## Choosing per set and seed: keep the run a score prefers, minus the default "
                   "(points of test mAP, paired / unimodal)", "",
-                  format_table(["picked by", "pairs", "paired", "unimodal", *names],
-                               [[r["picker"], r["pairs"], pct(r["paired"], r["paired_p"]),
-                                 pct(r["unimodal"], r["unimodal_p"]),
-                                 *(" / ".join(f"{v * 100:+.1f}" for v in r["sets"][n]) if n in r["sets"] else ""
-                                   for n in names)] for r in report["per_run_pick"]])]
+                  markdown_table(["picked by", "pairs", "paired", "unimodal", *names],
+                                 [[r["picker"], r["pairs"], pct(r["paired"], r["paired_p"]),
+                                   pct(r["unimodal"], r["unimodal_p"]),
+                                   *(" / ".join(f"{v * 100:+.1f}" for v in r["sets"][n]) if n in r["sets"] else ""
+                                     for n in names)] for r in report["per_run_pick"]])]
     if report["selection"]:
         lines += ["", f"## The default's choices ({agreement_note(report['selection'])})", "",
-                  format_table(["set", "seed", "chosen", "best by validation", "criterion values"],
-                               [[r["set"], r["seed"], f"{r['chosen']:g}", "" if r["best_by_validation"] is None
-                                 else f"{r['best_by_validation']:g}", " ".join(f"{v:.4f}" for v in r["values"])]
-                                for r in report["selection"]])]
+                  markdown_table(["set", "seed", "chosen", "best by validation", "criterion values"],
+                                 [[r["set"], r["seed"], f"{r['chosen']:g}", "" if r["best_by_validation"] is None
+                                   else f"{r['best_by_validation']:g}", " ".join(f"{v:.4f}" for v in r["values"])]
+                                  for r in report["selection"]])]
     atomic_write_text(out / "zoo.md", "\n".join(lines) + "\n")
     return report
-
-
-def describe_sets(names=None) -> list:
-    """Per zoo set: sizes, labels, label cardinality, chance (share of database items relevant to a
-    query), and mAP@50 of raw-feature cosine retrieval within each side and across them after a
-    least-squares image-to-text map fitted on the training pairs (how hard the set is), and how often
-    the two sides agree on a training pair's 10 nearest pairs (selection/neighbour_source.py)."""
-    from data.zoo import ZOO, zoo_spec
-    from evaluate import retrieval_metrics
-    from selection.neighbour_source import cross_modal_overlap
-
-    out = []
-    for name in names or ZOO:
-        data = load_dataset(name)
-        train, query, database = data.train, data.query, data.retrieval
-        score = lambda q, d: retrieval_metrics(q, d, query.label, database.label, k=50,  # noqa: E731
-                                               distance="cosine", want="map_k")["map_k"]
-        mapping = np.linalg.lstsq(train.image, train.text, rcond=None)[0]            # (Di, Dt)
-        out.append({"set": name, "description": zoo_spec(name).description, "image_dim": data.image_dim,
-                    "text_dim": data.text_dim, "labels": data.num_labels, "train": len(train),
-                    "query": len(query), "database": len(database),
-                    "cardinality": float(database.label.sum(1).mean()),
-                    "chance": float(((query.label @ database.label.T) > 0).mean()),
-                    "image_to_image": score(query.image, database.image),
-                    "text_to_text": score(query.text, database.text),
-                    "least_squares_i2t": score(query.image @ mapping, database.text),
-                    "cross_modal_overlap": cross_modal_overlap(train.image, train.text)})
-    return out
