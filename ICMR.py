@@ -13,7 +13,7 @@ import time
 import numpy as np
 import torch
 
-from config import AUTO, ConfigError, merge_checkpoint_config, resolve_device, to_dict
+from config import AUTO, ConfigError, resolve_device, to_dict
 from data import load_dataset
 from data.splits import check_val_queries
 from data.streaming import stream_epoch, streams
@@ -23,8 +23,8 @@ from model import WeightAverage, build_model
 from parallel import broadcast, current, gather_rows, gather_with_grad, local_part, rank_device, sum_gradients
 from runio.atomic import atomic_torch_save
 from runio.code_stats import EpochCodeStats
-from runio.checkpoint import (checkpoint_file, load_weights, read_checkpoint, restore_rng, rng_states, saved_config,
-                              value_rows_only)
+from runio.checkpoint import (checkpoint_file, load_weights, merge_checkpoint_config, read_checkpoint, restore_rng,
+                              rng_states, saved_config, value_rows_only)
 from runio.histograms import HistogramRecorder
 from runio.logs import progress
 from runio.run_folder import RunFolder, default_output_dir, results_record

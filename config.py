@@ -7,7 +7,7 @@ one-line message that names the key (and the file) and lists valid choices.
 
 Two kinds of setting: those marked `RUN` belong to the run itself (what to do, where to read and
 write, what and how often to score); all others decide the trained model and come from the
-checkpoint when a run tests or resumes one (see merge_checkpoint_config).
+checkpoint when a run tests or resumes one (runio/checkpoint.py's merge_checkpoint_config).
 """
 from __future__ import annotations
 
@@ -30,8 +30,6 @@ TRAIN_PRECISIONS = ("fp32", "bf16")   # the training passes' matmuls (Config.tra
 EVAL_SEQUENCES = ("item", "batch")     # what the transformer sees as one sequence when scoring
 TIE_ORDERS = ("index", "unstable")     # order of items at equal Hamming distance
 BALANCED_NEIGHBOURS = ("both", "fused", "features", "shared", "covariance")  # what the balanced loss finds neighbours in
-ADDED_KEYS = {"balanced_neighbours": "fused", "balanced_feature_weight": 0.5,   # what older checkpoints trained with
-              "infonce_mask_neighbours": False, "balanced_directions": 16, "unimodal_balanced": 0.0, "val_unseen": False}
 AUTO = "auto"                          # a setting chosen per dataset at training time (selection/)
 # selection/criteria.py's label-free criteria
 SELECT_CRITERIA = ("consensus", "shared", "cluster", "image_knn", "text_knn", "balance", "instance", "contrastive")
@@ -392,22 +390,6 @@ def build_config(argv=None, overrides: dict | None = None) -> Config:
 
 def to_dict(cfg: Config) -> dict:
     return dataclasses.asdict(cfg)
-
-
-def merge_checkpoint_config(cfg: Config, saved: dict, source) -> Config:
-    """The config of a run that tests or resumes the checkpoint `source`, trained with config `saved`:
-    the checkpoint's values of the CHECKPOINT_KEYS, this run's values of the RUN_KEYS. A resumed
-    training that would change a checkpoint key is refused (one line naming the keys)."""
-    current = to_dict(cfg)
-    saved = {**ADDED_KEYS, **dict(retired(key, value) for key, value in saved.items())}   # of before a rename
-    differing = sorted(k for k in saved if k in CHECKPOINT_KEYS and saved[k] != current.get(k))
-    if cfg.resume and cfg.task.startswith("train_") and differing:
-        raise ConfigError(f"--resume: {source} was trained with other values of "
-                          f"{', '.join('--' + k for k in differing)}; pass the same values or drop --resume")
-    merged = {k: (saved[k] if k in CHECKPOINT_KEYS and k in saved else current[k]) for k in current}
-    if not cfg.output_dir and cfg.resume:   # a resumed run goes on writing into its own folder
-        merged["output_dir"] = saved.get("output_dir", "")
-    return Config(**merged)
 
 
 def resolve_device(name: str):

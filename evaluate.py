@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from config import ConfigError, build_config, merge_checkpoint_config, resolve_device, to_dict
+from config import ConfigError, build_config, resolve_device, to_dict
 from data import DataError, load_dataset
 from data.splits import hold_out_queries, validation_rows, whole_batches
 from metrics import cosine, hamming, tie_aware
@@ -31,7 +31,8 @@ from metrics.inputs import check_inputs, positive_int, signs, to_sign_codes
 from metrics.unstable import unstable_ranking_metrics
 from model import PROTOCOLS as ENCODINGS
 from parallel import broadcast, current, rank_device, sharded_encoder
-from runio.checkpoint import check_input_widths, checkpoint_file, read_checkpoint, rebuild_model, saved_config
+from runio.checkpoint import (check_input_widths, checkpoint_file, merge_checkpoint_config, read_checkpoint,
+                              rebuild_model, saved_config)
 from runio.run_folder import RunFolder, default_output_dir, results_record, write_codes
 from runio.tables import score_table
 
@@ -207,10 +208,8 @@ def score_checkpoint(cfg, bits, checkpoint=None, state=None, data=None, log=prin
     and results.json to the output folder, under torchrun from rank 0 alone; returns the results."""
     path, ranks = Path(checkpoint) if checkpoint else checkpoint_file(cfg, bits), current()
     device = rank_device(resolve_device(cfg.device), ranks)   # under torchrun on GPUs: cuda:LOCAL_RANK
-    if state is None and not path.is_file():
-        stage = "train_hash" if bits else "train_real"
-        raise ConfigError(f"{path}: checkpoint not found (train it first with --task {stage}, or set --checkpoint_dir)")
-    state = state if state is not None else read_checkpoint(path, device)
+    hint = f"train it first with --task {'train_hash' if bits else 'train_real'}, or set --checkpoint_dir"
+    state = state if state is not None else read_checkpoint(path, device, hint)
     cfg = merge_checkpoint_config(cfg, saved_config(state, path), path)
     data = data if data is not None else load_dataset(cfg.dataset, cfg.data_root, cfg.wiki_text)
     data.require_labels(f"scoring {path}")

@@ -10,11 +10,14 @@ from pathlib import Path
 
 import torch
 
-from config import FIELDS, Config, ConfigError
+from config import CHECKPOINT_KEYS, FIELDS, Config, ConfigError, retired, to_dict
 from model import CrossModalHasher, build_model
 from schedules import ScaleSchedule
 
 PLACEHOLDER_KEYS = ("image_placeholder", "text_placeholder")
+# options added after checkpoints were written, with the value those checkpoints trained with
+ADDED_KEYS = {"balanced_neighbours": "fused", "balanced_feature_weight": 0.5, "infonce_mask_neighbours": False,
+              "balanced_directions": 16, "unimodal_balanced": 0.0, "val_unseen": False}
 
 
 def read_checkpoint(path, device="cpu", hint: str = "") -> dict:
@@ -86,6 +89,22 @@ def saved_config(state: dict, source) -> dict:
     if not isinstance(state, dict) or not isinstance(state.get("config"), dict):   # a tensor, a foreign dict
         raise ConfigError(f"{source}: not a checkpoint written by train.py (no config in it)")
     return dict(state["config"])
+
+
+def merge_checkpoint_config(cfg: Config, saved: dict, source) -> Config:
+    """The config of a run that tests or resumes the checkpoint `source`, trained with config `saved`:
+    the checkpoint's values of the CHECKPOINT_KEYS, this run's values of the RUN_KEYS. A resumed
+    training that would change a checkpoint key is refused (one line naming the keys)."""
+    current = to_dict(cfg)
+    saved = {**ADDED_KEYS, **dict(retired(key, value) for key, value in saved.items())}   # of before a rename
+    differing = sorted(k for k in saved if k in CHECKPOINT_KEYS and saved[k] != current.get(k))
+    if cfg.resume and cfg.task.startswith("train_") and differing:
+        raise ConfigError(f"--resume: {source} was trained with other values of "
+                          f"{', '.join('--' + k for k in differing)}; pass the same values or drop --resume")
+    merged = {k: (saved[k] if k in CHECKPOINT_KEYS and k in saved else current[k]) for k in current}
+    if not cfg.output_dir and cfg.resume:   # a resumed run goes on writing into its own folder
+        merged["output_dir"] = saved.get("output_dir", "")
+    return Config(**merged)
 
 
 def check_input_widths(state: dict, cfg: Config, data, source) -> None:

@@ -88,7 +88,8 @@ def test_yaml_booleans_and_non_finite_numbers_are_refused(tmp_path, line, messag
 
 
 def test_run_settings_come_from_the_run_the_rest_from_the_checkpoint():
-    from config import CHECKPOINT_KEYS, RUN_KEYS, merge_checkpoint_config, to_dict
+    from config import CHECKPOINT_KEYS, RUN_KEYS, to_dict
+    from runio.checkpoint import merge_checkpoint_config
     assert {"map_k", "data_root", "output_dir", "eval_batch_size", "device", "task"} <= RUN_KEYS
     assert {"scale_max", "epoch", "fusion_dim", "modality_dropout", "seed"} <= CHECKPOINT_KEYS
     saved = to_dict(Config(scale_max=20.0, map_k=50, epoch=7))

@@ -7,8 +7,9 @@ import torch
 
 import ICMR
 import train
-from config import SELECT_CRITERIA, ConfigError, build_config, merge_checkpoint_config, to_dict
+from config import SELECT_CRITERIA, ConfigError, build_config, to_dict
 from conftest import run_records, small_dataset
+from runio.checkpoint import merge_checkpoint_config
 from selection import choose, criteria
 from selection.choose import candidate_epochs, epochs_each, split_for_selection
 from selection.criteria import (bit_balance, fit_input_space, held_out_contrastive, instance_retrieval,

@@ -125,7 +125,7 @@ def test_real_stage_trains_and_tests(tmp_path, data_root):
 
 @pytest.mark.parametrize("extra,message", [
     (["--dataset", "mirflickr"], "mirflickr/train.pkl not found"),
-    (["--task", "test_hash", "--hash_lens", "128"], "demo_hash_128.pth: checkpoint not found"),
+    (["--task", "test_hash", "--hash_lens", "128"], "checkpoint not found (train it first with --task train_hash"),
     (["--resume", "true", "--hash_lens", "128"], "demo_hash_128.pth: checkpoint not found (--resume continues"),
     (["--bogus", "1"], "unknown option --bogus"),
 ])

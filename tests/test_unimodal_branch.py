@@ -9,13 +9,13 @@ import torch
 import evaluate
 import ICMR
 import train
-from config import build_config, merge_checkpoint_config, to_dict
+from config import build_config, to_dict
 from conftest import small_dataset, train_until_crash
 from data import load_dataset
 from ICMR import Solver
 from losses import distillation_loss
 from model import build_model
-from runio.checkpoint import load_trained_model
+from runio.checkpoint import load_trained_model, merge_checkpoint_config
 
 PAIRED = ("i2t_map", "t2i_map", "val_i2t_map", "val_t2i_map")
 UNIMODAL = ("unimodal_i2t_map", "unimodal_t2i_map")
