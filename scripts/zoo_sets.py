@@ -42,10 +42,10 @@ def main(argv=None) -> list:
         print(json.dumps(rows, indent=1))
     else:
         print(markdown_table(["set", "image / text dims", "labels", "per item", "chance", "image→image",
-                            "text→text", "least-squares I2T", "10-NN overlap"],
-                           [[r["set"], f"{r['image_dim']} / {r['text_dim']}", r["labels"], f"{r['cardinality']:.2f}",
-                             f"{r['chance']:.2f}", f"{r['image_to_image']:.3f}", f"{r['text_to_text']:.3f}",
-                             f"{r['least_squares_i2t']:.3f}", f"{r['cross_modal_overlap']:.3f}"] for r in rows]))
+                              "text→text", "least-squares I2T", "10-NN overlap"],
+                             [[r["set"], f"{r['image_dim']} / {r['text_dim']}", r["labels"], f"{r['cardinality']:.2f}",
+                               f"{r['chance']:.2f}", f"{r['image_to_image']:.3f}", f"{r['text_to_text']:.3f}",
+                               f"{r['least_squares_i2t']:.3f}", f"{r['cross_modal_overlap']:.3f}"] for r in rows]))
     return rows
 
 
