@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from runio.atomic import atomic_write_text
-from runio.tables import format_table
+from runio.tables import format_table, markdown_table
 from study.run_files import read_metrics
 from study.summary import collect_results
 
@@ -67,12 +67,11 @@ def write_claims(root) -> list:
     """Measure the grid under `root`; write claims.json and claims.md there; return the rows."""
     rows = measure(root)
     atomic_write_text(Path(root) / "claims.json", json.dumps(rows, indent=2) + "\n")
-    header = "| dataset | bits | method | seeds | " + " | ".join(name for name, _, _ in COLUMNS) + " |"
-    lines = [header, "|" + "---|" * (4 + len(COLUMNS))]
-    for r in rows:
-        cells = ["" if r[key] is None else fmt.format(r[key]) for _, key, fmt in COLUMNS]
-        lines.append("| " + " | ".join([r["dataset"], str(r["bits"]), r["method"], str(r["n_seeds"]), *cells]) + " |")
-    atomic_write_text(Path(root) / "claims.md", "\n".join(lines) + "\n")
+    table = markdown_table(["dataset", "bits", "method", "seeds", *(name for name, _, _ in COLUMNS)],
+                           [[r["dataset"], str(r["bits"]), r["method"], str(r["n_seeds"]),
+                             *(None if r[key] is None else fmt.format(r[key]) for _, key, fmt in COLUMNS)]
+                            for r in rows])
+    atomic_write_text(Path(root) / "claims.md", table + "\n")
     return rows
 
 

@@ -39,7 +39,7 @@ from tqdm import tqdm
 from config import ConfigError, build_config
 from data import canonical_dataset_name, load_dataset
 from runio.atomic import atomic_write_json, atomic_write_text
-from runio.tables import format_table
+from runio.tables import format_table, markdown_table
 from study.summary import mean_std
 from study.workers import torch_threads
 
@@ -313,8 +313,7 @@ def to_markdown(rows: list, header: dict) -> str:
              "Mean ± sample std over seeds; Δ = compatible − reference; p: Welch's t-test for the same mean; "
              f"same: p ≥ {ALPHA} (with few seeds the test has little power: `yes` means no difference "
              "was detected, not that none exists).", "",
-             "| " + " | ".join(h for h, _ in COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
-    lines += ["| " + " | ".join(_display(r)[k] for _, k in COLUMNS) + " |" for r in rows]
+             markdown_table([h for h, _ in COLUMNS], [[_display(r)[k] for _, k in COLUMNS] for r in rows])]
     return "\n".join(lines) + "\n"
 
 

@@ -24,7 +24,7 @@ import numpy as np
 from scipy import stats
 
 from runio.atomic import atomic_write_text
-from runio.tables import format_table
+from runio.tables import format_table, markdown_table
 
 # paired protocol (UCMFH's), then unimodal (image alone / text alone); runs from before the
 # unimodal protocol existed have no unimodal keys and show empty cells there
@@ -130,15 +130,12 @@ def to_markdown(rows: list) -> str:
     compared = [m for m in COMPARED if any(r[f"delta_{m}"] is not None for r in rows)]
     header = ["dataset", "bits", "method", "seeds", *(NAMES[m] for m in shown), "vs",
               *(f"Δ {NAMES[m]} (p)" for m in compared), "train s"]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for r in rows:
-        delta = lambda m: ("" if r[f"delta_{m}"] is None else f"{r[f'delta_{m}']:+.4f}" + (  # noqa: E731
-            f" (p={r[f'p_{m}']:.3f})" if r[f"p_{m}"] is not None else ""))
-        lines.append("| " + " | ".join([r["dataset"], str(r["bits"]), r["method"], str(r["n_seeds"]),
-                                        *(_cell(r[f"{m}_mean"], r[f"{m}_std"]) for m in shown),
-                                        r.get("baseline") or "", *(delta(m) for m in compared),
-                                        f"{r['train_seconds_mean']:.0f}"]) + " |")
-    return "\n".join(lines) + "\n"
+    delta = lambda r, m: ("" if r[f"delta_{m}"] is None else f"{r[f'delta_{m}']:+.4f}" + (  # noqa: E731
+        f" (p={r[f'p_{m}']:.3f})" if r[f"p_{m}"] is not None else ""))
+    return markdown_table(header, [[r["dataset"], str(r["bits"]), r["method"], str(r["n_seeds"]),
+                                    *(_cell(r[f"{m}_mean"], r[f"{m}_std"]) for m in shown),
+                                    r.get("baseline") or "", *(delta(r, m) for m in compared),
+                                    f"{r['train_seconds_mean']:.0f}"] for r in rows]) + "\n"
 
 
 def to_csv(rows: list) -> str:
