@@ -23,17 +23,17 @@ from model import WeightAverage, build_model
 from parallel import broadcast, current, gather_rows, gather_with_grad, local_part, rank_device, sum_gradients
 from runio.atomic import atomic_torch_save
 from runio.code_stats import EpochCodeStats
-from runio.checkpoint import (checkpoint_file, load_weights, merge_checkpoint_config, read_checkpoint, restore_rng,
-                              rng_states, saved_config, value_rows_only)
+from runio.checkpoint import checkpoint_file, merge_checkpoint_config, read_checkpoint, saved_config
 from runio.histograms import HistogramRecorder
 from runio.logs import progress
 from runio.run_folder import RunFolder, default_output_dir, results_record
+from runio.solver_state import load_solver_state, solver_state
 from schedules import ScaleSchedule, training_progress
 from selection.branch_scale import BranchFork, branch_epoch, branch_mode
 from selection.choose import choose_modality_dropout
 from selection.criteria import INPUT_SPACES, fit_input_space, project_pairs
 from selection.late_temperature import temperature_at
-from selection.paired_fork import PairedFork, forks_dropout, paired_epoch
+from selection.paired_fork import forks_dropout, paired_epoch
 
 
 def _quiet(*_args, **_kwargs) -> None: """The log of ranks other than 0."""
@@ -135,50 +135,9 @@ class Solver:
                                                        fit_input_space(cfg.balanced_neighbours, *sides, self.num_train,
                                                                        cfg.seed, cfg.balanced_directions))
         if checkpoint is not None:
-            self._load_state(checkpoint)
+            load_solver_state(self, checkpoint)
         self.run = RunFolder(broadcast(default_output_dir(cfg, self.bits), self.ranks), writable=self.ranks.main)
         self.cfg.output_dir = str(self.run.path)
-
-    def _state(self) -> dict:
-        """Everything needed to continue: models, optimisers, counters, RNG, config, scores."""
-        state = {"fusion": self.model.fusion.state_dict(), "optimizer_fusion": self.optimizer_fusion.state_dict(),
-                 "epoch": self.epoch, "iteration": self.iteration, "train_seconds": self.train_seconds,
-                 "config": to_dict(self.cfg), "metrics": self.last_scores, "bits": self.bits,
-                 "rng_shuffle": self.shuffle_generator.get_state(), **rng_states(self.device),
-                 "rng_modality": self.modality_generator.get_state(), "selection": self.selection}
-        if self.hash_stage:
-            state.update(image_head=self.model.image_head.state_dict(), text_head=self.model.text_head.state_dict(),
-                         optimizer_hash=self.optimizer_hash.state_dict(),
-                         lr_scheduler=self.lr_scheduler.state_dict(), temperature_choice=self.temperature_choice,
-                         paired_fork=self.paired_fork and self.paired_fork.state())
-        if self.branch is not None:
-            state.update(unimodal_branch=self.branch.state_dict(), optimizer_branch=self.optimizer_branch.state_dict(),
-                         branch_choice=self.branch_choice, branch_fork=self.branch_fork and self.branch_fork.state(),
-                         branch_average=self.branch_average and self.branch_average.state_dict())
-        return state
-
-    def _load_state(self, state: dict) -> None:
-        load_weights(self.model, state, str(self.checkpoint_path), self.log)
-        self.optimizer_fusion.load_state_dict(value_rows_only(state["optimizer_fusion"], self.optimizer_fusion))
-        if self.hash_stage:
-            self.optimizer_hash.load_state_dict(state["optimizer_hash"])
-            self.lr_scheduler.load_state_dict(state["lr_scheduler"])
-            self.temperature_choice = state.get("temperature_choice")
-            fork = state.get("paired_fork") or state.get("temperature_fork")   # the latter: saved before 2026-12-04
-            self.paired_fork = fork and PairedFork.from_state(fork)
-        if self.branch is not None:
-            self.optimizer_branch.load_state_dict(state["optimizer_branch"])
-            self.branch_choice = state.get("branch_choice")
-            self.branch_fork = BranchFork(state["branch_fork"]) if state.get("branch_fork") else None
-            if self.branch_average is not None and state.get("branch_average"):   # none: saved before averaging
-                self.branch_average.load_state_dict(state["branch_average"])
-        self.epoch, self.iteration = state["epoch"], state["iteration"]
-        self.train_seconds, self.last_scores = state["train_seconds"], dict(state["metrics"])
-        reseed = self.cfg.seed + 7919 * self.ranks.rank + self.epoch if self.ranks.rank else None
-        restore_rng(state, self.device, reseed)   # rank 0's generators; the other ranks draw masks of their own
-        self.shuffle_generator.set_state(state["rng_shuffle"].cpu())
-        if "rng_modality" in state:
-            self.modality_generator.set_state(state["rng_modality"].cpu())
 
     def _optimizers(self) -> list:
         """Every optimiser; one whose parameters got no gradient in a step leaves them as they are."""
@@ -187,7 +146,7 @@ class Solver:
 
     def save_checkpoint(self) -> None:
         if self.ranks.main:
-            atomic_torch_save(self.checkpoint_path, self._state())
+            atomic_torch_save(self.checkpoint_path, solver_state(self))
 
     # ----- one epoch -----
     def _batches(self):

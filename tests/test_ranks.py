@@ -9,6 +9,7 @@ from conftest import small_dataset
 from data import load_dataset
 from ICMR import Solver
 from parallel import Ranks
+from runio.solver_state import load_solver_state, solver_state
 
 
 def _cfg(tmp_path, *extra):
@@ -23,7 +24,7 @@ def _solver(tmp_path):
 
 
 def test_a_test_stage_on_rank_1_uses_its_own_gpu_and_rank_0s_folder_and_writes_nothing(tmp_path, monkeypatch):
-    state = _solver(tmp_path)._state()
+    state = solver_state(_solver(tmp_path))
     # rank 1 of 2 as torchrun starts it on a machine with 2 GPUs (mocked), asked for --device cuda:0
     for name, value in (("RANK", "1"), ("LOCAL_RANK", "1"), ("WORLD_SIZE", "2")):
         monkeypatch.setenv(name, value)
@@ -61,12 +62,12 @@ def test_after_a_resume_each_rank_draws_its_own_masks_from_every_generator(tmp_p
     monkeypatch.setattr(torch.cuda, "set_rng_state", lambda new, device=None: cuda.set_state(new))
     monkeypatch.setattr(torch.cuda, "manual_seed_all", lambda seed: cuda.manual_seed(seed))
     solver.device = torch.device("cuda", 0)
-    state = solver._state()
+    state = solver_state(solver)
     assert torch.equal(state["rng_cuda"], cuda.get_state())
     drawn = {}
     for rank in (0, 1):
         solver.ranks = Ranks(rank, 2, rank)
-        solver._load_state({**state, "epoch": 1})
+        load_solver_state(solver, {**state, "epoch": 1})
         drawn[rank] = (torch.rand(8), torch.rand(8, generator=cuda))
     assert torch.equal(drawn[0][1], torch.rand(8, generator=torch.Generator().set_state(state["rng_cuda"])))
     assert not torch.equal(drawn[0][0], drawn[1][0])     # the CPU generator: rank 1 re-seeded
