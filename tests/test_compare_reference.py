@@ -207,7 +207,7 @@ def test_bench_epoch_times_the_reference_on_the_same_pairs(tmp_path, capsys):
     import bench_epoch_cli
     reference = fake_reference(tmp_path / "ucmfh")
     bench_epoch_cli.main(["--pairs", "16", "--batch_size", "16", "--epochs", "1", "--bits", "16",
-                        "--reference", str(reference)])
+                          "--reference", str(reference)])
     out = capsys.readouterr().out
     assert "seconds per unimodal-branch epoch (median of 1" in out
     for rate in ("0", "0.75"):   # auto's candidates, each timed; the selection's cost from them
