@@ -86,7 +86,8 @@ def grid(args) -> list:
                     folder = args.out / dataset / f"{bits}bit" / label.replace(" ", "_") / f"seed{seed}"
                     data_root = data_root_of(args, dataset)
                     argv = ["--dataset", dataset, "--data_root", data_root, "--hash_lens", str(bits),
-                            *flags, "--seed", str(seed), "--output_dir", str(folder),
+                            *getattr(args, "grid_flags", []), *flags, "--seed", str(seed),   # later flags win
+                            "--output_dir", str(folder),
                             "--checkpoint_dir", str(folder / "checkpoints"), "--save_every", "0",
                             "--record_histograms", "true", "--save_codes", "true", *args.train_flags]
                     runs.append((folder, argv, dataset, bits, {"method": label, "baseline": baseline,

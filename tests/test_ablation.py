@@ -5,6 +5,7 @@ import math
 import pytest
 
 import ablation_cli
+from config import build_config
 from conftest import ROOT, process_id, small_dataset
 from study import ablation, workers
 from study.summary import collect_results, mean_std, method_label, paired_test, summarize, to_markdown
@@ -175,6 +176,19 @@ def test_a_zoo_grid_without_vary_varies_the_modality_dropout_and_with_it_only_wh
     assert [label for label, *_ in bare] == ["default", *(f"modality_dropout={v}" for v in ("0", "0.25", "0.5", "0.75"))]
     asked = ablation.settings(ablation_cli.parse_args(["--zoo", "--dataset", "demo", "--vary", "temperature=0.3"]))
     assert [label for label, *_ in asked] == ["default", "temperature=0.3"]
+
+
+def test_a_zoo_run_leaves_the_validation_pairs_out_and_a_varied_value_or_a_flag_after_dashes_wins(tmp_path):
+    def trained(*argv):   # {label: the config each of the grid's runs trains with}
+        args = ablation_cli.parse_args(["--zoo", "--dataset", "demo", "--seeds", "1", "--out", str(tmp_path), *argv])
+        return {record["method"]: build_config(run_argv) for _, run_argv, _, _, record in ablation.grid(args)}
+
+    runs = trained("--vary", "epoch=3", "--vary", "val_queries=50", "--vary", "val_unseen=false")
+    assert (runs["default"].epoch, runs["default"].val_queries, runs["default"].val_unseen) == (10, 300, True)
+    assert runs["epoch=3"].epoch == 3 and runs["epoch=3"].val_unseen      # a varied value wins over the zoo's
+    assert runs["val_queries=50"].val_queries == 50 and not runs["val_unseen=false"].val_unseen
+    kept = trained("--vary", "temperature=0.3", "--", "--val_unseen", "false", "--epoch", "2")
+    assert all(not c.val_unseen and c.epoch == 2 for c in kept.values())  # flags after -- win over both
 
 
 def test_the_zoo_report_reads_every_set_in_the_folder_from_its_root(tmp_path):
