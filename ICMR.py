@@ -351,16 +351,17 @@ class Solver:
             unlogged = ("epoch", "seconds", "selection", "branch_selection", "temperature_selection", *rates)
             self.log(f"  epoch {self.epoch}: " + ", ".join(
                 f"{k} {v:.4f}" for k, v in record.items() if k not in unlogged))
-            # 5. log, then checkpoint every save_every epochs and at the end
+            # 5. log, then checkpoint every save_every epochs and at the end (unless save_checkpoint is false)
             self.run.append_metrics(record)
-            if self.epoch == last or (cfg.save_every and self.epoch % cfg.save_every == 0):
+            if cfg.save_checkpoint and (self.epoch == last or (cfg.save_every and self.epoch % cfg.save_every == 0)):
                 self.save_checkpoint()
             self.after_epoch()
         if not self.last_scores:  # resumed a finished run
             self.last_scores = self.evaluate(final=True)
         results = results_record(cfg, self.bits, self.last_scores, epoch=self.epoch,
                                  train_seconds=self.train_seconds, eval_scale=self.schedule.eval_scale,
-                                 protocols=PROTOCOLS, checkpoint=self.checkpoint_path, output_dir=self.run.path,
+                                 protocols=PROTOCOLS, output_dir=self.run.path,
+                                 checkpoint=self.checkpoint_path if cfg.save_checkpoint else None,
                                  data=self.data)
         results.update(modality_dropout=self.modality_dropout, selection=self.selection,
                        unimodal_scale=branch_mode(self) if self.branch is not None else None,

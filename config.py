@@ -144,6 +144,7 @@ class Config:
     output_dir: str = field(default="", metadata=RUN)      # empty: runs/<dataset>_<bits>bit_<time>/
     checkpoint_dir: str = field(default="checkpoints", metadata=RUN)
     save_every: int = field(default=10, metadata=RUN)  # epochs between checkpoints, and at the end (0: only then)
+    save_checkpoint: bool = field(default=True, metadata=RUN)  # false: none at all (runs scored once: grids, comparisons)
     resume: bool = field(default=False, metadata=RUN)      # continue from the stage's checkpoint
     quiet: bool = field(default=False, metadata=RUN)       # print warnings and errors only (runio/logs.py)
     verbose: bool = field(default=False, metadata=RUN)     # print debug lines too

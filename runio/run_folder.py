@@ -104,7 +104,7 @@ def results_record(cfg, bits: int | None, scores: dict, *, epoch: int, train_sec
             "balanced_loss": cfg.balanced_loss, "scale_min": cfg.scale_min,
             "scale_max": scale_max_for(cfg.scale_max, bits) if bits else cfg.scale_max, "preset": cfg.preset,
             "eval_scale": eval_scale, "epoch": epoch, "seed": cfg.seed, "map_k": cfg.map_k or None, **scores,
-            "train_seconds": train_seconds, "checkpoint": str(checkpoint), "output_dir": str(output_dir),
+            "train_seconds": train_seconds, "checkpoint": checkpoint and str(checkpoint), "output_dir": str(output_dir),
             # the sizes used: train_limit cuts training, eval_drop_last the scored sets to whole batches
             "num_train": min(len(data.train), cfg.train_limit or len(data.train)),
             "num_query": scored(len(data.query)), "num_retrieval": scored(len(data.retrieval))}

@@ -117,7 +117,8 @@ def share_trainings(runs) -> list:
 
 def run_one(folder, argv, dataset, bits, record, data_root, threads, keep_checkpoint=True):
     """One training, re-scoring or CCA baseline, its console output kept in <folder>/train.log.
-    keep_checkpoint False: its checkpoint is deleted once it is scored (no other run re-scores it)."""
+    keep_checkpoint False (no other run re-scores it): the training writes no checkpoint (a zoo
+    model's is 0.5 GB, about 3 s to write), and one left by an earlier version is deleted."""
     import train
     from study.baselines import cca_scores
 
@@ -132,7 +133,7 @@ def run_one(folder, argv, dataset, bits, record, data_root, threads, keep_checkp
                                                         "seed": 0, "train_seconds": 0.0, **scores})
         else:
             with logging_kept():             # train.main sets its own level (to log whole into train.log)
-                train.main(argv)
+                train.main(argv if keep_checkpoint else [*argv, "--save_checkpoint", "false"])
     if not keep_checkpoint:
         shutil.rmtree(folder / "checkpoints", ignore_errors=True)
     return folder

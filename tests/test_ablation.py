@@ -78,7 +78,12 @@ def test_interrupted_grid_resumes_and_a_finished_one_does_no_work(tmp_path, monk
         assert not (folder / "checkpoints").exists(), folder
         return folder
 
+    from ICMR import Solver
+
+    def never_written(solver):   # so none is written: a zoo model's is 0.5 GB
+        raise AssertionError(f"{solver.checkpoint_path} written by a run no other run re-scores")
     monkeypatch.setattr(ablation, "run_one", checkpoint_gone_once_scored)
+    monkeypatch.setattr(Solver, "save_checkpoint", never_written)
     rows = ablation_cli.main(argv)
     assert len(calls) == 5  # 2 before the crash + the 3 missing runs (cca + 2 methods x 2 seeds = 5 in all)
     assert {r["method"] for r in rows} == {"cca", "plain", "progressive-linear"}

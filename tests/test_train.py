@@ -48,6 +48,7 @@ def test_two_epochs_write_checkpoint_and_results_then_test_hash_reproduces(tmp_p
     assert saved["balanced_loss"] is True and all(r["balanced_loss"] > 0 for r in records)
     assert records[1]["loss"] == pytest.approx(records[1]["fused_loss"] + 0.5 * records[1]["hash_loss"]
                                                + 0.5 * records[1]["balanced_loss"], rel=1e-5)
+    assert saved["checkpoint"] == str(tmp_path / "ck" / "hash" / "demo_hash_16.pth")
     checkpoint = torch.load(tmp_path / "ck" / "hash" / "demo_hash_16.pth", weights_only=True)
     assert checkpoint["epoch"] == 2 and checkpoint["config"]["hash_lens"] == [16]
     assert checkpoint["config"]["balanced_weight"] == 0.5   # the step loss above holds it at 0.5 (docs/zoo.md)
@@ -70,6 +71,13 @@ def test_two_epochs_write_checkpoint_and_results_then_test_hash_reproduces(tmp_p
     for scores, folder in ((whole, "eval0"), (tested0, "test0")):
         assert scores["map_k"] is None and scores["i2t_map"] == scores["i2t_map_all"] != result["i2t_map"]
         assert json.loads((tmp_path / folder / "results.json").read_text())["map_k"] is None
+    # --save_checkpoint false: the same training and scores, and no checkpoint at all
+    [unsaved] = train.main(args(tmp_path, data_root, "--save_checkpoint", "false", "--checkpoint_dir",
+                                str(tmp_path / "none"), "--output_dir", str(tmp_path / "unsaved")))
+    assert unsaved["checkpoint"] is None and not (tmp_path / "none").exists()
+    assert json.loads((tmp_path / "unsaved" / "results.json").read_text())["checkpoint"] is None
+    for key in ("i2t_map", "t2i_map", "i2t_map_all", "t2i_map_all"):
+        assert unsaved[key] == result[key]
 
 
 def test_resume_after_a_crash_gives_the_unbroken_result(tmp_path, data_root, monkeypatch):
