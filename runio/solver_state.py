@@ -47,7 +47,7 @@ def load_solver_state(solver, state: dict) -> None:
     if solver.branch is not None:
         solver.optimizer_branch.load_state_dict(state["optimizer_branch"])
         solver.branch_choice = state.get("branch_choice")
-        solver.branch_fork = BranchFork(state["branch_fork"]) if state.get("branch_fork") else None
+        solver.branch_fork = BranchFork.from_state(state["branch_fork"]) if state.get("branch_fork") else None
         if solver.branch_average is not None and state.get("branch_average"):   # none: saved before averaging
             solver.branch_average.load_state_dict(state["branch_average"])
     solver.epoch, solver.iteration = state["epoch"], state["iteration"]

@@ -44,6 +44,11 @@ class BranchFork:
         """Every candidate at the solver's present branch (the copy of the paired network)."""
         return cls({mode: _snapshot(solver) for mode in BRANCH_CANDIDATES})
 
+    @classmethod
+    def from_state(cls, state: dict) -> "BranchFork":
+        """From a checkpoint (what state() saved), as PairedFork.from_state."""
+        return cls(state)
+
     def state(self) -> dict:
         return self.states
 

@@ -130,8 +130,11 @@ def to_markdown(rows: list) -> str:
     compared = [m for m in COMPARED if any(r[f"delta_{m}"] is not None for r in rows)]
     header = ["dataset", "bits", "method", "seeds", *(NAMES[m] for m in shown), "vs",
               *(f"Δ {NAMES[m]} (p)" for m in compared), "train s"]
-    delta = lambda r, m: ("" if r[f"delta_{m}"] is None else f"{r[f'delta_{m}']:+.4f}" + (  # noqa: E731
-        f" (p={r[f'p_{m}']:.3f})" if r[f"p_{m}"] is not None else ""))
+
+    def delta(r, m):   # "+0.0123 (p=0.045)", or blank without a baseline
+        if r[f"delta_{m}"] is None:
+            return ""
+        return f"{r[f'delta_{m}']:+.4f}" + (f" (p={r[f'p_{m}']:.3f})" if r[f"p_{m}"] is not None else "")
     return markdown_table(header, [[r["dataset"], str(r["bits"]), r["method"], str(r["n_seeds"]),
                                     *(_cell(r[f"{m}_mean"], r[f"{m}_std"]) for m in shown),
                                     r.get("baseline") or "", *(delta(r, m) for m in compared),

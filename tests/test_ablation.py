@@ -41,7 +41,8 @@ def test_summary_statistics_against_hand_computed_values():
     assert rows["plain"]["delta_i2t_map"] is None
     assert rows["progressive-linear"]["p_t2i_map"] is None  # identical T2I: no test possible
     assert rows["plain"]["train_seconds_mean"] == pytest.approx(11.0)
-    assert "0.6500 ± 0.1179" in to_markdown(list(rows.values()))
+    markdown = to_markdown(list(rows.values()))
+    assert "0.6500 ± 0.1179" in markdown and "| +0.0500 (p=0.102) | +0.0000 |" in markdown   # T2I: Δ, no p
 
 
 def test_small_helpers():
