@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from config import SCALE_SCHEDULES, ConfigError, build_config, coerce  # noqa: E402
 from data import DataError, canonical_dataset_name, load_dataset  # noqa: E402
 from data.zoo import ZOO  # noqa: E402
-from study.ablation import data_root_of, run_grid  # noqa: E402
+from study.ablation import check_done_runs, data_root_of, grid, run_grid  # noqa: E402
 from study.ladder import LADDERS  # noqa: E402
 from runio.logs import LOGGER, add_log_flags, info, setup_logging  # noqa: E402
 
@@ -123,6 +123,7 @@ def main(argv=None):
         build_config(["--dataset", args.dataset[0], *args.grid_flags, *args.train_flags])
         for scale_max in filter(None, args.scale_max):
             coerce("scale_max", scale_max)
+        check_done_runs(grid(args))   # a resumed grid: its finished runs trained as it asks now
     except (ConfigError, DataError) as err:
         LOGGER.error(f"error: {err}")
         raise SystemExit(2) from None

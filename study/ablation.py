@@ -14,7 +14,9 @@ import itertools
 import os
 import shutil
 
-from config import CHECKPOINT_KEYS, build_config, to_dict
+import yaml
+
+from config import CHECKPOINT_KEYS, ConfigError, build_config, to_dict
 from data import load_dataset
 from metrics.curves import write_curves
 from runio.atomic import atomic_write_json
@@ -93,6 +95,21 @@ def grid(args) -> list:
                     runs.append((folder, argv, dataset, bits, {"method": label, "baseline": baseline,
                                                                 "order": order, "data_root": data_root}))
     return runs
+
+
+def check_done_runs(runs) -> None:
+    """ConfigError (one line, naming the run and the setting) where a run already done in the grid's
+    folder trained with a setting (one that decides the model) other than its command line now asks:
+    resumed by another version or other flags, the grid would compare unlike runs."""
+    for folder, argv, *_ in runs:
+        saved = folder / "config.yaml"
+        if argv is None or not (folder / "results.json").is_file() or not saved.is_file():
+            continue
+        done, asked = yaml.safe_load(saved.read_text()) or {}, to_dict(build_config(argv))
+        for key in sorted(CHECKPOINT_KEYS & done.keys()):   # a key newer than the run: nothing to compare
+            if done[key] != asked[key]:
+                raise ConfigError(f"{folder}: done with {key} {done[key]!r}, but the grid now asks {asked[key]!r} "
+                                 "(made by another version or with other flags: give a new --out, or the same flags)")
 
 
 def share_trainings(runs) -> list:

@@ -197,6 +197,30 @@ def test_a_zoo_run_leaves_the_validation_pairs_out_and_a_varied_value_or_a_flag_
     assert all(not c.val_unseen and c.epoch == 2 for c in kept.values())  # flags after -- win over both
 
 
+def test_a_grid_resumed_with_other_model_settings_stops_at_once_naming_the_run(tmp_path, monkeypatch, capsys):
+    import yaml
+
+    from config import to_dict
+    argv = ["--zoo", "--dataset", "zoo-fewlabels", "--seeds", "1", "--vary", "temperature=0.3", "--out", str(tmp_path)]
+    runs = ablation.grid(ablation_cli.parse_args(argv))
+    folder, run_argv = runs[0][:2]                    # done by a version that left the validation pairs in
+    folder.mkdir(parents=True)
+    (folder / "results.json").write_text("{}")
+    saved = to_dict(build_config(run_argv))
+    (folder / "config.yaml").write_text(yaml.safe_dump(saved))
+    ablation.check_done_runs(runs)                    # as asked now: nothing to say
+    (folder / "config.yaml").write_text(yaml.safe_dump({**saved, "val_unseen": False}))
+    started = []
+    monkeypatch.setattr(ablation_cli, "run_grid", started.append)
+    with pytest.raises(SystemExit) as stop:
+        ablation_cli.main(argv)
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and err.count("\n") == 1 and not started
+    assert f"{folder}: done with val_unseen False, but the grid now asks True" in err
+    ablation_cli.main([*argv, "--", "--val_unseen", "false"])   # the flags it was made with: it goes on
+    assert len(started) == 1
+
+
 def test_the_zoo_report_reads_every_set_in_the_folder_from_its_root(tmp_path):
     # a grid of zoo-fewlabels added to a folder that holds wiki from an earlier call: wiki from --wiki_root
     (tmp_path / "wiki" / "16bit").mkdir(parents=True)
