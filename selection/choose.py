@@ -120,11 +120,10 @@ def choose_modality_dropout(cfg, bits: int, data, trainer, log=print) -> dict:
             short = dataclasses.replace(
                 cfg, modality_dropout=rate, modality_dropout_anneal=0.0, epoch=epochs, unimodal_epochs=0,
                 late_temperature=0.0, fused_temperature=0.0, hash_loss_sign=False,   # UCMFH's two loss terms
-                train_limit=0, val_queries=0, resume=False, eval_every=0, save_every=0,
+                train_limit=0, val_queries=0, resume=False, eval_every=0, save_checkpoint=False,   # codes alone
                 output_dir=f"{scratch}/candidate{index}", checkpoint_dir=f"{scratch}/checkpoints{index}",
                 record_histograms=False, save_codes=False, lr_milestones=[], tensorboard=False)
             solver = trainer(short, bits=bits, data=candidate_data, log=lambda *_: None)
-            solver.save_checkpoint = lambda: None          # a candidate keeps nothing but its codes
             solver.train()
             found = network_criteria(solver.model, "paired", held_split, database, relevance, cfg.eval_batch_size)
             every.append(found)

@@ -196,7 +196,11 @@ def test_auto_trains_with_the_value_it_chose_and_records_why(tmp_path, monkeypat
     # the criterion says the second candidate is better: the run must then equal a fixed 0.75 run
     monkeypatch.setattr(choose, "label_free_criteria", lambda *a, **k: dict.fromkeys(SELECT_CRITERIA, next(values)))
     values = iter([0.1, 0.2])
+    saved, save = [], ICMR.Solver.save_checkpoint
+    monkeypatch.setattr(ICMR.Solver, "save_checkpoint",
+                        lambda solver: saved.append(solver.cfg.output_dir) or save(solver))
     [auto] = train.main(_args(tmp_path, "auto", "--modality_dropout", "auto"))
+    assert saved and set(saved) == {str(tmp_path / "auto")}   # the run's alone: a candidate keeps nothing but its codes
     [fixed] = train.main(_args(tmp_path, "fixed", "--modality_dropout", "0.75"))
     out = capsys.readouterr().out
     assert "modality_dropout auto: chose 0.75, highest shared" in out and "0: 0.1000, 0.75: 0.2000" in out
