@@ -120,6 +120,7 @@ class Solver:
         self.branch_choice, self.branch_fork = None, None   # unimodal_scale auto (selection/branch_scale.py)
         self.temperature_choice, self.paired_fork = None, None   # late_temperature auto; a fork (selection/)
         self.temperature = cfg.temperature                  # the InfoNCE temperature now (late_temperature)
+        self.teacher_codes = {}   # scale -> the frozen paired network's codes of every training row (_teacher)
         train = self.data.train
         if self.streamed:   # read a window of blocks at a time by _batches
             self.train_image = self.train_text = None
@@ -250,10 +251,8 @@ class Solver:
             mine = local_part(idx, self.ranks)
             image, text = self.train_image[mine], self.train_text[mine]
             alone = torch.ones(len(mine), dtype=torch.bool, device=self.device)
+            teacher = self._teacher(idx, image, text, scale)   # the targets: the frozen paired codes, (B, bits) each
             with self.autocast():
-                with torch.no_grad():   # the targets: the frozen paired codes, (B, bits) each
-                    teacher = [gather_rows(side.float(), self.ranks)
-                               for side in self.model.encode_pair(image, text, scale)]
                 outputs = self.branch(image, text, scale, alone)
             fused_image, fused_text, hash_image, hash_text = (gather_with_grad(o.float(), self.ranks) for o in outputs)
             loss, fused_term, hash_term = ucmfh_loss(fused_image, fused_text, hash_image, hash_text,
@@ -272,6 +271,23 @@ class Solver:
                     sums[key] = sums.get(key, 0.0) + value * len(idx)
             rows, self.iteration = rows + len(idx), self.iteration + 1
         return {**{key: float(value) / rows for key, value in sums.items()}, "scale": scale}
+
+    def _teacher(self, idx, image, text, scale: float) -> list:
+        """The frozen paired network's codes at `scale` of the global batch `idx` (B,), (B, bits) each; `image`,
+        `text`: this rank's rows of it. In memory, every training row is encoded once per scale and the batch's rows
+        are looked up: the network is frozen and each row its own sequence, so the codes are those a batch would get
+        (bit for bit on CPUs, tests/test_unimodal_branch.py). Streamed: encoded batch by batch."""
+        if self.streamed:
+            with torch.no_grad(), self.autocast():
+                return [gather_rows(side.float(), self.ranks) for side in self.model.encode_pair(image, text, scale)]
+        if scale not in self.teacher_codes:   # at most two scales kept: unimodal_scale auto's candidates alternate
+            with torch.no_grad(), self.autocast():
+                parts = [self.model.encode_pair(self.train_image[start:start + self.cfg.batch_size],
+                                                self.train_text[start:start + self.cfg.batch_size], scale)
+                         for start in range(0, self.num_train, self.cfg.batch_size)]
+            self.teacher_codes = {**dict(list(self.teacher_codes.items())[-1:]),
+                                  scale: [torch.cat([part[side].float() for part in parts]) for side in (0, 1)]}
+        return [codes[idx] for codes in self.teacher_codes[scale]]                      # (N, bits) -> (B, bits)
 
     def trainreal(self) -> dict:
         """One epoch of the real-valued stage (fusion transformer alone)."""

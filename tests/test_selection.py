@@ -225,24 +225,40 @@ def test_a_resumed_run_reads_its_choice_from_the_checkpoint(tmp_path, monkeypatc
 @pytest.mark.parametrize("mode, scales", [("ramp", [1.0, 5.5, 10.0]), ("final", [10.0] * 3), ("plain", [1.0] * 3),
                                           (None, [10.0] * 3)])
 def test_the_branch_and_its_teacher_get_the_scale_of_unimodal_scale(tmp_path, monkeypatch, mode, scales):
-    seen = {"branch": {}, "teacher": {}}            # epoch -> the scales passed in it
-    real = ICMR.Solver.trainbranch
+    """The teacher (the frozen paired network) encodes every training row once per scale: in each epoch of
+    ramp, in the first branch epoch only at a constant scale; each batch's targets are its rows' codes."""
+    seen = {"branch": {}, "teacher": {}, "teacher_rows": {}}            # epoch -> the scales passed in it; rows
+    real, real_teacher = ICMR.Solver.trainbranch, ICMR.Solver._teacher
 
     def spy(self, mode):
         forward, teacher = self.branch.forward, self.model.encode_pair
         self.branch.forward = lambda image, text, scale=None, unimodal=None: (
             seen["branch"].setdefault(self.epoch, set()).add(scale) or forward(image, text, scale, unimodal))
-        self.model.encode_pair = lambda image, text, scale=None: (
-            seen["teacher"].setdefault(self.epoch, set()).add(scale) or teacher(image, text, scale))
+
+        def encode_pair(image, text, scale=None):
+            seen["teacher"].setdefault(self.epoch, set()).add(scale)
+            seen["teacher_rows"][self.epoch] = seen["teacher_rows"].get(self.epoch, 0) + len(image)
+            return teacher(image, text, scale)
+        self.model.encode_pair = encode_pair
         try:
             return real(self, mode)
         finally:
             del self.model.encode_pair
+
+    def targets(self, idx, image, text, scale):   # as the batch itself would be encoded
+        found = real_teacher(self, idx, image, text, scale)
+        with torch.no_grad():
+            for side, direct in zip(found, self.model.__class__.encode_pair(self.model, image, text, scale)):
+                torch.testing.assert_close(side, direct, rtol=0, atol=1e-6)
+        return found
     monkeypatch.setattr(ICMR.Solver, "trainbranch", spy)
+    monkeypatch.setattr(ICMR.Solver, "_teacher", targets)
     flags = ["--modality_dropout", "0", "--unimodal_epochs", "3", "--scale_max", "10"]
     train.main(_args(tmp_path, "run", *flags, *(["--unimodal_scale", mode] if mode else [])))   # None: the default
-    for who in ("branch", "teacher"):
-        assert [seen[who][epoch] for epoch in (2, 3, 4)] == [{scale} for scale in scales], who
+    assert [seen["branch"][epoch] for epoch in (2, 3, 4)] == [{scale} for scale in scales]
+    computed = (2, 3, 4) if mode == "ramp" else (2,)
+    assert seen["teacher"] == {epoch: {scales[epoch - 2]} for epoch in computed}
+    assert seen["teacher_rows"] == {epoch: 250 for epoch in computed}          # the small set's training rows
     records = run_records(tmp_path / "run")
     assert [r["scale"] for r in records[2:]] == scales
 
