@@ -13,7 +13,7 @@ import time
 import numpy as np
 import torch
 
-from config import AUTO, ConfigError, resolve_device, to_dict
+from config import AUTO, NEIGHBOUR_CANDIDATES, ConfigError, resolve_device, to_dict
 from data import load_dataset
 from data.splits import check_val_queries
 from data.streaming import stream_epoch, streams
@@ -121,6 +121,10 @@ class Solver:
         self.temperature_choice, self.paired_fork = None, None   # late_temperature auto; a fork (selection/)
         self.temperature = cfg.temperature                  # the InfoNCE temperature now (late_temperature)
         self.teacher_codes = {}   # scale -> the frozen paired network's codes of every training row (_teacher)
+        # where the balanced loss finds neighbours: balanced_neighbours, or auto's first candidate until it chooses
+        auto_neighbours = cfg.balanced_neighbours == AUTO
+        self.neighbour_source = NEIGHBOUR_CANDIDATES[0] if auto_neighbours else cfg.balanced_neighbours
+        self.neighbour_choice = None               # balanced_neighbours auto's record (selection/paired_fork.py)
         train = self.data.train
         if self.streamed:   # read a window of blocks at a time by _batches
             self.train_image = self.train_text = None
@@ -129,11 +133,11 @@ class Solver:
             self.train_text = torch.from_numpy(np.asarray(train.text[:self.num_train])).to(self.device)    # (N, Dt)
         # balanced_neighbours shared, covariance: the input cosine in a space fitted on the training pairs, (mean_x
         # (Di,), mean_y (Dt,), A (Di, c), B (Dt, c)), if neighbours are used; each batch projected as it comes
-        fits = cfg.balanced_neighbours in INPUT_SPACES and any((cfg.balanced_loss, cfg.infonce_mask_neighbours,
+        fits = self.neighbour_source in INPUT_SPACES and any((cfg.balanced_loss, cfg.infonce_mask_neighbours,
                                                                 cfg.unimodal_balanced and self.branch is not None))
         sides = (train.image, train.text) if self.streamed else (self.train_image, self.train_text)   # read once
         self.input_space = None if not fits else tuple(torch.from_numpy(part).float().to(self.device) for part in
-                                                       fit_input_space(cfg.balanced_neighbours, *sides, self.num_train,
+                                                       fit_input_space(self.neighbour_source, *sides, self.num_train,
                                                                        cfg.seed, cfg.balanced_directions))
         if checkpoint is not None:
             load_solver_state(self, checkpoint)
@@ -198,8 +202,9 @@ class Solver:
     def _neighbours(self, idx, fused_image, fused_text) -> torch.Tensor:
         """(B, B) bool: the neighbour pairs of the global batch `idx` (B,) in balanced_neighbours' space."""
         inputs = (self.train_image[idx], self.train_text[idx])           # (B, Di), (B, Dt), or (B, c) as both sides:
-        inputs = inputs if self.input_space is None else (project_pairs(*inputs, self.input_space),) * 2
-        return balanced_similarity(self.cfg.balanced_neighbours, fused_image, fused_text, *inputs,
+        if self.input_space is not None and self.neighbour_source in INPUT_SPACES:
+            inputs = (project_pairs(*inputs, self.input_space),) * 2
+        return balanced_similarity(self.neighbour_source, fused_image, fused_text, *inputs,
                                    self.cfg.balanced_knn, self.cfg.balanced_feature_weight)
 
     def trainhash(self, scale) -> dict:
@@ -364,7 +369,8 @@ class Solver:
                 self.last_scores = self.evaluate(final=self.epoch == last)
                 record.update(self.last_scores)
             histograms.after_epoch(self, epoch)
-            unlogged = ("epoch", "seconds", "selection", "branch_selection", "temperature_selection", *rates)
+            unlogged = ("epoch", "seconds", "selection", "branch_selection", "temperature_selection",
+                        "neighbour_selection", *rates)
             self.log(f"  epoch {self.epoch}: " + ", ".join(
                 f"{k} {v:.4f}" for k, v in record.items() if k not in unlogged))
             # 5. log, then checkpoint every save_every epochs and at the end (unless save_checkpoint is false)
@@ -381,7 +387,8 @@ class Solver:
                                  data=self.data)
         results.update(modality_dropout=self.modality_dropout, selection=self.selection,
                        unimodal_scale=branch_mode(self) if self.branch is not None else None,
-                       branch_selection=self.branch_choice, temperature_selection=self.temperature_choice)
+                       branch_selection=self.branch_choice, temperature_selection=self.temperature_choice,
+                       neighbour_selection=self.neighbour_choice)
         self.run.write_results(results)
         self.run.close_events()
         return results

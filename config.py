@@ -29,7 +29,9 @@ STREAM_MODES = ("auto", "on", "off")
 TRAIN_PRECISIONS = ("fp32", "bf16")   # the training passes' matmuls (Config.train_precision)
 EVAL_SEQUENCES = ("item", "batch")     # what the transformer sees as one sequence when scoring
 TIE_ORDERS = ("index", "unstable")     # order of items at equal Hamming distance
-BALANCED_NEIGHBOURS = ("both", "fused", "features", "shared", "covariance")  # what the balanced loss finds neighbours in
+BALANCED_NEIGHBOURS = ("both", "fused", "features", "shared", "covariance", "auto")  # where the balanced loss finds
+# neighbours; auto: a fork of the paired stage chooses among NEIGHBOUR_CANDIDATES (selection/paired_fork.py)
+NEIGHBOUR_CANDIDATES = ("covariance", "features")
 AUTO = "auto"                          # a setting chosen per dataset at training time (selection/)
 # selection/criteria.py's label-free criteria
 SELECT_CRITERIA = ("consensus", "shared", "cluster", "image_knn", "text_knn", "balance", "instance", "contrastive")
@@ -298,6 +300,9 @@ def validate(cfg: Config) -> Config:
     if not (0 < cfg.select_budget <= 10 and 0 <= cfg.select_holdout < 1 and 0 <= cfg.select_fork <= 1):
         raise ConfigError(f"--select_budget/--select_holdout/--select_fork: need 0 < budget <= 10, 0 <= holdout < 1 "
                           f"and 0 <= fork <= 1, got {cfg.select_budget}, {cfg.select_holdout} and {cfg.select_fork}")
+    if cfg.balanced_neighbours == AUTO and (cfg.late_temperature == AUTO or cfg.select_fork):
+        raise ConfigError("--balanced_neighbours auto forks the whole paired stage: it cannot run with another fork "
+                          "of it (--late_temperature auto, --select_fork > 0)")
     late, at = cfg.late_temperature, cfg.late_temperature_at
     if late != AUTO and not late >= 0 or not 0 < at < 1:
         raise ConfigError(f"--late_temperature/--late_temperature_at: need auto or >= 0 and 0 < at < 1, got "

@@ -24,6 +24,7 @@ def solver_state(solver) -> dict:
         state.update(image_head=solver.model.image_head.state_dict(), text_head=solver.model.text_head.state_dict(),
                      optimizer_hash=solver.optimizer_hash.state_dict(),
                      lr_scheduler=solver.lr_scheduler.state_dict(), temperature_choice=solver.temperature_choice,
+                     neighbour_choice=solver.neighbour_choice,
                      paired_fork=solver.paired_fork and solver.paired_fork.state())
     if solver.branch is not None:
         state.update(unimodal_branch=solver.branch.state_dict(), optimizer_branch=solver.optimizer_branch.state_dict(),
@@ -42,6 +43,9 @@ def load_solver_state(solver, state: dict) -> None:
         solver.optimizer_hash.load_state_dict(state["optimizer_hash"])
         solver.lr_scheduler.load_state_dict(state["lr_scheduler"])
         solver.temperature_choice = state.get("temperature_choice")
+        solver.neighbour_choice = state.get("neighbour_choice")
+        if solver.neighbour_choice:
+            solver.neighbour_source = solver.neighbour_choice["chosen"]
         fork = state.get("paired_fork") or state.get("temperature_fork")   # the latter: saved before 2026-12-04
         solver.paired_fork = fork and PairedFork.from_state(fork)
     if solver.branch is not None:

@@ -29,6 +29,7 @@ import time
 
 import numpy as np
 
+from config import AUTO, NEIGHBOUR_CANDIDATES
 from data.splits import DatasetSplits, take_rows
 from parallel import broadcast, current
 from selection.criteria import feature_relevance, label_free_criteria
@@ -80,6 +81,25 @@ def training_draw_criteria(solver, protocol: str, candidates, load, setting: str
     return every, len(held)
 
 
+def halves_criteria(solver, protocol: str, candidates, load, setting: str) -> tuple:
+    """As training_draw_criteria, scored on every training pair: the rows split into two fixed halves
+    (a draw per seed), each half's codes ranked against the other's, the two values of each criterion
+    averaged. Five times the queries of the 200-pair draw, whose picks of balanced_neighbours auto were
+    noise (docs/zoo-log.md, stop 63). Returns (every candidate's criteria, pairs scored)."""
+    cfg, count = solver.cfg, min(solver.num_train, 2 * MAX_DATABASE)
+    order = np.random.default_rng([cfg.seed, 2718]).permutation(solver.num_train)[:count]
+    halves = [take_rows(solver.data.train, np.sort(part), f"{setting} auto: half {index + 1} of the training pairs")
+              for index, part in enumerate((order[:count // 2], order[count // 2:]))]
+    relevances = [split_relevance(halves[0], halves[1]), split_relevance(halves[1], halves[0])]
+    every = []
+    for candidate in candidates:
+        load(candidate)
+        both = [network_criteria(solver.model, protocol, halves[q], halves[1 - q], relevances[q], cfg.eval_batch_size)
+                for q in (0, 1)]
+        every.append({name: float(np.mean([found[name] for found in both])) for name in both[0]})
+    return every, count
+
+
 def epochs_each(epochs: int) -> str:
     """How long each candidate trained, for the logged reason: "1 epoch each", "3 epochs each"."""
     return f"{epochs} epoch{'' if epochs == 1 else 's'} each"
@@ -120,6 +140,8 @@ def choose_modality_dropout(cfg, bits: int, data, trainer, log=print) -> dict:
             short = dataclasses.replace(
                 cfg, modality_dropout=rate, modality_dropout_anneal=0.0, epoch=epochs, unimodal_epochs=0,
                 late_temperature=0.0, fused_temperature=0.0, hash_loss_sign=False,   # UCMFH's two loss terms
+                balanced_neighbours=NEIGHBOUR_CANDIDATES[0] if cfg.balanced_neighbours == AUTO
+                else cfg.balanced_neighbours,                 # auto: its first candidate, as the fork starts
                 train_limit=0, val_queries=0, resume=False, eval_every=0, save_checkpoint=False,   # codes alone
                 output_dir=f"{scratch}/candidate{index}", checkpoint_dir=f"{scratch}/checkpoints{index}",
                 record_histograms=False, save_codes=False, lr_milestones=[], tensorboard=False)

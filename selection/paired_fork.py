@@ -1,6 +1,6 @@
 """Forks of the paired stage: candidate values of one setting trained from the same state, one kept.
 
-Two settings fork (each chooses without labels, docs/zoo.md):
+Three settings fork (each chooses without labels, docs/zoo.md):
 
 - `modality_dropout auto` with `select_fork` s > 0: from the first paired epoch, every candidate
   of `select_candidates` trains round(s x epoch) epochs (fork_epochs) on every training pair but the
@@ -9,6 +9,10 @@ Two settings fork (each chooses without labels, docs/zoo.md):
   Unlike the separate short trainings (choose.choose_modality_dropout), the kept candidate's
   epochs are part of the run, so the fork costs only the dropped candidates' epochs.
 - `late_temperature auto` (late_temperature.py): from the switch epoch to the end of the paired stage.
+- `balanced_neighbours auto`: the whole paired stage, once per candidate of config.NEIGHBOUR_CANDIDATES
+  (covariance, features); at its end `cluster` scores each candidate's paired codes of every training pair
+  (halves_criteria: two fixed halves, each ranked against the other; on a 200-pair draw the picks were noise,
+  docs/zoo-log.md, stop 63), and the kept one goes on to the branch with its neighbours. Opt-in.
 
 During a fork, each paired epoch runs once per candidate, in turn, from the same generator states
 (the same batches and dropout masks); the solver holds the first candidate between epochs (it is
@@ -23,13 +27,19 @@ import time
 import numpy as np
 import torch
 
-from config import AUTO
+from config import AUTO, NEIGHBOUR_CANDIDATES
 from parallel import broadcast, current
 from runio.checkpoint import restore_rng, rng_states
 from selection import choose, late_temperature
 
 # setting -> (the solver attribute the candidates set, the prefix of each candidate's statistics)
-FORKED = {"modality_dropout": ("modality_dropout", "md"), "late_temperature": ("temperature", "t")}
+FORKED = {"modality_dropout": ("modality_dropout", "md"), "late_temperature": ("temperature", "t"),
+          "balanced_neighbours": ("neighbour_source", "nb_")}
+
+
+def _name(value) -> str:
+    """A candidate as logs and statistics name it: 0.75, 0.3, features."""
+    return value if isinstance(value, str) else f"{value:g}"
 
 
 def forks_dropout(solver) -> bool:
@@ -57,7 +67,8 @@ class PairedFork:
 
     @classmethod
     def start(cls, solver, setting: str, values) -> "PairedFork":
-        return cls(setting, {float(value): _snapshot(solver) for value in values})
+        return cls(setting, {(value if isinstance(value, str) else float(value)): _snapshot(solver)
+                             for value in values})
 
     @classmethod
     def from_state(cls, state: dict) -> "PairedFork":
@@ -88,7 +99,7 @@ class PairedFork:
             self.seconds[value] += time.time() - start
             if value == first:
                 found.update(stats)
-            found.update({f"{self.prefix}{value:g}_{key}": number for key, number in stats.items()})
+            found.update({f"{self.prefix}{_name(value)}_{key}": number for key, number in stats.items()})
             self.states[value] = _snapshot(solver)
         _restore(solver, self.states[first])
         setattr(solver, self.attribute, first)
@@ -98,13 +109,14 @@ class PairedFork:
         """Score every candidate, keep the best in the solver (ties: the first), return the record."""
         start, cfg, values = time.time(), solver.cfg, list(self.states)
         criterion = cfg.select_criterion if self.setting == "modality_dropout" else late_temperature.LATE_CRITERION
-        every, scored = choose.training_draw_criteria(solver, "paired", values,
-                                                      lambda value: _restore(solver, self.states[value]), self.setting)
+        score = choose.halves_criteria if self.setting == "balanced_neighbours" else choose.training_draw_criteria
+        every, scored = score(solver, "paired", values, lambda value: _restore(solver, self.states[value]),
+                              self.setting)
         scores = [found[criterion] for found in every]
         best, rows = values[int(np.argmax(scores))], self.rows(solver)
         where = "held-out training pairs (no candidate trained on them)" if rows is not None else "training pairs"
         reason = (f"highest {criterion} of the paired codes of {scored} {where} after {choose.epochs_each(epochs)}: "
-                  f"{max(scores):.4f} (" + ", ".join(f"{v:g}: {s:.4f}" for v, s in zip(values, scores)) + ")")
+                  f"{max(scores):.4f} (" + ", ".join(f"{_name(v)}: {s:.4f}" for v, s in zip(values, scores)) + ")")
         record = {"setting": self.setting, "candidates": values, "criterion": criterion, "values": scores,
                   "all_criteria": every, "chosen": best, "reason": reason, "epochs": epochs, "fork": True,
                   "scored_pairs": scored, "seconds": time.time() - start,
@@ -113,12 +125,12 @@ class PairedFork:
         if self.setting == "modality_dropout":
             trained = solver.num_train if rows is None else int(rows.sum())
             record.update(train_pairs=trained, held_out_pairs=solver.num_train - trained)
-        else:
+        elif self.setting == "late_temperature":
             record["switch_epoch"] = late_temperature.switch_epoch(cfg) + 1
         record = broadcast(record, current())     # under torchrun: rank 0's choice everywhere
         _restore(solver, self.states[record["chosen"]])
         setattr(solver, self.attribute, record["chosen"])
-        log(f"{self.setting} auto: chose {record['chosen']:g}, {reason}")
+        log(f"{self.setting} auto: chose {_name(record['chosen'])}, {reason}")
         return record
 
 
@@ -136,6 +148,10 @@ def paired_epoch(solver, epoch: int, train) -> dict:
         elif solver.hash_stage and cfg.late_temperature == AUTO and solver.temperature_choice is None \
                 and epoch == late_temperature.switch_epoch(cfg):
             solver.paired_fork = PairedFork.start(solver, "late_temperature", late_temperature.candidates(cfg))
+        elif solver.hash_stage and cfg.balanced_neighbours == AUTO and solver.neighbour_choice is None and epoch == 0:
+            solver.paired_fork = PairedFork.start(solver, "balanced_neighbours", NEIGHBOUR_CANDIDATES)
+            solver.log(f"balanced_neighbours auto: forking {', '.join(NEIGHBOUR_CANDIDATES)} for the whole paired "
+                       f"stage; criterion {late_temperature.LATE_CRITERION} on every training pair")
     fork = solver.paired_fork
     if fork is None or fork.setting != "late_temperature":
         solver.temperature = late_temperature.temperature_at(solver, epoch)
@@ -148,6 +164,9 @@ def paired_epoch(solver, epoch: int, train) -> dict:
     elif fork.setting == "late_temperature" and epoch + 1 == cfg.epoch:
         solver.temperature_choice = stats["temperature_selection"] = fork.choose(
             solver, late_temperature.late_epochs(cfg), solver.log)
+        solver.paired_fork = None
+    elif fork.setting == "balanced_neighbours" and epoch + 1 == cfg.epoch:
+        solver.neighbour_choice = stats["neighbour_selection"] = fork.choose(solver, cfg.epoch, solver.log)
         solver.paired_fork = None
     return stats
 

@@ -1,0 +1,117 @@
+"""--balanced_neighbours auto (selection/paired_fork.py): a fork of the whole paired stage between
+covariance and features keeps exactly the network its chosen source alone would train, scores every
+training pair (two halves, each ranked against the other), records the choice and resumes mid-fork."""
+import itertools
+
+import numpy as np
+import pytest
+import torch
+
+import train
+from config import NEIGHBOUR_CANDIDATES, SELECT_CRITERIA, ConfigError, build_config
+from data import load_dataset
+from conftest import checkpoint_weights, run_records, small_dataset, train_until_crash
+from selection import choose
+
+SCORES = ("i2t_map", "t2i_map", "unimodal_i2t_map", "unimodal_t2i_map", "val_i2t_map", "val_unimodal_t2i_map")
+
+
+def _args(tmp_path, name, *extra):
+    """3 paired epochs (the fork is all of them), 1 branch epoch."""
+    return ["--dataset", "small", "--data_root", str(small_dataset(tmp_path.parent)), "--hash_lens", "16",
+            "--epoch", "3", "--fusion_dim", "64", "--fusion_ff_dim", "64", "--hash_hidden", "32", "--batch_size",
+            "64", "--modality_dropout", "0.5", "--val_queries", "100", "--device", "cpu", "--unimodal_epochs", "1",
+            "--eval_every", "0", "--output_dir", str(tmp_path / name), "--checkpoint_dir", str(tmp_path / name / "ck"),
+            *extra]
+
+
+@pytest.fixture(scope="module")
+def auto(tmp_path_factory):
+    """An auto run with the real criterion."""
+    tmp_path = tmp_path_factory.mktemp("neighbours")
+    [result] = train.main(_args(tmp_path, "auto", "--balanced_neighbours", "auto"))
+    return tmp_path, result
+
+
+@pytest.mark.parametrize("winner", NEIGHBOUR_CANDIDATES)
+def test_auto_keeps_the_network_its_source_alone_would_train(tmp_path, monkeypatch, winner):
+    [fixed] = train.main(_args(tmp_path, "fixed", "--balanced_neighbours", winner))
+    _favour(monkeypatch, winner)
+    [chosen] = train.main(_args(tmp_path, "auto", "--balanced_neighbours", "auto"))
+    assert chosen["neighbour_selection"]["chosen"] == winner and fixed["neighbour_selection"] is None
+    for key in SCORES:
+        assert chosen[key] == fixed[key], key
+    fixed_weights = checkpoint_weights(tmp_path / "fixed")
+    for key, value in checkpoint_weights(tmp_path / "auto").items():
+        assert torch.equal(value, fixed_weights[key]), key
+    records = run_records(tmp_path / "auto")
+    assert all({"nb_covariance_loss", "nb_features_loss", "loss"} <= set(r) for r in records[:3])
+    assert records[0]["loss"] == records[0]["nb_covariance_loss"]         # the first candidate's, unprefixed
+    assert records[2]["neighbour_selection"]["chosen"] == winner and "nb_features_loss" not in records[3]
+
+
+def test_auto_scores_every_training_pair_by_cluster(auto, monkeypatch):
+    tmp_path, result = auto
+    record = result["neighbour_selection"]
+    assert record["candidates"] == list(NEIGHBOUR_CANDIDATES) and record["criterion"] == "cluster"
+    assert record["values"] == [found["cluster"] for found in record["all_criteria"]]
+    assert record["chosen"] == NEIGHBOUR_CANDIDATES[record["values"].index(max(record["values"]))]
+    assert record["reason"].startswith("highest cluster of the paired codes of 250 training pairs")
+    assert record["scored_pairs"] == 250 and run_records(tmp_path / "auto")[2]["neighbour_selection"] == record
+    # the halves: disjoint, every training row in one of them, each ranked against the other
+    seen = []
+    monkeypatch.setattr(choose, "network_criteria", lambda model, protocol, queries, database, *rest: seen.append(
+        (queries.image, database.image)) or dict.fromkeys(SELECT_CRITERIA, 0.0))
+
+    class Solver:   # what halves_criteria reads of a solver
+        cfg, num_train, model = build_config(["--seed", "3"]), 250, None
+        data = load_dataset("small", str(small_dataset(tmp_path.parent)))
+    every, scored = choose.halves_criteria(Solver, "paired", ["x"], lambda _: None, "balanced_neighbours")
+    assert scored == 250 and every == [dict.fromkeys(SELECT_CRITERIA, 0.0)]
+    (first, second), (third, fourth) = seen
+    assert np.array_equal(first, fourth) and np.array_equal(second, third) and len(first) + len(second) == 250
+    assert np.array_equal(np.unique(np.concatenate([first, second]), axis=0),
+                          np.unique(Solver.data.train.image[:250], axis=0))
+
+
+def _favour(monkeypatch, winner):
+    """Every halves_criteria call: `winner`'s criteria 1, the other's 0 (each candidate is scored on two halves)."""
+    calls = itertools.cycle([name for name in NEIGHBOUR_CANDIDATES for _ in (0, 1)])
+    monkeypatch.setattr(choose, "network_criteria", lambda *a, **k: dict.fromkeys(
+        SELECT_CRITERIA, 1.0 if next(calls) == winner else 0.0))
+
+
+@pytest.mark.parametrize("crash_after", [2, 3])   # inside the fork; after its choice (the branch still to train)
+def test_a_resumed_run_trains_as_the_unbroken_one(tmp_path, monkeypatch, crash_after):
+    [fixed] = train.main(_args(tmp_path, "fixed", "--balanced_neighbours", "features"))
+    _favour(monkeypatch, "features")
+    args = _args(tmp_path, "crash", "--balanced_neighbours", "auto", "--save_every", "1")
+    train_until_crash(args, crash_after)
+    [resumed] = train.main([*args, "--resume", "true"])
+    assert resumed["neighbour_selection"]["chosen"] == "features"
+    for key in SCORES:
+        assert resumed[key] == pytest.approx(fixed[key], abs=1e-6), key
+
+
+def test_the_dropout_candidates_train_with_the_first_source(tmp_path, monkeypatch):
+    """modality_dropout auto's short candidates run before the fork: they take its first candidate."""
+    trained = []
+
+    class Candidate:
+        def __init__(self, cfg, **_):
+            trained.append(cfg.balanced_neighbours)
+            self.model = None
+
+        def train(self):
+            return {}
+    monkeypatch.setattr(choose, "network_criteria", lambda *a, **k: dict.fromkeys(SELECT_CRITERIA, 0.0))
+    cfg = build_config(_args(tmp_path, "x", "--balanced_neighbours", "auto", "--modality_dropout", "auto"))
+    data = load_dataset("small", str(small_dataset(tmp_path.parent)))
+    choose.choose_modality_dropout(cfg, 16, data, Candidate, log=lambda *_: None)
+    assert trained == [NEIGHBOUR_CANDIDATES[0]] * 2
+
+
+@pytest.mark.parametrize("flags", [["--late_temperature", "auto"], ["--select_fork", "0.3"]])
+def test_auto_refuses_a_second_fork_of_the_paired_stage(flags):
+    with pytest.raises(ConfigError, match="--balanced_neighbours auto forks the whole paired stage"):
+        build_config(["--balanced_neighbours", "auto", *flags])
