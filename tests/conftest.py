@@ -286,3 +286,24 @@ def checkpoint_weights(folder):
     state = torch.load(path, map_location="cpu", weights_only=False)
     return {f"{part}.{key}": value for part in ("fusion", "image_head", "text_head", "unimodal_branch")
             for key, value in state[part].items()}
+
+
+def fork_args(tmp_path, name, epochs, *extra):
+    """train.main's argv for a fork's tests (tests/test_late_temperature.py, test_neighbour_fork.py): a tiny network
+    on the small set, `epochs` paired epochs at modality dropout 0.5, 1 branch epoch, a checkpoint under <name>/ck."""
+    return ["--dataset", "small", "--data_root", str(small_dataset(tmp_path.parent)), "--hash_lens", "16",
+            "--epoch", str(epochs), "--fusion_dim", "64", "--fusion_ff_dim", "64", "--hash_hidden", "32",
+            "--batch_size", "64", "--modality_dropout", "0.5", "--val_queries", "100", "--device", "cpu",
+            "--unimodal_epochs", "1", "--eval_every", "0", "--output_dir", str(tmp_path / name),
+            "--checkpoint_dir", str(tmp_path / name / "ck"), *extra]
+
+
+def assert_same_run(folder, chosen, fixed, scores):
+    """A fork's kept network is its value's own: the results `chosen` (of <folder>/auto) and `fixed` (of
+    <folder>/fixed) agree on every key of `scores`, and the two checkpoints hold equal weights."""
+    import torch
+    for key in scores:
+        assert chosen[key] == fixed[key], key
+    fixed_weights = checkpoint_weights(folder / "fixed")
+    for key, value in checkpoint_weights(folder / "auto").items():
+        assert torch.equal(value, fixed_weights[key]), key

@@ -5,11 +5,10 @@ import json
 
 import numpy as np
 import pytest
-import torch
 
 import train
 from config import SELECT_CRITERIA, ConfigError, build_config
-from conftest import checkpoint_weights, run_records, small_dataset, train_until_crash
+from conftest import assert_same_run, fork_args, run_records, train_until_crash
 from selection import choose, late_temperature
 
 SCORES = ("i2t_map", "t2i_map", "unimodal_i2t_map", "unimodal_t2i_map", "val_i2t_map", "val_unimodal_t2i_map")
@@ -18,11 +17,7 @@ CANDIDATES = (0.5, 0.3, 1.0)     # LATE_FACTORS x the default temperature 0.5
 
 def _args(tmp_path, name, *extra):
     """5 paired epochs (the switch: round(0.6 x 5) = epoch index 3, so epochs 4 and 5 are late), 1 branch epoch."""
-    return ["--dataset", "small", "--data_root", str(small_dataset(tmp_path.parent)), "--hash_lens", "16",
-            "--epoch", "5", "--fusion_dim", "64", "--fusion_ff_dim", "64", "--hash_hidden", "32", "--batch_size",
-            "64", "--modality_dropout", "0.5", "--val_queries", "100", "--device", "cpu", "--unimodal_epochs", "1",
-            "--eval_every", "0", "--output_dir", str(tmp_path / name), "--checkpoint_dir", str(tmp_path / name / "ck"),
-            *extra]
+    return fork_args(tmp_path, name, 5, *extra)
 
 
 @pytest.fixture(scope="module")
@@ -65,11 +60,7 @@ def test_auto_keeps_the_network_its_value_alone_would_train(tmp_path, monkeypatc
     _favour(monkeypatch, winner)
     [chosen] = train.main(_args(tmp_path, "auto", "--late_temperature", "auto"))
     assert chosen["temperature_selection"]["chosen"] == winner and fixed["temperature_selection"] is None
-    for key in SCORES:
-        assert chosen[key] == fixed[key], key
-    fixed_weights = checkpoint_weights(tmp_path / "fixed")
-    for key, value in checkpoint_weights(tmp_path / "auto").items():
-        assert torch.equal(value, fixed_weights[key]), key
+    assert_same_run(tmp_path, chosen, fixed, SCORES)
     records = run_records(tmp_path / "auto")
     fork = records[3:5]     # paired epochs 4 and 5: every candidate, the first one's statistics unprefixed
     assert all({"t0.3_loss", "t0.5_loss", "t1_loss", "loss"} <= set(r) for r in fork)

@@ -5,45 +5,32 @@ import itertools
 
 import numpy as np
 import pytest
-import torch
 
 import train
 from config import NEIGHBOUR_CANDIDATES, SELECT_CRITERIA, ConfigError, build_config
 from data import load_dataset
-from conftest import checkpoint_weights, run_records, small_dataset, train_until_crash
+from conftest import assert_same_run, fork_args, run_records, small_dataset, train_until_crash
 from selection import choose
 
+EPOCHS = 3   # paired epochs, all of them the fork's; then 1 branch epoch (conftest.fork_args)
 SCORES = ("i2t_map", "t2i_map", "unimodal_i2t_map", "unimodal_t2i_map", "val_i2t_map", "val_unimodal_t2i_map")
 
-
-def _args(tmp_path, name, *extra):
-    """3 paired epochs (the fork is all of them), 1 branch epoch."""
-    return ["--dataset", "small", "--data_root", str(small_dataset(tmp_path.parent)), "--hash_lens", "16",
-            "--epoch", "3", "--fusion_dim", "64", "--fusion_ff_dim", "64", "--hash_hidden", "32", "--batch_size",
-            "64", "--modality_dropout", "0.5", "--val_queries", "100", "--device", "cpu", "--unimodal_epochs", "1",
-            "--eval_every", "0", "--output_dir", str(tmp_path / name), "--checkpoint_dir", str(tmp_path / name / "ck"),
-            *extra]
 
 
 @pytest.fixture(scope="module")
 def auto(tmp_path_factory):
-    """An auto run with the real criterion."""
-    tmp_path = tmp_path_factory.mktemp("neighbours")
-    [result] = train.main(_args(tmp_path, "auto", "--balanced_neighbours", "auto"))
-    return tmp_path, result
+    """(its folder's parent, results) of a run of balanced_neighbours auto scored by the real criterion."""
+    folder = tmp_path_factory.mktemp("neighbours")
+    return folder, train.main(fork_args(folder, "auto", EPOCHS, "--balanced_neighbours", "auto"))[0]
 
 
 @pytest.mark.parametrize("winner", NEIGHBOUR_CANDIDATES)
 def test_auto_keeps_the_network_its_source_alone_would_train(tmp_path, monkeypatch, winner):
-    [fixed] = train.main(_args(tmp_path, "fixed", "--balanced_neighbours", winner))
+    [fixed] = train.main(fork_args(tmp_path, "fixed", EPOCHS, "--balanced_neighbours", winner))
     _favour(monkeypatch, winner)
-    [chosen] = train.main(_args(tmp_path, "auto", "--balanced_neighbours", "auto"))
+    [chosen] = train.main(fork_args(tmp_path, "auto", EPOCHS, "--balanced_neighbours", "auto"))
     assert chosen["neighbour_selection"]["chosen"] == winner and fixed["neighbour_selection"] is None
-    for key in SCORES:
-        assert chosen[key] == fixed[key], key
-    fixed_weights = checkpoint_weights(tmp_path / "fixed")
-    for key, value in checkpoint_weights(tmp_path / "auto").items():
-        assert torch.equal(value, fixed_weights[key]), key
+    assert_same_run(tmp_path, chosen, fixed, SCORES)
     records = run_records(tmp_path / "auto")
     assert all({"nb_covariance_loss", "nb_features_loss", "loss"} <= set(r) for r in records[:3])
     assert records[0]["loss"] == records[0]["nb_covariance_loss"]         # the first candidate's, unprefixed
@@ -83,9 +70,9 @@ def _favour(monkeypatch, winner):
 
 @pytest.mark.parametrize("crash_after", [2, 3])   # inside the fork; after its choice (the branch still to train)
 def test_a_resumed_run_trains_as_the_unbroken_one(tmp_path, monkeypatch, crash_after):
-    [fixed] = train.main(_args(tmp_path, "fixed", "--balanced_neighbours", "features"))
+    [fixed] = train.main(fork_args(tmp_path, "fixed", EPOCHS, "--balanced_neighbours", "features"))
     _favour(monkeypatch, "features")
-    args = _args(tmp_path, "crash", "--balanced_neighbours", "auto", "--save_every", "1")
+    args = fork_args(tmp_path, "crash", EPOCHS, "--balanced_neighbours", "auto", "--save_every", "1")
     train_until_crash(args, crash_after)
     [resumed] = train.main([*args, "--resume", "true"])
     assert resumed["neighbour_selection"]["chosen"] == "features"
@@ -105,7 +92,7 @@ def test_the_dropout_candidates_train_with_the_first_source(tmp_path, monkeypatc
         def train(self):
             return {}
     monkeypatch.setattr(choose, "network_criteria", lambda *a, **k: dict.fromkeys(SELECT_CRITERIA, 0.0))
-    cfg = build_config(_args(tmp_path, "x", "--balanced_neighbours", "auto", "--modality_dropout", "auto"))
+    cfg = build_config(fork_args(tmp_path, "x", EPOCHS, "--balanced_neighbours", "auto", "--modality_dropout", "auto"))
     data = load_dataset("small", str(small_dataset(tmp_path.parent)))
     choose.choose_modality_dropout(cfg, 16, data, Candidate, log=lambda *_: None)
     assert trained == [NEIGHBOUR_CANDIDATES[0]] * 2
