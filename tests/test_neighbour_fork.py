@@ -68,9 +68,16 @@ def _favour(monkeypatch, winner):
         SELECT_CRITERIA, 1.0 if next(calls) == winner else 0.0))
 
 
+@pytest.fixture(scope="module")
+def features(tmp_path_factory):
+    """The results of a run of balanced_neighbours features."""
+    return train.main(fork_args(tmp_path_factory.mktemp("features"), "fixed", EPOCHS, "--balanced_neighbours",
+                                "features"))[0]
+
+
 @pytest.mark.parametrize("crash_after", [2, 3])   # inside the fork; after its choice (the branch still to train)
-def test_a_resumed_run_trains_as_the_unbroken_one(tmp_path, monkeypatch, crash_after):
-    [fixed] = train.main(fork_args(tmp_path, "fixed", EPOCHS, "--balanced_neighbours", "features"))
+def test_a_resumed_run_trains_as_the_unbroken_one(tmp_path, monkeypatch, crash_after, features):
+    fixed = features
     _favour(monkeypatch, "features")
     args = fork_args(tmp_path, "crash", EPOCHS, "--balanced_neighbours", "auto", "--save_every", "1")
     train_until_crash(args, crash_after)
