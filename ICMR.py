@@ -200,7 +200,7 @@ class Solver:
             optimizer.step()
 
     def _neighbours(self, idx, fused_image, fused_text) -> torch.Tensor:
-        """(B, B) bool: the neighbour pairs of the global batch `idx` (B,) in balanced_neighbours' space."""
+        """(B, B) bool: the neighbour pairs of the global batch `idx` (B,) in neighbour_source's space."""
         inputs = (self.train_image[idx], self.train_text[idx])           # (B, Di), (B, Dt), or (B, c) as both sides:
         if self.input_space is not None and self.neighbour_source in INPUT_SPACES:
             inputs = (project_pairs(*inputs, self.input_space),) * 2
@@ -281,7 +281,7 @@ class Solver:
         """The frozen paired network's codes at `scale` of the global batch `idx` (B,), (B, bits) each; `image`,
         `text`: this rank's rows of it. In memory, every training row is encoded once per scale and the batch's rows
         are looked up: the network is frozen and each row its own sequence, so the codes are those a batch would get
-        (bit for bit on CPUs, tests/test_unimodal_branch.py). Streamed: encoded batch by batch."""
+        (bit for bit on this project's CPU; tests/test_selection.py checks them). Streamed: encoded batch by batch."""
         if self.streamed:
             with torch.no_grad(), self.autocast():
                 return [gather_rows(side.float(), self.ranks) for side in self.model.encode_pair(image, text, scale)]

@@ -16,7 +16,6 @@ EPOCHS = 3   # paired epochs, all of them the fork's; then 1 branch epoch (conft
 SCORES = ("i2t_map", "t2i_map", "unimodal_i2t_map", "unimodal_t2i_map", "val_i2t_map", "val_unimodal_t2i_map")
 
 
-
 @pytest.fixture(scope="module")
 def auto(tmp_path_factory):
     """(its folder's parent, results) of a run of balanced_neighbours auto scored by the real criterion."""
@@ -77,14 +76,13 @@ def features(tmp_path_factory):
 
 @pytest.mark.parametrize("crash_after", [2, 3])   # inside the fork; after its choice (the branch still to train)
 def test_a_resumed_run_trains_as_the_unbroken_one(tmp_path, monkeypatch, crash_after, features):
-    fixed = features
     _favour(monkeypatch, "features")
     args = fork_args(tmp_path, "crash", EPOCHS, "--balanced_neighbours", "auto", "--save_every", "1")
     train_until_crash(args, crash_after)
     [resumed] = train.main([*args, "--resume", "true"])
     assert resumed["neighbour_selection"]["chosen"] == "features"
     for key in SCORES:
-        assert resumed[key] == pytest.approx(fixed[key], abs=1e-6), key
+        assert resumed[key] == pytest.approx(features[key], abs=1e-6), key
 
 
 def test_the_dropout_candidates_train_with_the_first_source(tmp_path, monkeypatch):
