@@ -85,7 +85,9 @@ class Config:
     hash_loss_sign: bool = False   # the hash-output loss compares sign codes (straight-through gradient); paired stage
     balanced_loss: bool = True     # HashNet's weighted pairwise loss, unsupervised; on: the zoo (docs/zoo.md)
     balanced_knn: int = 5          # neighbours: the k most similar pairs of a batch, both ways
-    balanced_neighbours: str = "covariance"  # fused, input or both cosines; input ones in a fitted space: docs/zoo.md
+    balanced_neighbours: str = "auto"  # fused, input or both cosines; input ones in a fitted space; auto: forked (the
+                                   # zoo's 24 sets left out one at a time, stop 64); docs/zoo.md
+    neighbour_fork_epochs: int = 10  # auto's fork: the first N paired epochs (0: all); 10: the zoo's, where it was judged
     balanced_feature_weight: float = 0.875  # the input cosine's weight (0.875 beat 0.75: +0.39 / +0.45 val)
     balanced_directions: int = 8   # shared/covariance: the input space's directions (8 beat 16 on zoo val, stop 46)
     balanced_weight: float = 0.5   # its weight in the hash-stage loss (0.5 beat 0.3, 1 and 3 on zoo validation)
@@ -300,9 +302,9 @@ def validate(cfg: Config) -> Config:
     if not (0 < cfg.select_budget <= 10 and 0 <= cfg.select_holdout < 1 and 0 <= cfg.select_fork <= 1):
         raise ConfigError(f"--select_budget/--select_holdout/--select_fork: need 0 < budget <= 10, 0 <= holdout < 1 "
                           f"and 0 <= fork <= 1, got {cfg.select_budget}, {cfg.select_holdout} and {cfg.select_fork}")
-    if cfg.balanced_neighbours == AUTO and (cfg.late_temperature == AUTO or cfg.select_fork):
-        raise ConfigError("--balanced_neighbours auto forks the whole paired stage: it cannot run with another fork "
-                          "of it (--late_temperature auto, --select_fork > 0)")
+    if cfg.neighbour_fork_epochs < 0:
+        raise ConfigError(f"--neighbour_fork_epochs: must be >= 0 (0: the whole paired stage), got "
+                          f"{cfg.neighbour_fork_epochs}")
     late, at = cfg.late_temperature, cfg.late_temperature_at
     if late != AUTO and not late >= 0 or not 0 < at < 1:
         raise ConfigError(f"--late_temperature/--late_temperature_at: need auto or >= 0 and 0 < at < 1, got "

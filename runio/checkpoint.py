@@ -17,7 +17,8 @@ from schedules import ScaleSchedule
 PLACEHOLDER_KEYS = ("image_placeholder", "text_placeholder")
 # options added after checkpoints were written, with the value those checkpoints trained with
 ADDED_KEYS = {"balanced_neighbours": "fused", "balanced_feature_weight": 0.5, "infonce_mask_neighbours": False,
-              "balanced_directions": 16, "unimodal_balanced": 0.0, "val_unseen": False}
+              "balanced_directions": 16, "unimodal_balanced": 0.0, "val_unseen": False,
+              "neighbour_fork_epochs": 0}
 
 
 def read_checkpoint(path, device="cpu", hint: str = "") -> dict:

@@ -9,10 +9,12 @@ Three settings fork (each chooses without labels, docs/zoo.md):
   Unlike the separate short trainings (choose.choose_modality_dropout), the kept candidate's
   epochs are part of the run, so the fork costs only the dropped candidates' epochs.
 - `late_temperature auto` (late_temperature.py): from the switch epoch to the end of the paired stage.
-- `balanced_neighbours auto`: the whole paired stage, once per candidate of config.NEIGHBOUR_CANDIDATES
-  (covariance, features); at its end `cluster` scores each candidate's paired codes of every training pair
-  (halves_criteria: two fixed halves, each ranked against the other; on a 200-pair draw the picks were noise,
-  docs/zoo-log.md, stop 63), and the kept one goes on to the branch with its neighbours. Opt-in.
+- `balanced_neighbours auto` (the default): the first neighbour_fork_epochs paired epochs (the whole stage on
+  the zoo, where it was judged), once per candidate of config.NEIGHBOUR_CANDIDATES (covariance, features); then
+  `cluster` scores each candidate's paired codes of every training pair (halves_criteria: two fixed halves, each
+  ranked against the other; on a 200-pair draw the picks were noise, docs/zoo-log.md, stop 63), and the kept one
+  goes on, to the branch too, with its neighbours. Where no paired loss uses neighbours, or another fork of the
+  paired stage runs, covariance is kept without a fork (no_neighbour_fork).
 
 During a fork, each paired epoch runs once per candidate, in turn, from the same generator states
 (the same batches and dropout masks); the solver holds the first candidate between epochs (it is
@@ -47,6 +49,20 @@ def forks_dropout(solver) -> bool:
     batches are read a window at a time, train separate candidates instead)."""
     cfg = solver.cfg
     return solver.hash_stage and cfg.modality_dropout == AUTO and cfg.select_fork and not solver.streamed
+
+
+def no_neighbour_fork(cfg) -> str:
+    """Why balanced_neighbours auto keeps its first candidate without a fork; "" where it forks."""
+    if not (cfg.balanced_loss or cfg.infonce_mask_neighbours):   # the candidates would train alike
+        return "no paired loss uses neighbours (--balanced_loss and --infonce_mask_neighbours are off)"
+    if cfg.late_temperature == AUTO or cfg.select_fork:          # one fork of the paired stage at a time
+        return "the paired stage forks for --late_temperature auto or --select_fork"
+    return ""
+
+
+def neighbour_fork_end(cfg) -> int:
+    """The paired epochs balanced_neighbours auto's fork trains before it chooses."""
+    return min(cfg.epoch, cfg.neighbour_fork_epochs or cfg.epoch)
 
 
 def fork_epochs(cfg) -> int:
@@ -149,9 +165,14 @@ def paired_epoch(solver, epoch: int, train) -> dict:
                 and epoch == late_temperature.switch_epoch(cfg):
             solver.paired_fork = PairedFork.start(solver, "late_temperature", late_temperature.candidates(cfg))
         elif solver.hash_stage and cfg.balanced_neighbours == AUTO and solver.neighbour_choice is None and epoch == 0:
-            solver.paired_fork = PairedFork.start(solver, "balanced_neighbours", NEIGHBOUR_CANDIDATES)
-            solver.log(f"balanced_neighbours auto: forking {', '.join(NEIGHBOUR_CANDIDATES)} for the whole paired "
-                       f"stage; criterion {late_temperature.LATE_CRITERION} on every training pair")
+            if no_neighbour_fork(cfg):
+                solver.log(f"balanced_neighbours auto: {NEIGHBOUR_CANDIDATES[0]}, without a fork: "
+                           f"{no_neighbour_fork(cfg)}")
+            else:
+                solver.paired_fork = PairedFork.start(solver, "balanced_neighbours", NEIGHBOUR_CANDIDATES)
+                solver.log(f"balanced_neighbours auto: forking {', '.join(NEIGHBOUR_CANDIDATES)} for the first "
+                           f"{neighbour_fork_end(cfg)} of {cfg.epoch} paired epochs; criterion "
+                           f"{late_temperature.LATE_CRITERION} on every training pair")
     fork = solver.paired_fork
     if fork is None or fork.setting != "late_temperature":
         solver.temperature = late_temperature.temperature_at(solver, epoch)
@@ -165,8 +186,8 @@ def paired_epoch(solver, epoch: int, train) -> dict:
         solver.temperature_choice = stats["temperature_selection"] = fork.choose(
             solver, late_temperature.late_epochs(cfg), solver.log)
         solver.paired_fork = None
-    elif fork.setting == "balanced_neighbours" and epoch + 1 == cfg.epoch:
-        solver.neighbour_choice = stats["neighbour_selection"] = fork.choose(solver, cfg.epoch, solver.log)
+    elif fork.setting == "balanced_neighbours" and epoch + 1 == neighbour_fork_end(cfg):
+        solver.neighbour_choice = stats["neighbour_selection"] = fork.choose(solver, epoch + 1, solver.log)
         solver.paired_fork = None
     return stats
 

@@ -18,7 +18,7 @@ def _args(tmp_path, name, *extra):
             "--epoch", "2", "--fusion_dim", "64", "--fusion_ff_dim", "64", "--hash_hidden", "32", "--batch_size",
             "64", "--modality_dropout", "0", "--val_queries", "100", "--device", "cpu", "--unimodal_epochs", "3",
             "--unimodal_select_epochs", "2", "--eval_every", "0", "--output_dir", str(tmp_path / name),
-            "--checkpoint_dir", str(tmp_path / name / "ck"), *extra]
+            "--checkpoint_dir", str(tmp_path / name / "ck"), "--balanced_neighbours", "covariance", *extra]
 
 
 def _branch_weights(tmp_path, name):

@@ -29,7 +29,8 @@ def data_root(tmp_path_factory):
 
 def run_args(tmp_path, data_root, *extra):
     return ["--dataset", "demo", "--data_root", str(data_root), "--checkpoint_dir", str(tmp_path / "ck"),
-            "--output_dir", str(tmp_path / "run"), "--hash_lens", "16", "--epoch", "1", *SMALL, *extra]
+            "--output_dir", str(tmp_path / "run"), "--hash_lens", "16", "--epoch", "1", *SMALL,
+            "--balanced_neighbours", "covariance", *extra]   # one paired stage: steps are counted here
 
 
 # --- config ---

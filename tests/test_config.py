@@ -127,19 +127,20 @@ def test_docs_document_every_config_key_with_its_default():
 
 
 def test_docs_prose_gives_the_branch_and_demo_lengths_of_the_defaults():
-    """The sentences that state the unimodal branch's default length (and the quick start's epochs)
-    follow Config and configs/demo.yaml: stop 51 found three stale ones by hand."""
+    """The sentences that state the unimodal branch's default length (and the quick start's epochs and
+    neighbour fork) follow Config and configs/demo.yaml: stop 51 found three stale ones by hand."""
     import re
 
     import yaml
     from conftest import ROOT
-    branch = Config().unimodal_epochs
+    branch, fork = Config().unimodal_epochs, Config().neighbour_fork_epochs
     demo_epochs = yaml.safe_load((ROOT / "configs" / "demo.yaml").read_text())["epoch"]
     readme = (ROOT / "README.md").read_text()
     zoo = (ROOT / "docs" / "zoo.md").read_text()
     ladder = (ROOT / "docs" / "ablation-ladder.md").read_text()
     stated = {
-        "README quick start": (readme, r"trains 64-bit codes for (\d+) epochs and its unimodal branch for (\d+) more"),
+        "README quick start": (readme, r"trains 64-bit codes for (\d+) epochs, the first (\d+) of them twice, .{0,200}?"
+                                       r"then its unimodal branch for (\d+) more"),
         "README results note": (readme, r"the unimodal branch trains (\d+) epochs, not"),
         "README zoo summary": (readme, r"The unimodal branch trains (\d+) epochs since"),
         "zoo.md summary": (zoo, r"then trains the unimodal branch for (\d+) epochs"),
@@ -149,7 +150,7 @@ def test_docs_prose_gives_the_branch_and_demo_lengths_of_the_defaults():
         found = re.search(pattern, " ".join(text.split()))
         assert found is not None, f"{place}: no sentence matches {pattern!r}"
         numbers = [int(n) for n in found.groups()]
-        expected = [demo_epochs, branch] if len(numbers) == 2 else [branch]
+        expected = [demo_epochs, fork, branch] if len(numbers) == 3 else [branch]
         assert numbers == expected, f"{place} says {numbers}, the defaults are {expected}"
 
 

@@ -210,8 +210,9 @@ def h5_copy(root, name="small", copy="smallh5"):
 
 def test_streamed_training_killed_mid_epoch_resumes_to_the_unbroken_scores(tmp_path):
     """3 epochs on 250 pairs read from .h5 files, windows of 2 blocks of 64 rows (4 reads, 2 per
-    side, an epoch); killed when epoch 2 reads its second window, after training on its first; the
-    run resumed from epoch 1's checkpoint scores as the unbroken one."""
+    side, an epoch, once per candidate of balanced_neighbours auto's fork); killed when epoch 2's first
+    candidate reads its second window, after training on its first; the run resumed from epoch 1's
+    checkpoint (the fork's states in it) scores as the unbroken one."""
     import data.streaming
     import train
     from runio.checkpoint import read_checkpoint
@@ -223,7 +224,7 @@ def test_streamed_training_killed_mid_epoch_resumes_to_the_unbroken_scores(tmp_p
     [unbroken] = train.main([*args, "--output_dir", str(tmp_path / "a"), "--checkpoint_dir", str(tmp_path / "cka")])
     assert 0 < unbroken["i2t_map"] <= 1
     broken = [*args, "--output_dir", str(tmp_path / "b"), "--checkpoint_dir", str(tmp_path / "ckb")]
-    run_killed(train.main, broken, kill_on_call(data.streaming, "read_window", 4 + 3))
+    run_killed(train.main, broken, kill_on_call(data.streaming, "read_window", 2 * 4 + 3))
     assert [r["epoch"] for r in run_records(tmp_path / "b")] == [1]
     assert read_checkpoint(tmp_path / "ckb" / "hash" / "smallh5_hash_16.pth")["epoch"] == 1
     [resumed] = train.main([*broken, "--resume", "true"])

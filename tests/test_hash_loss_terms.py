@@ -46,7 +46,7 @@ def test_training_passes_both_settings_to_every_paired_step_but_not_to_autos_can
     train.main(["--dataset", "demo", "--data_root", str(tmp_path / "data"), "--output_dir", str(tmp_path / "run"),
                 "--checkpoint_dir", str(tmp_path / "ck"), *SMALL, "--epoch", "2", "--hash_lens", "16",
                 "--train_limit", "300", "--eval_every", "0", "--fused_temperature", "0.3", "--hash_loss_sign", "true",
-                "--modality_dropout", "auto", "--select_budget", "1"])
+                "--modality_dropout", "auto", "--select_budget", "1", "--balanced_neighbours", "covariance"])
     # auto's two candidates first (1 epoch each on the 225 pairs not held out: one batch), with UCMFH's two
     # terms; then the run's 2 epochs of 300 pairs (two batches of 256 each) with the settings
     assert calls == [(0.0, False)] * 2 + [(0.3, True)] * 4

@@ -1,6 +1,7 @@
-"""--balanced_neighbours auto (selection/paired_fork.py): a fork of the whole paired stage between
+"""--balanced_neighbours auto, the default (selection/paired_fork.py): a fork of the paired stage between
 covariance and features keeps exactly the network its chosen source alone would train, scores every
-training pair (two halves, each ranked against the other), records the choice and resumes mid-fork."""
+training pair (two halves, each ranked against the other), records the choice and resumes mid-fork; a
+shorter fork chooses after its epochs; no fork beside another fork or where no paired loss uses neighbours."""
 import itertools
 
 import numpy as np
@@ -11,6 +12,7 @@ from config import NEIGHBOUR_CANDIDATES, SELECT_CRITERIA, ConfigError, build_con
 from data import load_dataset
 from conftest import assert_same_run, fork_args, run_records, small_dataset, train_until_crash
 from selection import choose
+from selection.paired_fork import no_neighbour_fork
 
 EPOCHS = 3   # paired epochs, all of them the fork's; then 1 branch epoch (conftest.fork_args)
 SCORES = ("i2t_map", "t2i_map", "unimodal_i2t_map", "unimodal_t2i_map", "val_i2t_map", "val_unimodal_t2i_map")
@@ -103,7 +105,35 @@ def test_the_dropout_candidates_train_with_the_first_source(tmp_path, monkeypatc
     assert trained == [NEIGHBOUR_CANDIDATES[0]] * 2
 
 
-@pytest.mark.parametrize("flags", [["--late_temperature", "auto"], ["--select_fork", "0.3"]])
-def test_auto_refuses_a_second_fork_of_the_paired_stage(flags):
-    with pytest.raises(ConfigError, match="--balanced_neighbours auto forks the whole paired stage"):
-        build_config(["--balanced_neighbours", "auto", *flags])
+def test_a_shorter_fork_chooses_after_its_epochs_and_the_kept_source_trains_on(tmp_path, monkeypatch, features):
+    _favour(monkeypatch, "features")
+    [chosen] = train.main(fork_args(tmp_path, "auto", EPOCHS, "--neighbour_fork_epochs", "2"))   # auto: the default
+    for key in SCORES:
+        assert chosen[key] == features[key], key
+    records = run_records(tmp_path / "auto")
+    assert records[1]["neighbour_selection"]["epochs"] == 2 and "nb_features_loss" in records[1]
+    assert "nb_features_loss" not in records[2] and "neighbour_selection" not in records[2]
+
+
+@pytest.mark.parametrize("flags, reason", [
+    (["--late_temperature", "auto"], "the paired stage forks for --late_temperature auto"),
+    (["--select_fork", "0.3"], "the paired stage forks for"),
+    (["--preset", "ucmfh"], "no paired loss uses neighbours"),
+    (["--balanced_loss", "false", "--infonce_mask_neighbours", "false"], "no paired loss uses neighbours")])
+def test_auto_keeps_its_first_candidate_beside_another_fork_or_where_no_loss_uses_neighbours(flags, reason):
+    cfg = build_config(flags)
+    assert cfg.balanced_neighbours == "auto" and no_neighbour_fork(cfg).startswith(reason)
+    assert not no_neighbour_fork(build_config([])) and not no_neighbour_fork(build_config(["--balanced_loss", "false"]))
+
+
+def test_a_run_whose_losses_use_no_neighbours_trains_one_paired_stage(tmp_path, capsys):
+    [result] = train.main(fork_args(tmp_path, "plain", 1, "--balanced_loss", "false",
+                                    "--infonce_mask_neighbours", "false"))
+    assert result["neighbour_selection"] is None
+    assert not any(key.startswith("nb_") for key in run_records(tmp_path / "plain")[0])
+    assert "balanced_neighbours auto: covariance, without a fork: no paired loss" in capsys.readouterr().out
+
+
+def test_the_fork_length_must_not_be_negative():
+    with pytest.raises(ConfigError, match="--neighbour_fork_epochs: must be >= 0"):
+        build_config(["--neighbour_fork_epochs", "-1"])

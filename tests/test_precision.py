@@ -38,7 +38,8 @@ def run(tmp_path, precision, monkeypatch):
 def test_bf16_trains_in_bfloat16_and_keeps_weights_losses_and_scores_float32(tmp_path, monkeypatch):
     result, calls = run(tmp_path, "bf16", monkeypatch)
     losses = [dtypes for kind, dtypes in calls if kind == "loss"]
-    assert len(losses) == 4 and all(dtypes == {torch.float32} for dtypes in losses)   # 2 paired + 2 branch steps
+    # 2 paired steps x balanced_neighbours auto's 2 candidates, then 2 branch steps
+    assert len(losses) == 6 and all(dtypes == {torch.float32} for dtypes in losses)
     calls = [call for call in calls if call[0] != "loss"]
     trained = [dtype for grad, dtype in calls if grad]            # the paired and the branch's training passes
     assert len(trained) > 20 and set(trained) == {torch.bfloat16}

@@ -21,7 +21,7 @@ TINY = ["--dataset", "small", "--hash_lens", "16", "--epoch", "2", "--fusion_dim
 
 def _args(tmp_path, name, *extra):
     return [*TINY, "--data_root", str(small_dataset(tmp_path.parent)), "--output_dir", str(tmp_path / name),
-            "--checkpoint_dir", str(tmp_path / name / "ck"), *extra]
+            "--checkpoint_dir", str(tmp_path / name / "ck"), "--balanced_neighbours", "covariance", *extra]
 
 
 def _map_loop(query_codes, db_codes, relevant, k):

@@ -163,8 +163,8 @@ def test_the_balanced_loss_finds_neighbours_where_balanced_neighbours_says(tmp_p
         seen.append((image.detach().float().clone(), text.detach().float().clone()))
         return real(image, text, k)
     monkeypatch.setattr(losses, "neighbour_similarity", spy)
-    flags = {"covariance": (), "both plain mean": ("--balanced_neighbours", "both", "--balanced_feature_weight", "0.5"),
-             "covariance 4 directions": ("--balanced_directions", "4")}.get(source, ("--balanced_neighbours", source))
+    flags = {"covariance 4 directions": ("--balanced_neighbours", "covariance", "--balanced_directions", "4"),
+             "both plain mean": ("--balanced_neighbours", "both", "--balanced_feature_weight", "0.5")}.get(source, ("--balanced_neighbours", source))
     train.main(args(tmp_path, data_root, *flags))
     saved = (tmp_path / "run" / "config.yaml").read_text()
     assert "balanced_neighbours: " + source.split()[0] in saved
@@ -310,7 +310,8 @@ def test_heads_train_at_each_steps_scale_and_score_at_the_test_time_scale(tmp_pa
     forward = HashHead.forward
     monkeypatch.setattr(HashHead, "forward",
                         lambda self, x, scale=1.0: seen.append((self.training, scale)) or forward(self, x, scale))
-    [linear] = train.main(args(tmp_path / "a", data_root, "--epoch", "3", "--eval_every", "0"))
+    one_stage = ("--balanced_neighbours", "covariance")   # no fork: each step's scale once
+    [linear] = train.main(args(tmp_path / "a", data_root, "--epoch", "3", "--eval_every", "0", *one_stage))
     steps = 6                                   # 1,500 demo pairs in batches of 256; two heads per step
     assert [s for training, s in seen if training] == [1.0] * 2 * steps + [5.5] * 2 * steps + [10.0] * 2 * steps
     assert {s for training, s in seen if not training} == {10.0} == {linear["eval_scale"]}
@@ -319,7 +320,7 @@ def test_heads_train_at_each_steps_scale_and_score_at_the_test_time_scale(tmp_pa
     [result] = train.main(args(tmp_path / "b", data_root, "--epoch", "2", "--eval_every", "0", "--scale_schedule",
                                "hashnet", "--hashnet_step_size", "1", "--hashnet_normalize", "false",
                                "--save_codes", "true",
-                               "--record_histograms", "true"))
+                               "--record_histograms", "true", *one_stage))
     expected = [hashnet_scale(it, 1.0, 0.005, 0.5, 1) for it in range(2 * steps)]
     assert [s for training, s in seen if training] == [s for s in expected for _ in range(2)]
     assert result["eval_scale"] == expected[-1] != result["scale_max"]
