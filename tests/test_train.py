@@ -11,8 +11,9 @@ from conftest import WIKI_DIR, run_records
 from config import Config
 from ICMR import Solver
 
-SMALL = ["--modality_dropout", "0", "--fusion_dim", "64", "--fusion_ff_dim", "64", "--hash_hidden", "128", "--batch_size", "256", "--scale_max", "10",
-         "--eval_every", "1", "--save_every", "1", "--unimodal_epochs", "0"]   # the branch: test_unimodal_branch.py
+SMALL = ["--modality_dropout", "0", "--balanced_neighbours", "covariance", "--fusion_dim", "64", "--fusion_ff_dim", "64", "--hash_hidden", "128", "--batch_size", "256", "--scale_max", "10",
+         "--eval_every", "1", "--save_every", "1", "--unimodal_epochs", "0"]   # the branch: test_unimodal_branch.py;
+# no selection (test_selection.py, test_neighbour_fork.py) but in the first test, which trains the defaults' fork
 
 
 @pytest.fixture(scope="module")
@@ -26,8 +27,10 @@ def args(tmp_path, data_root, *extra):
 
 
 def test_two_epochs_write_checkpoint_and_results_then_test_hash_reproduces(tmp_path, data_root, capsys):
-    [result] = train.main(args(tmp_path, data_root))
+    forked = ("--balanced_neighbours", "auto")   # the default's fork
+    [result] = train.main(args(tmp_path, data_root, *forked))
     out = capsys.readouterr().out
+    assert "balanced_neighbours auto: chose" in out and result["neighbour_selection"]["epochs"] == 2
     assert "\u2705 Using Progressive Hash Learning - Scale from 1.0 to 10.0" in out   # the design note's line
     assert "Progressive scale: 1.00 (progress: 0.0%)" in out
     assert "Progressive scale: 10.00 (progress: 100.0%)" in out
@@ -72,7 +75,7 @@ def test_two_epochs_write_checkpoint_and_results_then_test_hash_reproduces(tmp_p
         assert scores["map_k"] is None and scores["i2t_map"] == scores["i2t_map_all"] != result["i2t_map"]
         assert json.loads((tmp_path / folder / "results.json").read_text())["map_k"] is None
     # --save_checkpoint false: the same training and scores, and no checkpoint at all
-    [unsaved] = train.main(args(tmp_path, data_root, "--save_checkpoint", "false", "--checkpoint_dir",
+    [unsaved] = train.main(args(tmp_path, data_root, *forked, "--save_checkpoint", "false", "--checkpoint_dir",
                                 str(tmp_path / "none"), "--output_dir", str(tmp_path / "unsaved")))
     assert unsaved["checkpoint"] is None and not (tmp_path / "none").exists()
     assert json.loads((tmp_path / "unsaved" / "results.json").read_text())["checkpoint"] is None
