@@ -9,7 +9,8 @@ settings; with the default `--modality_dropout auto`, the epochs of each of its
 candidates (a run trains with one of them; the slowest is compared with the
 reference), and the selection's extra time worked out from them; the epochs of
 the default unimodal branch are timed after the paired ones; with --late_temperature auto, the
-temperature fork's dropped epochs are worked out from them too. With --reference DIR (a checkout of
+temperature fork's dropped epochs are worked out from them too, and so are balanced_neighbours
+auto's (the default). With --reference DIR (a checkout of
 XinyuXia97/UCMFH, run unmodified in a subprocess by study.reference) the
 reference's hash-training epochs are timed on the same pairs and CPU, and the
 ratio is printed; without it the ratio uses the reference's fastest measured time
@@ -34,7 +35,7 @@ from ICMR import Solver  # noqa: E402
 from selection.branch_scale import branch_mode  # noqa: E402
 from selection.choose import candidate_epochs  # noqa: E402
 from selection.late_temperature import candidates as late_candidates, late_epochs  # noqa: E402
-from selection.paired_fork import fork_epochs  # noqa: E402
+from selection.paired_fork import fork_epochs, neighbour_fork_end, no_neighbour_fork  # noqa: E402
 from runio.logs import add_log_flags, info, setup_logging  # noqa: E402
 
 # the bench's flags that are train.py settings, passed on to the config when given (else its defaults)
@@ -128,6 +129,12 @@ def main(argv=None):
              f"{others} dropped candidates x {late} epochs = at least {dropped:.0f} s (at the "
              f"cheapest epoch above), {dropped / total:.2f}x the training; the run with every choice: at least "
              f"{1 + (extra + dropped) / total:.2f}x")
+    if cfg.balanced_neighbours == AUTO and not no_neighbour_fork(cfg):   # its second candidate's epochs again
+        low, high = (neighbour_fork_end(cfg) * seconds for seconds in (min(medians.values()), max(medians.values())))
+        info(f"the neighbour fork (balanced_neighbours auto) of a {cfg.epoch}-epoch run: 1 dropped candidate x "
+             f"{neighbour_fork_end(cfg)} epochs = about {low:.0f} to {high:.0f} s (the epochs above), {low / total:.2f}x "
+             f"to {high / total:.2f}x the training (its scoring not counted); the run with every choice: about "
+             f"{1 + (extra + low) / total:.2f}x to {1 + (extra + high) / total:.2f}x")
     reference, source = REFERENCE_SECONDS, "fastest measured"
     if args.reference:
         reference, source = time_reference(args.reference, data, args.bits, args.epochs), "measured now"

@@ -95,6 +95,16 @@ def test_bench_epoch_counts_the_temperature_forks_dropped_epochs(capsys):
     assert fork and abs(int(fork.group(1)) - 80 * epoch) <= 1   # switch at 60 of 100: epochs 61-100, twice; rounding
 
 
+def test_bench_epoch_counts_the_neighbour_forks_dropped_epochs(capsys):
+    import bench_epoch_cli
+    bench_epoch_cli.main(["--pairs", "16", "--batch_size", "16", "--epochs", "1", "--bits", "16",
+                          "--modality_dropout", "0"])   # balanced_neighbours auto: the default
+    out = capsys.readouterr().out
+    epoch = float(re.search(r"seconds per epoch at modality_dropout 0 \(median of 1\): ([\d.]+)", out).group(1))
+    fork = re.search(r"a 100-epoch run: 1 dropped candidate x 10 epochs = about (\d+) to (\d+) s", out)
+    assert fork and abs(int(fork.group(1)) - 10 * epoch) <= 1 and fork.group(1) == fork.group(2)   # one rate
+
+
 def test_bench_epoch_refuses_an_unknown_precision_in_one_line(capsys):
     import bench_epoch_cli
     with pytest.raises(SystemExit) as exit_info:
