@@ -73,12 +73,7 @@ def training_draw_criteria(solver, protocol: str, candidates, load, setting: str
     held, fit = split_for_selection(solver.num_train, cfg.select_holdout, cfg.seed)
     queries = take_rows(solver.data.train, held, f"{setting} auto: scored training pairs")
     database = take_rows(solver.data.train, fit[:MAX_DATABASE], f"{setting} auto: ranked training pairs")
-    relevance = split_relevance(queries, database)
-    every = []
-    for candidate in candidates:
-        load(candidate)
-        every.append(network_criteria(solver.model, protocol, queries, database, relevance, cfg.eval_batch_size))
-    return every, len(held)
+    return candidates_criteria(solver, protocol, candidates, load, [(queries, database)]), len(held)
 
 
 def halves_criteria(solver, protocol: str, candidates, load, setting: str) -> tuple:
@@ -90,14 +85,21 @@ def halves_criteria(solver, protocol: str, candidates, load, setting: str) -> tu
     order = np.random.default_rng([cfg.seed, 2718]).permutation(solver.num_train)[:count]
     halves = [take_rows(solver.data.train, np.sort(part), f"{setting} auto: half {index + 1} of the training pairs")
               for index, part in enumerate((order[:count // 2], order[count // 2:]))]
-    relevances = [split_relevance(halves[0], halves[1]), split_relevance(halves[1], halves[0])]
+    return candidates_criteria(solver, protocol, candidates, load, [halves, halves[::-1]]), count
+
+
+def candidates_criteria(solver, protocol: str, candidates, load, rankings) -> list:
+    """Every label-free criterion of each candidate (`load(candidate)` puts it into `solver`), averaged
+    over `rankings`, a list of (queries, database): the queries' codes ranked against the database's,
+    the features giving the relevances (the same for every candidate), no labels."""
+    relevances = [split_relevance(queries, database) for queries, database in rankings]
     every = []
     for candidate in candidates:
         load(candidate)
-        both = [network_criteria(solver.model, protocol, halves[q], halves[1 - q], relevances[q], cfg.eval_batch_size)
-                for q in (0, 1)]
-        every.append({name: float(np.mean([found[name] for found in both])) for name in both[0]})
-    return every, count
+        found = [network_criteria(solver.model, protocol, queries, database, relevance, solver.cfg.eval_batch_size)
+                 for (queries, database), relevance in zip(rankings, relevances)]
+        every.append({name: float(np.mean([each[name] for each in found])) for name in found[0]})
+    return every
 
 
 def epochs_each(epochs: int) -> str:
