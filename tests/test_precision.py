@@ -14,7 +14,7 @@ from test_train import SMALL
 
 # one paired epoch with modality dropout (its one-side rows included) and one epoch of the unimodal branch
 SETTINGS = [*SMALL, "--epoch", "1", "--hash_lens", "16", "--modality_dropout", "0.5", "--unimodal_epochs", "1",
-            "--train_limit", "300", "--eval_every", "0"]
+            "--train_limit", "300", "--eval_every", "0", "--balanced_neighbours", "auto"]   # the default's fork too
 
 
 def run(tmp_path, precision, monkeypatch):
