@@ -165,9 +165,9 @@ def paired_epoch(solver, epoch: int, train) -> dict:
                 and epoch == late_temperature.switch_epoch(cfg):
             solver.paired_fork = PairedFork.start(solver, "late_temperature", late_temperature.candidates(cfg))
         elif solver.hash_stage and cfg.balanced_neighbours == AUTO and solver.neighbour_choice is None and epoch == 0:
-            if no_neighbour_fork(cfg):
-                solver.log(f"balanced_neighbours auto: {NEIGHBOUR_CANDIDATES[0]}, without a fork: "
-                           f"{no_neighbour_fork(cfg)}")
+            reason = no_neighbour_fork(cfg)
+            if reason:
+                solver.log(f"balanced_neighbours auto: {NEIGHBOUR_CANDIDATES[0]}, without a fork: {reason}")
             else:
                 solver.paired_fork = PairedFork.start(solver, "balanced_neighbours", NEIGHBOUR_CANDIDATES)
                 solver.log(f"balanced_neighbours auto: forking {', '.join(NEIGHBOUR_CANDIDATES)} for the first "
