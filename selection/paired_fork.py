@@ -154,6 +154,7 @@ def paired_epoch(solver, epoch: int, train) -> dict:
     """The solver's paired epoch `epoch` (from 0), `train()` running it: a fork starts at its first
     epoch, trains every candidate until its last, then chooses (module docstring)."""
     cfg = solver.cfg
+    kept = _neighbours_without_fork(solver, epoch)
     if solver.paired_fork is None:
         if epoch == 0 and forks_dropout(solver) and solver.selection is None:
             solver.paired_fork = PairedFork.start(solver, "modality_dropout", cfg.select_candidates)
@@ -165,20 +166,18 @@ def paired_epoch(solver, epoch: int, train) -> dict:
                 and epoch == late_temperature.switch_epoch(cfg):
             solver.paired_fork = PairedFork.start(solver, "late_temperature", late_temperature.candidates(cfg))
         elif solver.hash_stage and cfg.balanced_neighbours == AUTO and solver.neighbour_choice is None and epoch == 0:
-            reason = no_neighbour_fork(cfg)
-            if reason:
-                solver.log(f"balanced_neighbours auto: {NEIGHBOUR_CANDIDATES[0]}, without a fork: {reason}")
-            else:
-                solver.paired_fork = PairedFork.start(solver, "balanced_neighbours", NEIGHBOUR_CANDIDATES)
-                solver.log(f"balanced_neighbours auto: forking {', '.join(NEIGHBOUR_CANDIDATES)} for the first "
-                           f"{neighbour_fork_end(cfg)} of {cfg.epoch} paired epochs; criterion "
-                           f"{late_temperature.LATE_CRITERION} on every training pair")
+            solver.paired_fork = PairedFork.start(solver, "balanced_neighbours", NEIGHBOUR_CANDIDATES)
+            solver.log(f"balanced_neighbours auto: forking {', '.join(NEIGHBOUR_CANDIDATES)} for the first "
+                       f"{neighbour_fork_end(cfg)} of {cfg.epoch} paired epochs; criterion "
+                       f"{late_temperature.LATE_CRITERION} on every training pair")
     fork = solver.paired_fork
     if fork is None or fork.setting != "late_temperature":
         solver.temperature = late_temperature.temperature_at(solver, epoch)
+    stats = train() if fork is None else fork.train_epoch(solver, train)
+    if kept:
+        stats["neighbour_selection"] = kept
     if fork is None:
-        return train()
-    stats = fork.train_epoch(solver, train)
+        return stats
     if fork.setting == "modality_dropout" and epoch + 1 == fork_epochs(cfg):
         solver.selection = stats["selection"] = fork.choose(solver, fork_epochs(cfg), solver.log)
         solver.paired_fork = None
@@ -190,6 +189,22 @@ def paired_epoch(solver, epoch: int, train) -> dict:
         solver.neighbour_choice = stats["neighbour_selection"] = fork.choose(solver, epoch + 1, solver.log)
         solver.paired_fork = None
     return stats
+
+
+def _neighbours_without_fork(solver, epoch: int):
+    """At the first paired epoch of a balanced_neighbours auto run that cannot fork (no_neighbour_fork):
+    keep the first candidate, log why and return the record (results.json, metrics.jsonl); else None."""
+    cfg = solver.cfg
+    if not (epoch == 0 and solver.hash_stage and cfg.balanced_neighbours == AUTO and solver.neighbour_choice is None):
+        return None
+    reason = no_neighbour_fork(cfg)
+    if not reason:
+        return None
+    solver.neighbour_choice = {"setting": "balanced_neighbours", "candidates": list(NEIGHBOUR_CANDIDATES),
+                               "chosen": NEIGHBOUR_CANDIDATES[0], "reason": f"without a fork: {reason}",
+                               "fork": False}
+    solver.log(f"balanced_neighbours auto: {NEIGHBOUR_CANDIDATES[0]}, without a fork: {reason}")
+    return solver.neighbour_choice
 
 
 def _snapshot(solver) -> dict:

@@ -64,6 +64,10 @@ def test_the_fork_chooses_by_the_criterion_on_held_out_pairs_and_records_it(fork
     assert all({"md0_loss", "md0.75_loss", "loss"} <= set(r) for r in records[:2])        # both candidates
     assert records[0]["loss"] == records[0]["md0_loss"] and "selection" not in records[0]
     assert records[1]["selection"] == record and "md0_loss" not in records[2]
+    # beside this fork the neighbour source keeps covariance, and the run records why from its first epoch
+    kept = result["neighbour_selection"]
+    assert kept["chosen"] == "covariance" and not kept["fork"] and records[0]["neighbour_selection"] == kept
+    assert kept["reason"] == "without a fork: the paired stage forks for --late_temperature auto or --select_fork"
 
 
 @pytest.mark.parametrize("holdout", ["0.1", "0"])

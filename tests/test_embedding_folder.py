@@ -171,7 +171,7 @@ def test_embedding_folder_errors_name_the_file(tmp_path):
 def test_a_set_without_labels_trains_indexes_and_refuses_to_score(tmp_path, capsys):
     embedding_folder(tmp_path)
     args = ["--dataset", "clipset", "--data_root", str(tmp_path), "--hash_lens", "16", "--epoch", "1",
-            "--unimodal_epochs", "1", "--fusion_dim", "32", "--fusion_ff_dim", "32", "--hash_hidden", "32",
+            "--unimodal_epochs", "1", "--balanced_neighbours", "covariance", "--fusion_dim", "32", "--fusion_ff_dim", "32", "--hash_hidden", "32",
             "--batch_size", "32", "--stream_train", "on", "--stream_block_rows", "48",
             "--output_dir", str(tmp_path / "run"), "--checkpoint_dir", str(tmp_path / "ck")]
     [result] = train.main(args)

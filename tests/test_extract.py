@@ -207,7 +207,8 @@ def test_manifest_to_training_end_to_end(tmp_path, capsys):
     metadata = json.loads((out / "metadata.json").read_text())
     assert metadata["clip_model"] == TINY_CLIP and metadata["pretrained"] == "random"
     assert metadata["sizes"] == {"train": 12, "query": 4, "retrieval": 19} and metadata["label_names"] == list("abcd")
-    [result] = train.main(["--dataset", "mine", "--data_root", str(tmp_path / "data"), "--epoch", "1", "--modality_dropout", "0",
+    [result] = train.main(["--dataset", "mine", "--data_root", str(tmp_path / "data"), "--epoch", "1",
+                           "--modality_dropout", "0", "--balanced_neighbours", "covariance",
                            "--hash_lens", "8", "--fusion_dim", "64", "--fusion_ff_dim", "64", "--hash_hidden", "32",
                            "--unimodal_epochs", "1", "--checkpoint_dir", str(tmp_path / "ck"), "--output_dir", str(tmp_path / "run")])
     assert result["num_query"] == 4 and result["num_retrieval"] == 19 and 0 <= result["i2t_map"] <= 1
@@ -240,7 +241,8 @@ def test_raw_release_to_training_end_to_end(tmp_path, release):
     splits = json.loads((out / "splits.json").read_text())
     assert sorted(splits["query"] + splits["retrieval"]) == sorted(tree.ids)
     assert set(splits["train"]) <= set(splits["retrieval"]) and not set(splits["query"]) & set(splits["retrieval"])
-    [result] = train.main(["--dataset", f"fake-{release}", "--data_root", str(tmp_path / "data"), "--epoch", "1", "--modality_dropout", "0",
+    [result] = train.main(["--dataset", f"fake-{release}", "--data_root", str(tmp_path / "data"), "--epoch", "1",
+                           "--modality_dropout", "0", "--balanced_neighbours", "covariance",
                            "--hash_lens", "8", "--fusion_dim", "64", "--fusion_ff_dim", "64", "--hash_hidden", "32",
                            "--unimodal_epochs", "1", "--checkpoint_dir", str(tmp_path / "ck"), "--output_dir", str(tmp_path / "run")])
     assert result["num_train"] == 10 and result["num_query"] == 5

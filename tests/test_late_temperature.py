@@ -17,7 +17,7 @@ CANDIDATES = (0.5, 0.3, 1.0)     # LATE_FACTORS x the default temperature 0.5
 
 def _args(tmp_path, name, *extra):
     """5 paired epochs (the switch: round(0.6 x 5) = epoch index 3, so epochs 4 and 5 are late), 1 branch epoch."""
-    return fork_args(tmp_path, name, 5, *extra)
+    return fork_args(tmp_path, name, 5, "--balanced_neighbours", "covariance", *extra)
 
 
 @pytest.fixture(scope="module")

@@ -126,11 +126,14 @@ def test_auto_keeps_its_first_candidate_beside_another_fork_or_where_no_loss_use
     assert not no_neighbour_fork(build_config([])) and not no_neighbour_fork(build_config(["--balanced_loss", "false"]))
 
 
-def test_a_run_whose_losses_use_no_neighbours_trains_one_paired_stage(tmp_path, capsys):
+def test_a_run_whose_losses_use_no_neighbours_trains_one_paired_stage_and_records_why(tmp_path, capsys):
     [result] = train.main(fork_args(tmp_path, "plain", 1, "--balanced_loss", "false",
                                     "--infonce_mask_neighbours", "false"))
-    assert result["neighbour_selection"] is None
-    assert not any(key.startswith("nb_") for key in run_records(tmp_path / "plain")[0])
+    record = result["neighbour_selection"]
+    assert record["chosen"] == "covariance" and record["fork"] is False
+    assert record["reason"].startswith("without a fork: no paired loss uses neighbours")
+    [first] = run_records(tmp_path / "plain")[:1]
+    assert not any(key.startswith("nb_") for key in first) and first["neighbour_selection"] == record
     assert "balanced_neighbours auto: covariance, without a fork: no paired loss" in capsys.readouterr().out
 
 

@@ -88,7 +88,8 @@ def test_histograms_of_a_real_run_are_drawn_instead_of_the_toy(tmp_path, capsys,
     threads = torch.get_num_threads()
     torch.set_num_threads(1)   # a model this small gains nothing from threads and loses much on a busy CPU
     try:
-        train.main(["--dataset", "demo", "--data_root", str(tmp_path / "data"), "--hash_lens", "16", "--modality_dropout", "0",
+        train.main(["--dataset", "demo", "--data_root", str(tmp_path / "data"), "--hash_lens", "16",
+                    "--modality_dropout", "0", "--balanced_neighbours", "covariance",
                     "--checkpoint_dir", str(tmp_path / "ck"), "--output_dir", str(tmp_path / "run"), "--epoch", "3",
                     "--fusion_dim", "32", "--fusion_ff_dim", "32", "--fusion_layers", "1", "--hash_hidden", "32",
                     "--batch_size", "512", "--eval_every", "0", "--save_every", "0", "--record_histograms", "true",

@@ -60,7 +60,8 @@ def make_toy_index(folder):
                                "--pretrained", "random", "--clip_model", TINY_CLIP, "--device", "cpu",
                                "--batch_size", "8", "--chunk_size", "8", "--workers", "0",
                                "--num_query", "4", "--num_train", "16"])
-    train.main(["--dataset", "shapes", "--data_root", str(data), "--epoch", "1", "--hash_lens", "16", "--modality_dropout", "0",
+    train.main(["--dataset", "shapes", "--data_root", str(data), "--epoch", "1", "--hash_lens", "16",
+                "--modality_dropout", "0", "--balanced_neighbours", "covariance",
                 "--fusion_dim", "64", "--fusion_ff_dim", "64", "--hash_hidden", "32", "--unimodal_epochs", "1",
                 "--eval_every", "0", "--checkpoint_dir", str(folder / "ck"), "--output_dir", str(folder / "runs")])
     return build_index_cli.main(["--checkpoint", str(folder / "ck" / "hash" / "shapes_hash_16.pth"),

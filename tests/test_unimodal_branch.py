@@ -24,7 +24,7 @@ UNIMODAL = ("unimodal_i2t_map", "unimodal_t2i_map")
 def _args(tmp_path, name, *extra):
     return ["--dataset", "small", "--data_root", str(small_dataset(tmp_path.parent)), "--hash_lens", "16",
             "--epoch", "3", "--fusion_dim", "64", "--fusion_ff_dim", "64", "--hash_hidden", "32", "--batch_size",
-            "64", "--modality_dropout", "0", "--val_queries", "100", "--device", "cpu", "--save_codes", "true",
+            "64", "--modality_dropout", "0", "--balanced_neighbours", "covariance", "--val_queries", "100", "--device", "cpu", "--save_codes", "true",
             "--output_dir", str(tmp_path / name), "--checkpoint_dir", str(tmp_path / name / "ck"), *extra]
 
 

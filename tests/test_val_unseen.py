@@ -51,7 +51,7 @@ def test_train_py_trains_without_them_and_says_how_many(tmp_path, capsys):
     chosen, _ = validation_rows(FeatureSplit(database["image"], database["text"], database["label"], "db"), 60)
     trained_on = int((chosen < 200).sum())
     args = ["--dataset", "small", "--data_root", str(root), "--hash_lens", "16", "--epoch", "1", "--batch_size", "64",
-            "--fusion_dim", "32", "--fusion_ff_dim", "32", "--hash_hidden", "32", "--modality_dropout", "0",
+            "--fusion_dim", "32", "--fusion_ff_dim", "32", "--hash_hidden", "32", "--modality_dropout", "0", "--balanced_neighbours", "covariance",
             "--unimodal_epochs", "0", "--val_queries", "60", "--output_dir", str(tmp_path / "run"),
             "--checkpoint_dir", str(tmp_path / "ck")]
     [results] = train.main([*args, "--val_unseen", "true"])

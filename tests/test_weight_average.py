@@ -68,7 +68,7 @@ def test_a_saved_average_goes_on_as_if_never_stopped():
 def _args(tmp_path, name, *extra):
     return ["--dataset", "small", "--data_root", str(small_dataset(tmp_path.parent)), "--hash_lens", "16",
             "--epoch", "1", "--unimodal_epochs", "2", "--fusion_dim", "64", "--fusion_ff_dim", "64",
-            "--hash_hidden", "32", "--batch_size", "64", "--modality_dropout", "0", "--device", "cpu",
+            "--hash_hidden", "32", "--batch_size", "64", "--modality_dropout", "0", "--balanced_neighbours", "covariance", "--device", "cpu",
             "--output_dir", str(tmp_path / name), "--checkpoint_dir", str(tmp_path / name / "ck"), *extra]
 
 
