@@ -165,7 +165,7 @@ def paired_epoch(solver, epoch: int, train) -> dict:
         elif solver.hash_stage and cfg.late_temperature == AUTO and solver.temperature_choice is None \
                 and epoch == late_temperature.switch_epoch(cfg):
             solver.paired_fork = PairedFork.start(solver, "late_temperature", late_temperature.candidates(cfg))
-        elif solver.hash_stage and cfg.balanced_neighbours == AUTO and solver.neighbour_choice is None and epoch == 0:
+        elif _neighbour_choice_due(solver, epoch):
             solver.paired_fork = PairedFork.start(solver, "balanced_neighbours", NEIGHBOUR_CANDIDATES)
             solver.log(f"balanced_neighbours auto: forking {', '.join(NEIGHBOUR_CANDIDATES)} for the first "
                        f"{neighbour_fork_end(cfg)} of {cfg.epoch} paired epochs; criterion "
@@ -191,13 +191,19 @@ def paired_epoch(solver, epoch: int, train) -> dict:
     return stats
 
 
+def _neighbour_choice_due(solver, epoch: int) -> bool:
+    """The first paired epoch of a balanced_neighbours auto run that has no choice yet: where it forks,
+    or records why it cannot (_neighbours_without_fork runs first and sets the choice)."""
+    return (epoch == 0 and solver.hash_stage and solver.cfg.balanced_neighbours == AUTO
+            and solver.neighbour_choice is None)
+
+
 def _neighbours_without_fork(solver, epoch: int):
     """At the first paired epoch of a balanced_neighbours auto run that cannot fork (no_neighbour_fork):
     keep the first candidate, log why and return the record (results.json, metrics.jsonl); else None."""
-    cfg = solver.cfg
-    if not (epoch == 0 and solver.hash_stage and cfg.balanced_neighbours == AUTO and solver.neighbour_choice is None):
+    if not _neighbour_choice_due(solver, epoch):
         return None
-    reason = no_neighbour_fork(cfg)
+    reason = no_neighbour_fork(solver.cfg)
     if not reason:
         return None
     solver.neighbour_choice = {"setting": "balanced_neighbours", "candidates": list(NEIGHBOUR_CANDIDATES),
