@@ -40,12 +40,16 @@ from evaluate import retrieval_metrics
 from losses import contrastive_loss
 from metrics.inputs import to_sign_codes
 from selection.clusters import same_cluster
+from selection.memo import ContentMemo, content_key
 from study.baselines import fit_cca
 
 CCA_COMPONENTS = 16   # canonical directions of the shared space
 CCA_RIDGE = 0.1       # ridge relative to the mean variance: few pairs, wide features
 FIT_ROWS = 50_000     # training pairs the balanced loss's input space (fit_input_space) is fitted on, at most
 TEMPERATURE = Config.temperature   # the contrastive criterion's: the training loss's default
+# the last results of the two costly feature-only computations, by content (selection/memo.py): a run's
+# fitted space; a fork's two halves' relevances, as packed bits (4000 x 4000 pairs: 10 MB for all five)
+_FITTED_SPACES, _RELEVANCES = ContentMemo(kept=2), ContentMemo(kept=2)
 
 
 def _unit(x) -> np.ndarray:
@@ -124,12 +128,15 @@ def fit_input_space(kind: str, image, text, rows: int, seed: int, directions: in
     training pairs ((N, Di), (N, Dt) numpy arrays, lazily read rows, or the tensors a run already holds on
     its device), fitted on every one of them or on a seeded draw of FIT_ROWS, so a run over millions of
     pairs (streamed or not) reads and fits a bounded sample. Training passes its balanced_directions (8 by
-    default); the default here, CCA_COMPONENTS, is the count of the `shared` criterion's space."""
+    default); the default here, CCA_COMPONENTS, is the count of the `shared` criterion's space. A process
+    keeps its last two fits, by content (selection/memo.py)."""
     chosen = slice(0, rows) if rows <= FIT_ROWS else \
         np.sort(np.random.default_rng([seed, 2718]).choice(rows, FIT_ROWS, replace=False))
     taken = (side[chosen] for side in (image, text))   # torch takes a numpy index array as it is
-    return INPUT_SPACES[kind](*(np.asarray(part.cpu() if torch.is_tensor(part) else part, dtype=np.float32)
-                                for part in taken), directions)
+    image, text = (np.asarray(part.cpu() if torch.is_tensor(part) else part, dtype=np.float32) for part in taken)
+    fitted = _FITTED_SPACES(content_key(kind, directions, image, text),
+                            lambda: INPUT_SPACES[kind](image, text, directions))
+    return tuple(part.copy() for part in fitted)
 
 
 def bit_balance(*codes) -> float:
@@ -167,7 +174,18 @@ def feature_relevance(query_features, database_features, share: float = 0.05) ->
     """criterion -> (Q, N) bool: which database items count as relevant to each query, from the
     input features alone ((image, text) pairs of (Q, Di)/(Q, Dt) and (N, Di)/(N, Dt)). `share`: the
     fraction of the database that counts as a query's nearest items (at least 5 items). It does not
-    depend on the codes: compute it once for every set of codes scored on the same items."""
+    depend on the codes: compute it once for every set of codes scored on the same items (a process keeps
+    the last two, by content: selection/memo.py)."""
+    arrays = [np.asarray(side) for side in (*query_features, *database_features)]
+    shape = (len(arrays[0]), len(arrays[2]))                                          # (Q, N)
+    packed = _RELEVANCES(content_key(share, *arrays), lambda: {
+        name: np.packbits(relevant) for name, relevant in _feature_relevance(arrays[:2], arrays[2:], share).items()})
+    return {name: np.unpackbits(bits, count=shape[0] * shape[1]).view(bool).reshape(shape)
+            for name, bits in packed.items()}
+
+
+def _feature_relevance(query_features, database_features, share: float) -> dict:
+    """feature_relevance's computation."""
     count = min(len(database_features[0]), max(5, round(share * len(database_features[0]))))
     by_image = nearest(query_features[0], database_features[0], count)
     by_text = nearest(query_features[1], database_features[1], count)
