@@ -10,7 +10,8 @@ from conftest import ROOT, process_id, small_dataset
 from study import ablation, workers
 from study.summary import collect_results, mean_std, method_label, paired_test, summarize, to_markdown
 
-SMALL = ["--", "--modality_dropout", "0", "--balanced_neighbours", "covariance", "--epoch", "1", "--fusion_dim", "64", "--fusion_ff_dim", "64", "--hash_hidden", "32",
+SMALL = ["--", "--modality_dropout", "0", "--balanced_neighbours", "covariance",
+         "--epoch", "1", "--fusion_dim", "64", "--fusion_ff_dim", "64", "--hash_hidden", "32",
          "--batch_size", "512"]
 
 

@@ -6,7 +6,8 @@ import sys
 
 from conftest import ROOT, small_dataset
 
-SMALL = ["--modality_dropout", "0", "--balanced_neighbours", "covariance", "--epoch", "1", "--fusion_dim", "64", "--fusion_ff_dim", "64", "--hash_hidden", "64",
+SMALL = ["--modality_dropout", "0", "--balanced_neighbours", "covariance",
+         "--epoch", "1", "--fusion_dim", "64", "--fusion_ff_dim", "64", "--hash_hidden", "64",
          "--batch_size", "512", "--unimodal_epochs", "1"]
 
 

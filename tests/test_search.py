@@ -15,7 +15,8 @@ from runio.checkpoint import load_trained_model
 
 import build_index_cli
 
-SMALL = ["--modality_dropout", "0", "--balanced_neighbours", "covariance", "--fusion_dim", "64", "--fusion_ff_dim", "64", "--hash_hidden", "128", "--batch_size", "256",
+SMALL = ["--modality_dropout", "0", "--balanced_neighbours", "covariance",
+         "--fusion_dim", "64", "--fusion_ff_dim", "64", "--hash_hidden", "128", "--batch_size", "256",
          "--unimodal_epochs", "1"]   # one branch epoch gives the unimodal codes the index holds (20, the default, took 6 s)
 
 

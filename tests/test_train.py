@@ -11,7 +11,8 @@ from conftest import WIKI_DIR, run_records
 from config import Config
 from ICMR import Solver
 
-SMALL = ["--modality_dropout", "0", "--balanced_neighbours", "covariance", "--fusion_dim", "64", "--fusion_ff_dim", "64", "--hash_hidden", "128", "--batch_size", "256", "--scale_max", "10",
+SMALL = ["--modality_dropout", "0", "--balanced_neighbours", "covariance",
+         "--fusion_dim", "64", "--fusion_ff_dim", "64", "--hash_hidden", "128", "--batch_size", "256", "--scale_max", "10",
          "--eval_every", "1", "--save_every", "1", "--unimodal_epochs", "0"]   # the branch: test_unimodal_branch.py;
 # no selection (test_selection.py, test_neighbour_fork.py) but in the first test, which trains the defaults' fork
 

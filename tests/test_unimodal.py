@@ -11,7 +11,8 @@ from data.splits import FeatureSplit
 from model import CrossModalHasher, FuseTransEncoder, HashHead
 from runio.checkpoint import load_trained_model
 
-SMALL = ["--modality_dropout", "0", "--balanced_neighbours", "covariance", "--fusion_dim", "64", "--fusion_ff_dim", "64", "--hash_hidden", "128", "--batch_size", "256",
+SMALL = ["--modality_dropout", "0", "--balanced_neighbours", "covariance",
+         "--fusion_dim", "64", "--fusion_ff_dim", "64", "--hash_hidden", "128", "--batch_size", "256",
          "--unimodal_epochs", "0"]   # one network for both protocols (the branch: test_unimodal_branch.py)
 
 
